@@ -1,0 +1,12 @@
+//! medlink: biomedical entity linking.
+//!
+//! Data flows ontology -> index -> linker: [`ontology`] loaders turn OBO, CTD MEDIC, UMLS RRF,
+//! SNOMED CT RF2, ICD-10-CM XML, MeSH and custom TSV/JSONL files into one [`ontology::Dictionary`].
+
+pub mod error;
+pub mod eval;
+pub mod fsutil;
+pub mod ontology;
+pub mod text;
+
+pub use error::{Error, ErrorKind, Result};

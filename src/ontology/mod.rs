@@ -1,0 +1,272 @@
+//! Ontologies: the concept model, the dictionary, and one loader per source format.
+//!
+//! Every loader streams its input, produces [`Concept`]s with prefixed ids (see [`ids`]) and
+//! fails with an [`crate::Error::Parse`] naming file, line and field — never a panic. The text
+//! parsers take any `BufRead` so they can be fed bytes in tests.
+//!
+//! | format    | input                                                       | module       |
+//! |-----------|-------------------------------------------------------------|--------------|
+//! | `obo`     | OBO 1.2 (`hp.obo`, `doid.obo`)                              | [`obo`]      |
+//! | `medic`   | CTD MEDIC pipe format `ID[|ID]||Name[|Syn]` (BioSyn, 2012)   | [`medic`]    |
+//! | `ctd`     | CTD `CTD_diseases.tsv[.gz]`                                 | [`medic`]    |
+//! | `umls`    | directory with `MRCONSO.RRF` (+ `MRSTY.RRF`)                | [`umls`]     |
+//! | `snomed`  | RF2 snapshot directory (`sct2_Concept`, `sct2_Description`, `sct2_Relationship`) | [`snomed`] |
+//! | `icd10cm` | CMS tabular XML                                             | [`icd10cm`]  |
+//! | `mesh`    | MeSH descriptor labels CSV (`id,scheme,subject`)            | [`custom`]   |
+//! | `tsv`     | `id<TAB>name<TAB>synonyms(|)<TAB>types(|)`                  | [`custom`]   |
+//! | `jsonl`   | `{"id":..,"name":..,"synonyms":[..],"types":[..]}` per line | [`custom`]   |
+
+pub mod concept;
+pub mod custom;
+pub mod dictionary;
+pub mod icd10cm;
+pub mod ids;
+pub mod lines;
+pub mod medic;
+pub mod obo;
+pub mod snomed;
+pub mod store;
+pub mod umls;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use concept::{Concept, Synonym, SynonymKind};
+pub use dictionary::{ConceptIdx, Dictionary, DictionaryStats, NameEntry, NameIdx, SourceInfo};
+
+use crate::error::{Error, Result};
+
+/// A supported source format. Serialized (dictionary file, index manifest) as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Obo,
+    Medic,
+    Ctd,
+    Umls,
+    Snomed,
+    Icd10cm,
+    Mesh,
+    Tsv,
+    Jsonl,
+}
+
+impl Format {
+    pub const ALL: [Format; 9] = [
+        Format::Obo,
+        Format::Medic,
+        Format::Ctd,
+        Format::Umls,
+        Format::Snomed,
+        Format::Icd10cm,
+        Format::Mesh,
+        Format::Tsv,
+        Format::Jsonl,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Obo => "obo",
+            Format::Medic => "medic",
+            Format::Ctd => "ctd",
+            Format::Umls => "umls",
+            Format::Snomed => "snomed",
+            Format::Icd10cm => "icd10cm",
+            Format::Mesh => "mesh",
+            Format::Tsv => "tsv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::UnknownFormat {
+                found: s.to_string(),
+                expected: Format::ALL.map(Format::as_str).join(", "),
+            })
+    }
+}
+
+/// `FORMAT:PATH` as given on the command line, e.g. `obo:../shared/data/hpo/hp.obo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OntologySpec {
+    pub format: Format,
+    pub path: PathBuf,
+}
+
+impl FromStr for OntologySpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (format, path) = s.split_once(':').ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "ontology `{s}` must be FORMAT:PATH, FORMAT one of {}",
+                Format::ALL.map(Format::as_str).join(", ")
+            ))
+        })?;
+        if path.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "ontology `{s}` has an empty path"
+            )));
+        }
+        Ok(OntologySpec {
+            format: format.parse()?,
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+impl fmt::Display for OntologySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.format, self.path.display())
+    }
+}
+
+/// Filters applied while loading. Each loader uses the ones that make sense for its format.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Languages to keep (UMLS `LAT` such as `ENG`; SNOMED `languageCode` such as `en`).
+    /// Matched case-insensitively on the first two letters, so `ENG` and `en` agree.
+    /// Empty keeps every language.
+    pub languages: Vec<String>,
+    /// UMLS source vocabularies (`SAB`) to keep; empty keeps all.
+    pub umls_sources: Vec<String>,
+    /// Keep UMLS rows marked suppressed (`SUPPRESS` other than `N`).
+    pub include_suppressed: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            languages: vec!["ENG".to_string()],
+            umls_sources: Vec::new(),
+            include_suppressed: false,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Whether a language code passes the filter (`ENG`, `en`, `en-US` all match `ENG`).
+    pub fn keeps_language(&self, code: &str) -> bool {
+        fn key(code: &str) -> String {
+            code.chars()
+                .take(2)
+                .collect::<String>()
+                .to_ascii_lowercase()
+        }
+        self.languages.is_empty() || self.languages.iter().any(|l| key(l) == key(code))
+    }
+}
+
+/// What one loader returns: concepts of one source, the version it declares, and warnings
+/// about records it skipped or repaired.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub concepts: Vec<Concept>,
+    pub version: Option<String>,
+    pub warnings: Vec<String>,
+    /// The files read, for the source checksum.
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads one source.
+pub fn load(spec: &OntologySpec, opts: &LoadOptions) -> Result<Loaded> {
+    let path = spec.path.as_path();
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
+    }
+    let _span = tracing::info_span!("load_ontology", format = %spec.format, path = %path.display())
+        .entered();
+    let mut loaded = match spec.format {
+        Format::Obo => obo::read(lines::open(path)?, path),
+        Format::Medic => medic::read_pipe(lines::open(path)?, path),
+        Format::Ctd => medic::read_ctd_tsv(lines::open(path)?, path),
+        Format::Umls => umls::load_dir(path, opts),
+        Format::Snomed => snomed::load_dir(path, opts),
+        Format::Icd10cm => icd10cm::read(lines::open(path)?, path),
+        Format::Mesh => custom::read_mesh_csv(lines::open(path)?, path),
+        Format::Tsv => custom::read_tsv(lines::open(path)?, path),
+        Format::Jsonl => custom::read_jsonl(lines::open(path)?, path),
+    }?;
+    if loaded.files.is_empty() {
+        loaded.files.push(path.to_path_buf());
+    }
+    tracing::info!(concepts = loaded.concepts.len(), "loaded");
+    Ok(loaded)
+}
+
+/// Default short source name for a format and path, used in filters and reports.
+pub fn source_name(spec: &OntologySpec) -> String {
+    let stem = spec
+        .path
+        .file_name()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match spec.format {
+        Format::Obo if stem.starts_with("hp") => "HPO".into(),
+        Format::Obo if stem.starts_with("doid") => "DOID".into(),
+        Format::Obo => stem.trim_end_matches(".obo").to_ascii_uppercase(),
+        Format::Medic => "MEDIC".into(),
+        Format::Ctd => "CTD".into(),
+        Format::Umls => "UMLS".into(),
+        Format::Snomed => "SNOMEDCT".into(),
+        Format::Icd10cm => "ICD10CM".into(),
+        Format::Mesh => "MESH".into(),
+        Format::Tsv | Format::Jsonl => stem
+            .split('.')
+            .next()
+            .unwrap_or("CUSTOM")
+            .to_ascii_uppercase(),
+    }
+}
+
+/// Loads every source into one dictionary.
+pub fn load_dictionary(specs: &[OntologySpec], opts: &LoadOptions) -> Result<Dictionary> {
+    if specs.is_empty() {
+        return Err(Error::InvalidInput("no ontology given".into()));
+    }
+    let mut sources = Vec::new();
+    let mut concepts = Vec::new();
+    let mut warnings = Vec::new();
+    for spec in specs {
+        let loaded = load(spec, opts)?;
+        let source_idx = u16::try_from(sources.len())
+            .map_err(|_| Error::InvalidInput("more than 65535 ontology sources".into()))?;
+        let files: Vec<&Path> = loaded.files.iter().map(PathBuf::as_path).collect();
+        sources.push(SourceInfo {
+            name: source_name(spec),
+            format: spec.format,
+            path: spec.path.display().to_string(),
+            version: loaded.version,
+            sha256: crate::fsutil::sha256_files(&files)?,
+            concepts: loaded.concepts.len(),
+        });
+        warnings.extend(
+            loaded
+                .warnings
+                .into_iter()
+                .map(|w| format!("{}: {w}", spec.path.display())),
+        );
+        concepts.extend(loaded.concepts.into_iter().map(|mut c| {
+            c.source = source_idx;
+            c
+        }));
+    }
+    Dictionary::from_parts(sources, concepts, warnings)
+}
