@@ -71,7 +71,12 @@ impl Collector {
 pub fn read_mesh_csv(reader: impl BufRead, path: &Path) -> Result<Loaded> {
     let mut records = CsvRecords::new(Lines::new(reader, path));
     let Some((header_line, header)) = records.next_record()? else {
-        return Err(Error::parse(path, 1, None, "empty file: expected the header `id,scheme,subject`"));
+        return Err(Error::parse(
+            path,
+            1,
+            None,
+            "empty file: expected the header `id,scheme,subject`",
+        ));
     };
     let column = |name: &str| {
         header
@@ -283,13 +288,18 @@ pub fn read_tsv(reader: impl BufRead, path: &Path) -> Result<Loaded> {
         }
         let name = cols[1].trim();
         if name.is_empty() {
-            return Err(Error::parse(path, line_no, Some("name"), "empty preferred name"));
+            return Err(Error::parse(
+                path,
+                line_no,
+                Some("name"),
+                "empty preferred name",
+            ));
         }
         let mut concept = Concept::new(normalize_id(id), name);
-        for synonym in pipe_list(cols.get(2)) {
+        for synonym in pipe_list(cols.get(2).copied()) {
             concept.push_synonym(synonym, SynonymKind::Unspecified);
         }
-        for t in pipe_list(cols.get(3)) {
+        for t in pipe_list(cols.get(3).copied()) {
             if !concept.types.iter().any(|have| have == t) {
                 concept.types.push(t.to_string());
             }
@@ -300,9 +310,8 @@ pub fn read_tsv(reader: impl BufRead, path: &Path) -> Result<Loaded> {
 }
 
 /// The non-empty, trimmed items of an optional `a|b|c` column.
-fn pipe_list<'a>(column: Option<&&'a str>) -> impl Iterator<Item = &'a str> {
+fn pipe_list(column: Option<&str>) -> impl Iterator<Item = &str> {
     column
-        .copied()
         .into_iter()
         .flat_map(|c| c.split('|'))
         .map(str::trim)
@@ -320,7 +329,8 @@ pub fn read_jsonl(reader: impl BufRead, path: &Path) -> Result<Loaded> {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |field: Option<&str>, message: String| Error::parse(path, line_no, field, message);
+        let err =
+            |field: Option<&str>, message: String| Error::parse(path, line_no, field, message);
         let object: Map<String, Value> = match serde_json::from_str(line) {
             Ok(Value::Object(object)) => object,
             Ok(other) => {
@@ -334,7 +344,9 @@ pub fn read_jsonl(reader: impl BufRead, path: &Path) -> Result<Loaded> {
         let id = required_string(&object, "id").map_err(|m| err(Some("id"), m))?;
         let name = required_string(&object, "name").map_err(|m| err(Some("name"), m))?;
         let mut concept = Concept::new(normalize_id(id), name);
-        for synonym in string_list(&object, "synonyms").map_err(|(f, m)| err(Some(f.as_str()), m))? {
+        for synonym in
+            string_list(&object, "synonyms").map_err(|(f, m)| err(Some(f.as_str()), m))?
+        {
             concept.push_synonym(synonym, SynonymKind::Unspecified);
         }
         for (field, target, normalize) in [
@@ -370,7 +382,10 @@ pub fn read_jsonl(reader: impl BufRead, path: &Path) -> Result<Loaded> {
 }
 
 /// A string field that must be present and not blank; the error is the message only.
-fn required_string<'a>(object: &'a Map<String, Value>, field: &str) -> std::result::Result<&'a str, String> {
+fn required_string<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> std::result::Result<&'a str, String> {
     match object.get(field) {
         None | Some(Value::Null) => Err("missing".to_string()),
         Some(Value::String(s)) if s.trim().is_empty() => Err("empty".to_string()),
@@ -426,7 +441,10 @@ mod tests {
         assert_eq!(ok("a,b,c"), ["a", "b", "c"]);
         assert_eq!(ok(""), [""]);
         assert_eq!(ok("a,,"), ["a", "", ""]);
-        assert_eq!(ok(r#"x,MeSH,"Abdomen, Acute""#), ["x", "MeSH", "Abdomen, Acute"]);
+        assert_eq!(
+            ok(r#"x,MeSH,"Abdomen, Acute""#),
+            ["x", "MeSH", "Abdomen, Acute"]
+        );
         assert_eq!(ok(r#""say ""hi""",b"#), [r#"say "hi""#, "b"]);
         assert_eq!(ok(r#""""#), [""]);
         assert_eq!(ok(r#"a"b,c"#), [r#"a"b"#, "c"]);

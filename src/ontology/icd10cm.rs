@@ -230,7 +230,10 @@ impl Parser<'_> {
     fn error(&self, line: usize, field: Option<&str>, message: impl Into<String>) -> Error {
         let mut message = message.into();
         if let Some(open) = self.open.last() {
-            message.push_str(&format!(" (inside <{}> opened at line {})", open.name, open.line));
+            message.push_str(&format!(
+                " (inside <{}> opened at line {})",
+                open.name, open.line
+            ));
         }
         Error::parse(self.path, line, field, message)
     }
@@ -248,7 +251,11 @@ impl Parser<'_> {
         // before this event's start is stale (left from no error at all), so fall back to
         // where reading stopped.
         let at = xml.error_position();
-        let at = if at >= start { at } else { xml.buffer_position() };
+        let at = if at >= start {
+            at
+        } else {
+            xml.buffer_position()
+        };
         let tracker = xml.get_ref();
         let line = if at >= tracker.consumed() {
             tracker.last_line()
@@ -485,11 +492,7 @@ impl Parser<'_> {
         match element.tag {
             _ if element.opened_frame => {
                 if let Some(frame) = self.frames.pop() {
-                    // Restore the element for error context while finishing the frame.
-                    self.open.push(element);
-                    let result = self.end_frame(frame);
-                    self.open.pop();
-                    result?;
+                    self.end_frame(frame)?;
                 }
             }
             Tag::SevenChrDef if self.parent_tag() == Some(Tag::Diag) => {
@@ -597,10 +600,18 @@ impl Parser<'_> {
             FrameKind::Diag => "diag",
         };
         if frame.kind != FrameKind::Section && frame.code.is_empty() {
-            return Err(self.error(frame.line, Some("name"), format!("<{element}> without <name>")));
+            return Err(self.error(
+                frame.line,
+                Some("name"),
+                format!("<{element}> without <name>"),
+            ));
         }
         if !frame.has_desc || self.loaded.concepts[frame.idx].name.is_empty() {
-            return Err(self.error(frame.line, Some("desc"), format!("<{element}> without <desc>")));
+            return Err(self.error(
+                frame.line,
+                Some("desc"),
+                format!("<{element}> without <desc>"),
+            ));
         }
         let concept = &mut self.loaded.concepts[frame.idx];
         match frame.kind {
@@ -706,15 +717,12 @@ impl Parser<'_> {
 /// `A00`, `E11.9`, `H21.1X`, `S06.1X7A`: 3 to 8 ASCII letters and digits with an optional dot
 /// after the third.
 fn is_code(code: &str) -> bool {
-    let bytes = code.as_bytes();
-    let (head, tail) = match code.split_once('.') {
-        Some((head, tail)) => (head.as_bytes(), tail.as_bytes()),
-        None => (bytes, &b""[..]),
-    };
-    head.len() == 3
-        && tail.len() <= 4
-        && head.iter().chain(tail).all(u8::is_ascii_alphanumeric)
-        && (code.contains('.') == !tail.is_empty())
+    let alphanumeric = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric());
+    let category = |s: &str| s.len() == 3 && alphanumeric(s);
+    match code.split_once('.') {
+        None => category(code),
+        Some((head, tail)) => category(head) && (1..=4).contains(&tail.len()) && alphanumeric(tail),
+    }
 }
 
 /// The code without its dot, padded with the placeholder `X` to six characters; `None` when
@@ -802,7 +810,10 @@ fn utf8<'b>(path: &Path, line: usize, bytes: &'b [u8]) -> Result<&'b str> {
             path,
             line,
             None,
-            format!("invalid UTF-8 (byte {} of this markup)", e.valid_up_to() + 1),
+            format!(
+                "invalid UTF-8 (byte {} of this markup)",
+                e.valid_up_to() + 1
+            ),
         )
     })
 }
@@ -923,7 +934,16 @@ mod tests {
         for ok in ["A00", "E11.9", "H21.1X", "S06.1X7A", "C7A", "Z3A.01"] {
             assert!(is_code(ok), "{ok}");
         }
-        for bad in ["", "A0", "A000", "E11.", "E11.12345", "E 11", "E11.9.1", ".E11"] {
+        for bad in [
+            "",
+            "A0",
+            "A000",
+            "E11.",
+            "E11.12345",
+            "E 11",
+            "E11.9.1",
+            ".E11",
+        ] {
             assert!(!is_code(bad), "{bad}");
         }
     }
@@ -948,7 +968,10 @@ mod tests {
                 "Intestinal infectious diseases (A00-A09)",
                 "Intestinal infectious diseases",
             ),
-            ("Other human herpesviruses (B10)", "Other human herpesviruses"),
+            (
+                "Other human herpesviruses (B10)",
+                "Other human herpesviruses",
+            ),
             ("Pregnancy (O00-O9A)", "Pregnancy"),
             ("Disease (not a range)", "Disease (not a range)"),
             ("(A00-A09)", "(A00-A09)"),

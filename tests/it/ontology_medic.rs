@@ -27,18 +27,31 @@ fn medic_2012_has_documented_counts_and_covers_ncbi_disease() {
     assert_eq!(stats.names, 76_237);
     // Secondary ids resolve: line `270400|D019082||Smith-Lemli-Opitz Syndrome|...`.
     assert_eq!(dict.get("D019082").unwrap().id, "OMIM:270400");
-    assert_eq!(dict.get("MESH:D019082").unwrap().name, "Smith-Lemli-Opitz Syndrome");
+    assert_eq!(
+        dict.get("MESH:D019082").unwrap().name,
+        "Smith-Lemli-Opitz Syndrome"
+    );
 
     let mut gold_ids = std::collections::BTreeSet::new();
-    for split in ["NCBItrainset_corpus.txt", "NCBIdevelopset_corpus.txt", "NCBItestset_corpus.txt"] {
+    for split in [
+        "NCBItrainset_corpus.txt",
+        "NCBIdevelopset_corpus.txt",
+        "NCBItestset_corpus.txt",
+    ] {
         let corpus = pubtator::load(&shared_data(&format!("ncbi_disease/{split}"))).unwrap();
         for (_, m) in corpus.mentions() {
             gold_ids.extend(m.ids.iter().cloned());
         }
     }
-    let missing: Vec<_> = gold_ids.iter().filter(|id| dict.lookup_id(id).is_none()).collect();
+    let missing: Vec<_> = gold_ids
+        .iter()
+        .filter(|id| dict.lookup_id(id).is_none())
+        .collect();
     assert_eq!(gold_ids.len(), 751, "distinct NCBI-disease gold ids");
-    assert!(missing.is_empty(), "gold ids absent from MEDIC 2012: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "gold ids absent from MEDIC 2012: {missing:?}"
+    );
 }
 
 #[test]
@@ -51,23 +64,47 @@ fn ctd_2017_has_documented_counts_and_covers_bc5cdr_disease() {
     let stats = dict.stats();
     assert_eq!(stats.concepts, 11_865);
     assert_eq!(stats.names, 11_865 + 66_129);
-    assert!(dict.sources()[0].version.as_deref().unwrap().contains("2017"));
+    assert!(dict.sources()[0]
+        .version
+        .as_deref()
+        .unwrap()
+        .contains("2017"));
     let c = dict.get("MESH:C579849").unwrap();
     assert_eq!(c.name, "15q24 Microdeletion");
     assert!(c.xrefs.contains(&"DOID:0060395".to_string()));
     assert!(c.parents.contains(&"MESH:D002872".to_string()));
 
     let mut gold_ids = std::collections::BTreeSet::new();
-    for file in ["CDR_TrainingSet.PubTator.txt", "CDR_DevelopmentSet.PubTator.txt"] {
+    for file in [
+        "CDR_TrainingSet.PubTator.txt",
+        "CDR_DevelopmentSet.PubTator.txt",
+    ] {
         let corpus = pubtator::load(&shared_data(&format!("bc5cdr/{file}"))).unwrap();
-        assert!(corpus.span_mismatches.is_empty(), "{:?}", &corpus.span_mismatches[..3.min(corpus.span_mismatches.len())]);
-        for (_, m) in corpus.mentions().filter(|(_, m)| m.entity_type == "Disease") {
+        assert!(
+            corpus.span_mismatches.is_empty(),
+            "{:?}",
+            &corpus.span_mismatches[..3.min(corpus.span_mismatches.len())]
+        );
+        for (_, m) in corpus
+            .mentions()
+            .filter(|(_, m)| m.entity_type == "Disease")
+        {
             gold_ids.extend(m.ids.iter().cloned());
         }
     }
-    let missing: Vec<_> = gold_ids.iter().filter(|id| dict.lookup_id(id).is_none()).collect();
-    assert!(gold_ids.len() > 800, "{} distinct disease ids", gold_ids.len());
-    assert!(missing.is_empty(), "BC5CDR disease ids absent from CTD 2017: {missing:?}");
+    let missing: Vec<_> = gold_ids
+        .iter()
+        .filter(|id| dict.lookup_id(id).is_none())
+        .collect();
+    assert!(
+        gold_ids.len() > 800,
+        "{} distinct disease ids",
+        gold_ids.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "BC5CDR disease ids absent from CTD 2017: {missing:?}"
+    );
 }
 
 #[test]
@@ -90,7 +127,10 @@ fn dictionary_file_round_trips_and_rejects_other_files() {
     let other = dir.path().join("other.bin");
     std::fs::write(&other, b"definitely not a dictionary").unwrap();
     let err = store::load(&other).unwrap_err();
-    assert!(err.to_string().contains("not a medlink dictionary file"), "{err}");
+    assert!(
+        err.to_string().contains("not a medlink dictionary file"),
+        "{err}"
+    );
     let mut truncated = std::fs::read(&path).unwrap();
     truncated.truncate(truncated.len() / 2);
     std::fs::write(&other, truncated).unwrap();
@@ -120,7 +160,10 @@ fn two_ontologies_in_one_dictionary() {
 fn malformed_medic_names_file_line_and_field() {
     let path = Path::new("medic.txt");
     let cases: [(&[u8], &str); 4] = [
-        (b"D000001||Name\nD000002|Name without separator\n", "medic.txt:2: "),
+        (
+            b"D000001||Name\nD000002|Name without separator\n",
+            "medic.txt:2: ",
+        ),
         (b"||Name\n", "medic.txt:1: field `id`"),
         (b"D000001||\n", "medic.txt:1: field `name`"),
         (b"D000001||Caf\xe9\n", "medic.txt:1: invalid UTF-8"),
@@ -131,7 +174,11 @@ fn malformed_medic_names_file_line_and_field() {
     }
     let tsv = Path::new("CTD_diseases.tsv");
     let err = medic::read_ctd_tsv(&b"# header\nName\tMESH:D1\tonly three\n"[..], tsv).unwrap_err();
-    assert!(err.to_string().starts_with("CTD_diseases.tsv:2: expected 9 columns"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("CTD_diseases.tsv:2: expected 9 columns"),
+        "{err}"
+    );
     let err = medic::read_ctd_tsv(&b"Name\t\t\t\t\t\t\t\t\n"[..], tsv).unwrap_err();
     assert!(err.to_string().contains("field `DiseaseID`"), "{err}");
 }

@@ -32,20 +32,33 @@ fn hpo_2025_01_16_has_documented_counts() {
     assert!(macro_.types.contains(&"Phenotypic abnormality".to_string()));
     assert!(macro_.xrefs.iter().any(|x| x.starts_with("UMLS:")));
     let kidney = dict.get("HP:0000003").unwrap();
-    assert!(kidney.xrefs.contains(&"SNOMEDCT:204962002".to_string()), "{:?}", kidney.xrefs);
+    assert!(
+        kidney.xrefs.contains(&"SNOMEDCT:204962002".to_string()),
+        "{:?}",
+        kidney.xrefs
+    );
     assert!(!macro_.parents.is_empty());
     // Alt ids resolve to their term.
-    assert_eq!(dict.get("HP:0004715").map(|c| c.id.as_str()), Some("HP:0000003"));
+    assert_eq!(
+        dict.get("HP:0004715").map(|c| c.id.as_str()),
+        Some("HP:0000003")
+    );
     // Lookup by normalised name finds synonyms.
     let hits = dict.lookup_name("large head");
-    assert!(hits.iter().any(|&c| dict.concept(c).id == "HP:0000256"), "{hits:?}");
+    assert!(
+        hits.iter().any(|&c| dict.concept(c).id == "HP:0000256"),
+        "{hits:?}"
+    );
     let abbreviations = macro_
         .synonyms
         .iter()
         .chain(dict.concepts().iter().flat_map(|c| c.synonyms.iter()))
         .filter(|s| s.kind == SynonymKind::Abbreviation)
         .count();
-    assert!(abbreviations >= 577, "abbreviation-typed synonyms: {abbreviations}");
+    assert!(
+        abbreviations >= 577,
+        "abbreviation-typed synonyms: {abbreviations}"
+    );
     let stats = dict.stats();
     assert_eq!(stats.concepts, 19_484);
     assert_eq!(stats.active_concepts, 19_484 - 450);
@@ -121,7 +134,11 @@ name: part of
     assert_eq!(loaded.concepts.len(), 4);
     let leaf = &loaded.concepts[2];
     assert_eq!(leaf.definition.as_deref(), Some("A \"quoted\" definition."));
-    let kinds: Vec<_> = leaf.synonyms.iter().map(|s| (s.text.as_str(), s.kind)).collect();
+    let kinds: Vec<_> = leaf
+        .synonyms
+        .iter()
+        .map(|s| (s.text.as_str(), s.kind))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -153,19 +170,37 @@ fn obo_cycles_do_not_hang() {
 #[test]
 fn malformed_obo_names_file_line_and_field() {
     let cases = [
-        ("[Term]\nid: A:1\nname: a\nsynonym: \"unterminated EXACT []\n", 4, Some("synonym")),
+        (
+            "[Term]\nid: A:1\nname: a\nsynonym: \"unterminated EXACT []\n",
+            4,
+            Some("synonym"),
+        ),
         ("[Term]\nname: no id\n", 1, Some("id")),
-        ("[Term]\nid: A:1\nname: a\nthis line has no colon\n", 4, None),
-        ("[Term]\nid: A:1\nname: a\nsynonym: \"x\" SOMETIMES []\n", 4, Some("synonym")),
+        (
+            "[Term]\nid: A:1\nname: a\nthis line has no colon\n",
+            4,
+            None,
+        ),
+        (
+            "[Term]\nid: A:1\nname: a\nsynonym: \"x\" SOMETIMES []\n",
+            4,
+            Some("synonym"),
+        ),
         ("[Term\nid: A:1\n", 1, None),
         ("[Term]\nid: A:1\n", 1, Some("name")),
     ];
     for (text, line, field) in cases {
         let err = parse(text).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with(&format!("test.obo:{line}: ")), "{text:?} -> {msg}");
+        assert!(
+            msg.starts_with(&format!("test.obo:{line}: ")),
+            "{text:?} -> {msg}"
+        );
         if let Some(field) = field {
-            assert!(msg.contains(&format!("field `{field}`")), "{text:?} -> {msg}");
+            assert!(
+                msg.contains(&format!("field `{field}`")),
+                "{text:?} -> {msg}"
+            );
         }
         assert_eq!(err.kind(), medlink::ErrorKind::User);
     }
@@ -175,7 +210,10 @@ fn malformed_obo_names_file_line_and_field() {
 fn invalid_utf8_names_the_line() {
     let bytes = b"[Term]\nid: A:1\nname: caf\xe9\n";
     let err = obo::read(&bytes[..], Path::new("bad.obo")).unwrap_err();
-    assert!(err.to_string().starts_with("bad.obo:3: invalid UTF-8"), "{err}");
+    assert!(
+        err.to_string().starts_with("bad.obo:3: invalid UTF-8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -187,7 +225,10 @@ fn missing_file_and_unknown_format_are_clear_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/hp.obo"), "{err}");
     let err = "owl:hp.owl".parse::<OntologySpec>().unwrap_err();
-    assert!(err.to_string().contains("unknown ontology format `owl`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown ontology format `owl`"),
+        "{err}"
+    );
     assert!(err.to_string().contains("obo, medic"), "{err}");
     assert!("hp.obo".parse::<OntologySpec>().is_err());
 }

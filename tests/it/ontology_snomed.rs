@@ -544,7 +544,7 @@ fn snomed_orphan_descriptions_and_relationships_are_warnings() {
 }
 
 /// A row of RF2-ish tokens, so that many cases get past the header and column checks.
-fn rf2_line() -> impl Strategy<Value = String> {
+fn rf2_line(columns: usize) -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         Just("22298006".to_string()),
         Just("64572001".to_string()),
@@ -561,19 +561,30 @@ fn rf2_line() -> impl Strategy<Value = String> {
         "\\PC{0,4}",
         "[a-z ]{1,10}\\([a-z]{0,6}\\)",
     ];
-    prop::collection::vec(piece, 0..11).prop_map(|cols| cols.join("\t"))
+    // Mostly the header's column count, sometimes any.
+    prop_oneof![
+        3 => prop::collection::vec(piece.clone(), columns..=columns),
+        1 => prop::collection::vec(piece, 0..11),
+    ]
+    .prop_map(|cols| cols.join("\t"))
 }
 
 fn rf2_file(header: &'static str) -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), prop::collection::vec(rf2_line(), 0..6)).prop_map(move |(with_header, rows)| {
-        let mut text = if with_header {
-            format!("{header}\r\n")
-        } else {
-            String::new()
-        };
-        text.push_str(&rows.join("\r\n"));
-        text.into_bytes()
-    })
+    let columns = header.split('\t').count();
+    (
+        prop::bool::weighted(0.9),
+        prop::collection::vec(rf2_line(columns), 0..6),
+    )
+        .prop_map(move |(with_header, rows)| {
+            // Mostly with the header, so rows are reached.
+            let mut text = if with_header {
+                format!("{header}\r\n")
+            } else {
+                String::new()
+            };
+            text.push_str(&rows.join("\r\n"));
+            text.into_bytes()
+        })
 }
 
 proptest! {

@@ -448,7 +448,12 @@ fn rrf_line() -> impl Strategy<Value = String> {
         "[ -~]{0,6}",
         "\\PC{0,4}",
     ];
-    prop::collection::vec(piece, 0..21).prop_map(|cols| cols.join("|"))
+    // Mostly the right column count (18, or 19 with the trailing pipe), sometimes any.
+    prop_oneof![
+        3 => prop::collection::vec(piece.clone(), 18..=19),
+        1 => prop::collection::vec(piece, 0..21),
+    ]
+    .prop_map(|cols| cols.join("|"))
 }
 
 proptest! {
