@@ -3,10 +3,16 @@
 //! Data flows ontology -> index -> linker: [`ontology`] loaders turn OBO, CTD MEDIC, UMLS RRF,
 //! SNOMED CT RF2, ICD-10-CM XML, MeSH and custom TSV/JSONL files into one [`ontology::Dictionary`].
 
+pub mod assets;
+pub mod cli;
+pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod index;
+pub mod linker;
 pub mod ontology;
+pub mod progress;
 pub mod text;
 
 pub use error::{Error, ErrorKind, Result};

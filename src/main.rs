@@ -1,1 +1,5 @@
-fn main() {}
+//! The `medlink` command line: parse arguments, set up logging, dispatch.
+
+fn main() -> std::process::ExitCode {
+    medlink::cli::main()
+}

@@ -66,7 +66,12 @@ pub fn read(reader: impl BufRead, path: &Path) -> Result<Corpus> {
         }
         let cols: Vec<&str> = line.split('\t').collect();
         let Some((doc, chars)) = current.as_mut() else {
-            return Err(Error::parse(path, line_no, None, "annotation outside a document"));
+            return Err(Error::parse(
+                path,
+                line_no,
+                None,
+                "annotation outside a document",
+            ));
         };
         if cols.first() != Some(&doc.id.as_str()) {
             return Err(Error::parse(
@@ -84,13 +89,21 @@ pub fn read(reader: impl BufRead, path: &Path) -> Result<Corpus> {
                 path,
                 line_no,
                 None,
-                format!("expected 6 or 7 tab-separated columns, found {}", cols.len()),
+                format!(
+                    "expected 6 or 7 tab-separated columns, found {}",
+                    cols.len()
+                ),
             ));
         }
         let offset = |i: usize, field: &str| -> Result<usize> {
-            cols[i]
-                .parse()
-                .map_err(|_| Error::parse(path, line_no, Some(field), format!("not an offset: {:?}", cols[i])))
+            cols[i].parse().map_err(|_| {
+                Error::parse(
+                    path,
+                    line_no,
+                    Some(field),
+                    format!("not an offset: {:?}", cols[i]),
+                )
+            })
         };
         let (start, end) = (offset(1, "start")?, offset(2, "end")?);
         let text = cols[3].to_string();

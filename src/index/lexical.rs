@@ -1,0 +1,820 @@
+//! Lexical search over normalised names: a tantivy index of character 3-grams, re-ranked by
+//! TF-IDF cosine.
+//!
+//! This is the typo- and morphology-tolerant partner of the dense index: the linker uses it as a
+//! fallback and fuses its scores with cosine similarities of embeddings.
+//!
+//! # Features
+//! A name is cut into words at whitespace; every word is padded with one space on each side and
+//! cut into overlapping character 3-grams (`"big head"` -> `" bi"`, `"big"`, `"ig "`, `" he"`,
+//! `"hea"`, `"ead"`, `"ad "`). This is scikit-learn's `char_wb` analyzer, the one scispaCy's
+//! linker uses: word boundaries count (a word's first and last letters carry weight) but no
+//! 3-gram spans two words, so word order does not change the features (`"head big"` has exactly
+//! the features of `"big head"`). A one-letter word still gives one 3-gram (`" a "`), so 1–2
+//! character queries act as whole-word / word-prefix / word-suffix queries without a special
+//! path. [`char_trigrams`] is the single definition used for indexing, querying and scoring.
+//!
+//! # Scoring rule
+//! The score of a name for a query is the cosine between TF-IDF vectors of 3-gram counts,
+//! `w(t) = count(t) * idf(t)` with the smoothed `idf(t) = ln((1 + N) / (1 + df(t))) + 1`
+//! (scikit-learn's default; `N` names indexed, `df(t)` names containing `t`, 0 for a 3-gram no
+//! name has). It is in `[0, 1]`, is 1 exactly when the name has the query's 3-grams in the same
+//! proportions, and is comparable across queries; [`LexicalIndex::similarity`] computes it for
+//! any pair of strings, so the linker can score dense-index candidates on the same scale.
+//!
+//! [`LexicalIndex::search`] retrieves a candidate pool of `max(4k, 64)` names by BM25 over an OR
+//! of the query's 3-grams — 3-grams found in more than 5% of the names are left out of this
+//! retrieval step when at least four rarer ones remain, since they match too many names to be
+//! worth scanning — and returns the best `k` of the pool by the cosine above. The pool only
+//! decides which names are seen, never their scores. Ties are broken by exact string equality
+//! with the query, then BM25, then name index, so results are deterministic. On the HPO name
+//! table the results equal an exhaustive TF-IDF cosine scan's (see `tests/it/index_lexical.rs`).
+//!
+//! # Promises
+//! The index is immutable once built (manual reader reload, no writer kept). Opening it reads
+//! the names and the document frequency of every 3-gram into memory (about 60 bytes per name),
+//! so that candidates are re-scored without touching tantivy's compressed document store.
+//! [`LexicalIndex`] is `Send + Sync`; searches take `&self`. An on-disk index carries a format
+//! tag in tantivy's commit payload: [`LexicalIndex::open`] refuses a directory without it with
+//! [`Error::FileFormat`], a missing directory with [`Error::Io`] and an unreadable one with
+//! [`Error::DataCorruption`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED,
+};
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+    TantivyError, Term,
+};
+
+use crate::error::{Error, Result};
+use crate::ontology::NameIdx;
+
+/// Written into tantivy's commit payload; bump when the schema or the features change.
+const FORMAT: &str = "medlink-lexical/1";
+
+const FIELD_NAME_ID: &str = "name_id";
+const FIELD_NAME: &str = "name";
+const FIELD_GRAMS: &str = "grams";
+/// Name under which [`CharWbTrigrams`] is registered with tantivy.
+const TOKENIZER: &str = "medlink_char_wb_3";
+
+/// 3-grams in more than this fraction of the names are skipped at retrieval when enough rarer
+/// 3-grams remain: on HPO, " ab", "al " or "ity" match a large part of the index and make the
+/// OR query several times slower without finding anything the rarer 3-grams miss.
+fn envf(k: &str, d: f64) -> f64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(d)
+}
+#[allow(non_snake_case)]
+fn FREQUENT_DF_FRACTION() -> f64 {
+    envf("LEX_FREQ", 0.05)
+}
+/// Never retrieve with fewer than this many 3-grams (the rarest ones) when the query has them.
+const MIN_RETRIEVAL_GRAMS: usize = 4;
+/// Cap on retrieval clauses so that a pasted paragraph cannot build a huge query.
+const MAX_RETRIEVAL_GRAMS: usize = 128;
+/// Candidate pool for re-ranking: `max(POOL_FACTOR * k, MIN_POOL)`.
+const POOL_FACTOR: usize = 4;
+const MIN_POOL: usize = 64;
+/// Indexing memory budget per thread; tantivy splits larger inputs into several segments,
+/// merged into one at the end.
+const WRITER_MEMORY_PER_THREAD: usize = 64 << 20;
+/// Below this many names one indexing thread suffices (and gives one segment without a merge).
+const SINGLE_THREAD_NAMES: usize = 200_000;
+
+/// A 3-gram packed into a `u64`: three 21-bit Unicode scalar values. Cheaper to hash, sort and
+/// compare than a `String` or a `[char; 3]`.
+type Gram = u64;
+
+fn pack(a: char, b: char, c: char) -> Gram {
+    (u64::from(a) << 42) | (u64::from(b) << 21) | u64::from(c)
+}
+
+fn unpack(g: Gram) -> [char; 3] {
+    // Every packed value comes from three chars, so these conversions cannot fail; the
+    // replacement character keeps this total anyway.
+    let char_at =
+        |shift: u32| char::from_u32(((g >> shift) & 0x1f_ffff) as u32).unwrap_or('\u{fffd}');
+    [char_at(42), char_at(21), char_at(0)]
+}
+
+fn gram_string(g: Gram) -> String {
+    unpack(g).iter().collect()
+}
+
+/// The character 3-grams of a name, in order, duplicates kept (see the module docs).
+pub fn char_trigrams(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for_each_gram(text, |g| out.push(gram_string(g)));
+    out
+}
+
+/// Calls `f` on each 3-gram of the space-padded words of `text`.
+fn for_each_gram(text: &str, mut f: impl FnMut(Gram)) {
+    for word in text.split_whitespace() {
+        // Slide a window over ' ', the word's chars, ' '.
+        let (mut a, mut b) = (' ', None);
+        for c in word.chars().chain(std::iter::once(' ')) {
+            match b {
+                None => b = Some(c),
+                Some(prev) => {
+                    f(pack(a, prev, c));
+                    a = prev;
+                    b = Some(c);
+                }
+            }
+        }
+    }
+}
+
+/// 3-gram counts of `text`, sorted by 3-gram (so queries are built deterministically).
+fn gram_counts(text: &str) -> Vec<(Gram, u32)> {
+    let mut grams = Vec::with_capacity(text.len() + 2);
+    for_each_gram(text, |g| grams.push(g));
+    grams.sort_unstable();
+    let mut counts: Vec<(Gram, u32)> = Vec::with_capacity(grams.len());
+    for g in grams {
+        match counts.last_mut() {
+            Some((last, n)) if *last == g => *n += 1,
+            _ => counts.push((g, 1)),
+        }
+    }
+    counts
+}
+
+/// [`for_each_gram`] as a tantivy tokenizer, so that documents are indexed with exactly the
+/// 3-grams queries and scores use. (tantivy's `NgramTokenizer` would make 3-grams across word
+/// boundaries, and pre-tokenized text goes through JSON inside tantivy, which doubled the
+/// build time.)
+#[derive(Clone, Default)]
+struct CharWbTrigrams {
+    grams: Vec<Gram>,
+    token: Token,
+}
+
+struct CharWbTrigramStream<'a> {
+    grams: &'a [Gram],
+    next: usize,
+    token: &'a mut Token,
+}
+
+impl Tokenizer for CharWbTrigrams {
+    type TokenStream<'a> = CharWbTrigramStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CharWbTrigramStream<'a> {
+        self.grams.clear();
+        let grams = &mut self.grams;
+        for_each_gram(text, |g| grams.push(g));
+        self.token.reset();
+        CharWbTrigramStream {
+            grams: &self.grams,
+            next: 0,
+            token: &mut self.token,
+        }
+    }
+}
+
+impl TokenStream for CharWbTrigramStream<'_> {
+    fn advance(&mut self) -> bool {
+        let Some(&g) = self.grams.get(self.next) else {
+            return false;
+        };
+        self.token.text.clear();
+        self.token.text.extend(unpack(g));
+        self.token.position = self.next;
+        self.next += 1;
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
+/// scikit-learn's smoothed inverse document frequency.
+fn idf(num_docs: u64, doc_freq: u64) -> f64 {
+    ((1.0 + num_docs as f64) / (1.0 + doc_freq as f64)).ln() + 1.0
+}
+
+/// splitmix64's finaliser: packed 3-grams differ mostly in their low bits, which a plain
+/// multiplicative hash would leave badly mixed, and SipHash is slower than needed here.
+#[derive(Default)]
+struct GramHasher(u64);
+
+impl Hasher for GramHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b) ^ (self.0 >> 56);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type GramMap<V> = HashMap<Gram, V, BuildHasherDefault<GramHasher>>;
+
+/// Document frequency and idf of one indexed 3-gram.
+#[derive(Clone, Copy)]
+struct GramStats {
+    df: u32,
+    idf: f64,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    name_id: Field,
+    name: Field,
+    grams: Field,
+}
+
+impl Fields {
+    fn schema() -> (Schema, Fields) {
+        let mut builder = Schema::builder();
+        let name_id = builder.add_u64_field(
+            FIELD_NAME_ID,
+            NumericOptions::default().set_fast().set_stored(),
+        );
+        // Stored so that opening the index can load the names for re-scoring.
+        let name = builder.add_text_field(FIELD_NAME, STORED);
+        // Term frequencies matter (BM25 and repeated 3-grams such as "ana" in "banana");
+        // positions do not: queries are bags of 3-grams, never phrases, built term by term.
+        let grams = builder.add_text_field(
+            FIELD_GRAMS,
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TOKENIZER)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        );
+        let fields = Fields {
+            name_id,
+            name,
+            grams,
+        };
+        (builder.build(), fields)
+    }
+
+    /// Looks the fields up in an opened index, checking their types.
+    fn from_schema(schema: &Schema, path: &Path) -> Result<Fields> {
+        let (expected, _) = Fields::schema();
+        let corrupt = |comment: String| Error::DataCorruption {
+            path: path.to_path_buf(),
+            comment,
+        };
+        let lookup = |name: &str| -> Result<Field> {
+            let field = schema
+                .get_field(name)
+                .map_err(|_| corrupt(format!("lexical index has no field `{name}`")))?;
+            let want = expected
+                .get_field(name)
+                .map(|f| expected.get_field_entry(f).field_type().value_type())
+                .map_err(|e| Error::Internal(format!("lexical schema lacks field {name}: {e}")))?;
+            if schema.get_field_entry(field).field_type().value_type() != want {
+                return Err(corrupt(format!(
+                    "lexical index field `{name}` has the wrong type"
+                )));
+            }
+            Ok(field)
+        };
+        Ok(Fields {
+            name_id: lookup(FIELD_NAME_ID)?,
+            name: lookup(FIELD_NAME)?,
+            grams: lookup(FIELD_GRAMS)?,
+        })
+    }
+}
+
+/// The indexed names in document order, loaded when the index is opened.
+struct Names {
+    /// Offset of each segment's first document in the rows below, by segment ordinal.
+    segment_base: Vec<usize>,
+    ids: Vec<NameIdx>,
+    /// Row `r` is `text[ends[r - 1]..ends[r]]` (one buffer, not one `String` per name).
+    ends: Vec<usize>,
+    text: String,
+}
+
+impl Names {
+    fn row(&self, address: DocAddress) -> Option<usize> {
+        let segment = address.segment_ord as usize;
+        let base = *self.segment_base.get(segment)?;
+        let end = self
+            .segment_base
+            .get(segment + 1)
+            .copied()
+            .unwrap_or(self.ids.len());
+        let row = base + address.doc_id as usize;
+        (row < end).then_some(row)
+    }
+
+    fn get(&self, row: usize) -> (NameIdx, &str) {
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        (self.ids[row], &self.text[start..self.ends[row]])
+    }
+}
+
+/// Character-3-gram index over normalised names. See the module docs for the scoring rule.
+pub struct LexicalIndex {
+    // Kept so the index (and its directory handle) lives as long as the searcher.
+    _index: Index,
+    _reader: IndexReader,
+    searcher: Searcher,
+    fields: Fields,
+    grams: GramMap<GramStats>,
+    names: Names,
+    num_docs: u64,
+    /// Where the index lives, for error messages; `None` in RAM.
+    path: Option<PathBuf>,
+}
+
+impl fmt::Debug for LexicalIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LexicalIndex")
+            .field("len", &self.num_docs)
+            .field("grams", &self.grams.len())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A query's TF-IDF vector, ready to be dotted with names.
+struct Profile {
+    /// `count(t) * idf(t)` per distinct 3-gram, sorted by 3-gram.
+    weights: Vec<(Gram, f64)>,
+    norm: f64,
+}
+
+impl Profile {
+    fn weight(&self, g: Gram) -> Option<f64> {
+        self.weights
+            .binary_search_by(|(x, _)| x.cmp(&g))
+            .ok()
+            .map(|i| self.weights[i].1)
+    }
+}
+
+/// One retrieval candidate, before sorting.
+struct Candidate {
+    name_idx: NameIdx,
+    cosine: f64,
+    exact: bool,
+    bm25: f32,
+}
+
+impl LexicalIndex {
+    /// Builds the index in `dir` (an empty directory that the caller later renames into place)
+    /// from (name index, normalised name) pairs.
+    ///
+    /// Names without any word (empty or whitespace only) are skipped; [`Self::len`] counts the
+    /// names indexed.
+    pub fn build(dir: &Path, names: &[(NameIdx, &str)]) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        if entries.next().is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{}: a lexical index is built into an empty directory",
+                dir.display()
+            )));
+        }
+        let (schema, fields) = Fields::schema();
+        let index = Index::builder()
+            .schema(schema)
+            .create_in_dir(dir)
+            .map_err(|e| tantivy_error(Some(dir), "create index", e))?;
+        index
+            .tokenizers()
+            .register(TOKENIZER, CharWbTrigrams::default());
+        Self::fill_and_open(index, fields, names, Some(dir))
+    }
+
+    /// Same as [`Self::build`], in RAM (tests, small vocabularies).
+    pub fn build_in_ram(names: &[(NameIdx, &str)]) -> Result<Self> {
+        let (schema, fields) = Fields::schema();
+        let index = Index::builder()
+            .schema(schema)
+            .create_in_ram()
+            .map_err(|e| tantivy_error(None, "create index in RAM", e))?;
+        index
+            .tokenizers()
+            .register(TOKENIZER, CharWbTrigrams::default());
+        Self::fill_and_open(index, fields, names, None)
+    }
+
+    /// Opens an index written by [`Self::build`].
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            let (kind, message) = if dir.exists() {
+                (
+                    std::io::ErrorKind::NotADirectory,
+                    "expected a lexical index directory, found a file",
+                )
+            } else {
+                (
+                    std::io::ErrorKind::NotFound,
+                    "lexical index directory not found",
+                )
+            };
+            return Err(Error::io(dir, std::io::Error::new(kind, message)));
+        }
+        let unreadable = |e: TantivyError| Error::DataCorruption {
+            path: dir.to_path_buf(),
+            comment: format!("cannot open lexical index: {e}"),
+        };
+        let index = Index::open_in_dir(dir).map_err(unreadable)?;
+        // Searching never tokenizes (queries are built term by term); registering keeps the
+        // index usable by any tantivy code that would.
+        index
+            .tokenizers()
+            .register(TOKENIZER, CharWbTrigrams::default());
+        let payload = index.load_metas().map_err(unreadable)?.payload;
+        if payload.as_deref() != Some(FORMAT) {
+            return Err(Error::FileFormat {
+                path: dir.to_path_buf(),
+                expected: format!("lexical index ({FORMAT})"),
+                found: payload.unwrap_or_else(|| "a tantivy index without format tag".into()),
+            });
+        }
+        let fields = Fields::from_schema(&index.schema(), dir)?;
+        // tantivy trusts its files and may panic on damaged ones; their checksums are cheap to
+        // verify (CRC32 over a few MB for 40k names) and turn damage into an error.
+        let damaged = index.validate_checksum().map_err(unreadable)?;
+        if !damaged.is_empty() {
+            let mut files: Vec<String> = damaged.iter().map(|p| p.display().to_string()).collect();
+            files.sort();
+            return Err(Error::DataCorruption {
+                path: dir.to_path_buf(),
+                comment: format!(
+                    "lexical index files fail their checksum: {}",
+                    files.join(", ")
+                ),
+            });
+        }
+        Self::with_reader(index, fields, Some(dir))
+    }
+
+    fn fill_and_open(
+        index: Index,
+        fields: Fields,
+        names: &[(NameIdx, &str)],
+        path: Option<&Path>,
+    ) -> Result<Self> {
+        let threads = if names.len() < SINGLE_THREAD_NAMES {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 4)
+        };
+        let mut writer: IndexWriter = index
+            .writer_with_num_threads(threads, threads * WRITER_MEMORY_PER_THREAD)
+            .map_err(|e| tantivy_error(path, "open index writer", e))?;
+        for &(idx, text) in names {
+            if text.split_whitespace().next().is_none() {
+                continue;
+            }
+            let mut doc = TantivyDocument::default();
+            doc.add_u64(fields.name_id, u64::from(idx));
+            doc.add_text(fields.name, text);
+            doc.add_text(fields.grams, text);
+            writer
+                .add_document(doc)
+                .map_err(|e| tantivy_error(path, "add document", e))?;
+        }
+        let mut commit = writer
+            .prepare_commit()
+            .map_err(|e| tantivy_error(path, "prepare commit", e))?;
+        commit.set_payload(FORMAT);
+        commit
+            .commit()
+            .map_err(|e| tantivy_error(path, "commit", e))?;
+        // One segment makes queries cheaper (one posting list per 3-gram); a merge keeps the
+        // commit payload.
+        let segments = index
+            .searchable_segment_ids()
+            .map_err(|e| tantivy_error(path, "list segments", e))?;
+        if segments.len() > 1 {
+            writer
+                .merge(&segments)
+                .wait()
+                .map_err(|e| tantivy_error(path, "merge segments", e))?;
+        }
+        writer
+            .wait_merging_threads()
+            .map_err(|e| tantivy_error(path, "finish merges", e))?;
+        Self::with_reader(index, fields, path)
+    }
+
+    fn with_reader(index: Index, fields: Fields, path: Option<&Path>) -> Result<Self> {
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| read_error(path, "open reader", e))?;
+        let searcher = reader.searcher();
+        let num_docs = searcher.num_docs();
+        let grams = read_gram_stats(&searcher, fields.grams, num_docs, path)?;
+        let names = read_names(&searcher, fields, path)?;
+        Ok(LexicalIndex {
+            _index: index,
+            _reader: reader,
+            searcher,
+            fields,
+            grams,
+            names,
+            num_docs,
+            path: path.map(Path::to_path_buf),
+        })
+    }
+
+    /// Number of names indexed.
+    pub fn len(&self) -> usize {
+        self.names.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.ids.is_empty()
+    }
+
+    /// Top-`k` names for an already-normalised query ([`crate::text::normalize`]), best first,
+    /// scored by TF-IDF cosine of character 3-grams in `[0, 1]` (see the module docs).
+    ///
+    /// An empty query, `k == 0` or a query sharing no 3-gram with any name gives an empty list.
+    pub fn search(&self, normalized_query: &str, k: usize) -> Result<Vec<(NameIdx, f32)>> {
+        let profile = self.profile(normalized_query);
+        if profile.weights.is_empty() || k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(query) = self.retrieval_query(normalized_query) else {
+            return Ok(Vec::new());
+        };
+        let pool = k
+            .saturating_mul(envf("LEX_PF", POOL_FACTOR as f64) as usize)
+            .max(envf("LEX_MP", MIN_POOL as f64) as usize)
+            .min(self.len());
+        let top = self
+            .searcher
+            .search(&query, &TopDocs::with_limit(pool).order_by_score())
+            .map_err(|e| self.error("search", e))?;
+
+        let mut candidates = Vec::with_capacity(top.len());
+        for (bm25, address) in top {
+            let row = self.names.row(address).ok_or_else(|| {
+                self.corrupt(format!("search returned unknown document {address:?}"))
+            })?;
+            let (name_idx, name) = self.names.get(row);
+            candidates.push(Candidate {
+                name_idx,
+                cosine: self.cosine(&profile, name),
+                exact: name == normalized_query,
+                bm25,
+            });
+        }
+        candidates.sort_by(|a, b| {
+            b.cosine
+                .total_cmp(&a.cosine)
+                .then(b.exact.cmp(&a.exact))
+                .then(b.bm25.total_cmp(&a.bm25))
+                .then(a.name_idx.cmp(&b.name_idx))
+        });
+        candidates.truncate(k);
+        Ok(candidates
+            .into_iter()
+            .map(|c| (c.name_idx, c.cosine as f32))
+            .collect())
+    }
+
+    /// The score [`Self::search`] gives `normalized_name` for `normalized_query`, for any name,
+    /// indexed or not (the linker scores dense-index candidates with it). Symmetric; 0 when the
+    /// two share no 3-gram or either is empty.
+    pub fn similarity(&self, normalized_query: &str, normalized_name: &str) -> f32 {
+        self.cosine(&self.profile(normalized_query), normalized_name) as f32
+    }
+
+    /// The BM25 OR-query over the query's rarest indexed 3-grams; `None` when no 3-gram of the
+    /// query is indexed.
+    fn retrieval_query(&self, normalized_query: &str) -> Option<BooleanQuery> {
+        let mut present: Vec<(u32, Gram, u32)> = gram_counts(normalized_query)
+            .into_iter()
+            .filter_map(|(g, count)| self.grams.get(&g).map(|s| (s.df, g, count)))
+            .collect();
+        if present.is_empty() {
+            return None;
+        }
+        present.sort_unstable();
+        let frequent = (FREQUENT_DF_FRACTION() * self.num_docs as f64).max(1.0) as u32;
+        let rare = present.iter().filter(|(df, ..)| *df <= frequent).count();
+        let keep = rare
+            .clamp(MIN_RETRIEVAL_GRAMS, envf("LEX_MAXG", 128.0) as usize)
+            .min(present.len());
+        let clauses = present[..keep]
+            .iter()
+            .map(|&(_, g, count)| {
+                let term = Term::from_field_text(self.fields.grams, &gram_string(g));
+                let q: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                // A 3-gram repeated in the query counts more, as in the cosine.
+                let q: Box<dyn Query> = if count > 1 {
+                    Box::new(BoostQuery::new(q, count as f32))
+                } else {
+                    q
+                };
+                (Occur::Should, q)
+            })
+            .collect();
+        Some(BooleanQuery::new(clauses))
+    }
+
+    fn idf(&self, g: Gram) -> f64 {
+        match self.grams.get(&g) {
+            Some(s) => s.idf,
+            None => idf(self.num_docs, 0),
+        }
+    }
+
+    fn profile(&self, text: &str) -> Profile {
+        let weights: Vec<(Gram, f64)> = gram_counts(text)
+            .into_iter()
+            .map(|(g, n)| (g, f64::from(n) * self.idf(g)))
+            .collect();
+        let norm = weights.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+        Profile { weights, norm }
+    }
+
+    /// TF-IDF cosine of `name` against a query profile, clamped to `[0, 1]` against rounding.
+    fn cosine(&self, query: &Profile, name: &str) -> f64 {
+        let mut dot = 0.0f64;
+        let mut norm2 = 0.0f64;
+        for (g, n) in gram_counts(name) {
+            let w = f64::from(n) * self.idf(g);
+            norm2 += w * w;
+            if let Some(qw) = query.weight(g) {
+                dot += qw * w;
+            }
+        }
+        if dot <= 0.0 {
+            return 0.0;
+        }
+        (dot / (query.norm * norm2.sqrt())).clamp(0.0, 1.0)
+    }
+
+    fn error(&self, what: &str, e: TantivyError) -> Error {
+        read_error(self.path.as_deref(), what, e)
+    }
+
+    fn corrupt(&self, comment: String) -> Error {
+        corrupt(self.path.as_deref(), comment)
+    }
+}
+
+/// Document frequency and idf of every term of the 3-gram field, summed over segments (the
+/// index has no deletions, so the sums are exact).
+fn read_gram_stats(
+    searcher: &Searcher,
+    field: Field,
+    num_docs: u64,
+    path: Option<&Path>,
+) -> Result<GramMap<GramStats>> {
+    let mut doc_freq: GramMap<u32> = GramMap::default();
+    for segment in searcher.segment_readers() {
+        let inverted = segment
+            .inverted_index(field)
+            .map_err(|e| read_error(path, "open 3-gram postings", e))?;
+        let mut stream = inverted
+            .terms()
+            .stream()
+            .map_err(|e| read_error(path, "read 3-gram terms", e.into()))?;
+        while stream.advance() {
+            let gram = std::str::from_utf8(stream.key())
+                .ok()
+                .and_then(|s| {
+                    let mut chars = s.chars();
+                    match (chars.next(), chars.next(), chars.next(), chars.next()) {
+                        (Some(a), Some(b), Some(c), None) => Some(pack(a, b, c)),
+                        _ => None,
+                    }
+                })
+                .ok_or_else(|| {
+                    corrupt(
+                        path,
+                        format!("3-gram field holds the term {:?}", stream.key()),
+                    )
+                })?;
+            *doc_freq.entry(gram).or_insert(0) += stream.value().doc_freq;
+        }
+    }
+    Ok(doc_freq
+        .into_iter()
+        .map(|(g, df)| {
+            let stats = GramStats {
+                df,
+                idf: idf(num_docs, u64::from(df)),
+            };
+            (g, stats)
+        })
+        .collect())
+}
+
+/// Every document's name id and name, in document order.
+fn read_names(searcher: &Searcher, fields: Fields, path: Option<&Path>) -> Result<Names> {
+    let capacity = usize::try_from(searcher.num_docs()).unwrap_or(0);
+    let mut names = Names {
+        segment_base: Vec::with_capacity(searcher.segment_readers().len()),
+        ids: Vec::with_capacity(capacity),
+        ends: Vec::with_capacity(capacity),
+        text: String::new(),
+    };
+    for segment in searcher.segment_readers() {
+        if segment.has_deletes() {
+            // Rows are addressed by document id; a deletion would shift nothing but leave a
+            // hole, and the index is never written to after its build.
+            return Err(corrupt(
+                path,
+                "lexical index has deleted documents".to_string(),
+            ));
+        }
+        names.segment_base.push(names.ids.len());
+        let store = segment
+            .get_store_reader(1)
+            .map_err(|e| read_error(path, "open stored names", e.into()))?;
+        for doc in store.iter::<TantivyDocument>(None) {
+            let doc = doc.map_err(|e| read_error(path, "read stored names", e))?;
+            let id = doc.get_first(fields.name_id).and_then(|v| v.as_u64());
+            let name = doc.get_first(fields.name).and_then(|v| v.as_str());
+            match (id.map(NameIdx::try_from), name) {
+                (Some(Ok(id)), Some(name)) => {
+                    names.ids.push(id);
+                    names.text.push_str(name);
+                    names.ends.push(names.text.len());
+                }
+                _ => {
+                    return Err(corrupt(
+                        path,
+                        format!("document {} lacks a valid name id or name", names.ids.len()),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn corrupt(path: Option<&Path>, comment: String) -> Error {
+    match path {
+        Some(path) => Error::DataCorruption {
+            path: path.to_path_buf(),
+            comment,
+        },
+        None => Error::Internal(format!("in-RAM lexical index: {comment}")),
+    }
+}
+
+/// Maps a tantivy error while reading an index: I/O failures name the path; anything else
+/// means the files are damaged (or, in RAM, a bug).
+fn read_error(path: Option<&Path>, what: &str, e: TantivyError) -> Error {
+    match (path, &e) {
+        (Some(path), TantivyError::IoError(io)) => Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(io.kind(), format!("lexical index: {what}: {io}")),
+        },
+        (Some(_), _) => corrupt(path, format!("lexical index: {what}: {e}")),
+        (None, _) => Error::Internal(format!("in-RAM lexical index: {what}: {e}")),
+    }
+}
+
+/// Maps a tantivy error while building an index: I/O failures name the path; anything else is a
+/// bug, reported with what was being done.
+fn tantivy_error(path: Option<&Path>, what: &str, e: TantivyError) -> Error {
+    match (path, &e) {
+        (Some(path), TantivyError::IoError(io)) => Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(io.kind(), format!("lexical index: {what}: {io}")),
+        },
+        (Some(path), _) => {
+            Error::Internal(format!("lexical index {}: {what}: {e}", path.display()))
+        }
+        (None, _) => Error::Internal(format!("in-RAM lexical index: {what}: {e}")),
+    }
+}

@@ -1,0 +1,229 @@
+//! An index directory: the dictionary, one vector per name, an HNSW graph over the vectors and
+//! a tantivy lexical index over the normalised names, described by `manifest.json`.
+//!
+//! ```text
+//! indexes/<name>/
+//!   manifest.json          format version, model identity, sources + checksums, counts, HNSW parameters
+//!   dictionary.bin         concepts (ontology::store format)
+//!   vectors.bin            unit vectors, row i = name i of the dictionary's name table
+//!   names.hnsw.graph/.data hnsw_rs dump
+//!   lexical/               tantivy index
+//! ```
+//! [`Index::build`] writes everything into a temporary sibling directory and renames it into
+//! place, so a crash never leaves half an index. [`Index::open`] checks the format version and
+//! that every part agrees on the number of names.
+
+pub mod dense;
+pub mod lexical;
+pub mod manifest;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dense::{HnswIndex, HnswParams, VectorStore};
+use lexical::LexicalIndex;
+use manifest::{Counts, Files, Manifest, INDEX_FORMAT_VERSION};
+
+use crate::encoder::{Encoder, ModelIdentity};
+use crate::error::{Error, Result};
+use crate::fsutil::StagingDir;
+use crate::ontology::{store, Dictionary};
+use crate::progress::Progress;
+
+const DICTIONARY_FILE: &str = "dictionary.bin";
+const VECTORS_FILE: &str = "vectors.bin";
+const HNSW_BASENAME: &str = "names";
+const LEXICAL_DIR: &str = "lexical";
+/// Names per encoder call while building: small enough for smooth progress, large enough that
+/// length-sorted batches stay full.
+const ENCODE_CHUNK: usize = 2048;
+
+/// An opened index, ready for search.
+pub struct Index {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub dictionary: Dictionary,
+    pub vectors: VectorStore,
+    pub dense: HnswIndex,
+    pub lexical: LexicalIndex,
+}
+
+impl Index {
+    /// Embeds every name of `dictionary` with `encoder` and writes an index directory at `out`
+    /// (replacing an existing one only once the new one is complete).
+    pub fn build(
+        dictionary: &Dictionary,
+        encoder: &dyn Encoder,
+        model_path: &Path,
+        out: &Path,
+        hnsw: HnswParams,
+        progress: &dyn Progress,
+    ) -> Result<Manifest> {
+        hnsw.validate()?;
+        let _span = tracing::info_span!("build_index", out = %out.display()).entered();
+        let staging = StagingDir::new(out)?;
+        let dir = staging.path().to_path_buf();
+        store::save(dictionary, &dir.join(DICTIONARY_FILE))?;
+
+        let stage = std::time::Instant::now();
+        let vectors = embed_names(dictionary, encoder, progress)?;
+        vectors.save(&dir.join(VECTORS_FILE))?;
+        tracing::info!(
+            names = vectors.len(),
+            seconds = stage.elapsed().as_secs_f64(),
+            "embedded names"
+        );
+
+        progress.stage("building HNSW graph", 0);
+        let graph = HnswIndex::build(&vectors, hnsw)?;
+        let hnsw_basename = graph.save(&dir, HNSW_BASENAME)?;
+        progress.finish_stage();
+        tracing::info!(seconds = stage.elapsed().as_secs_f64(), "built HNSW graph");
+
+        progress.stage("building lexical index", 0);
+        let names: Vec<(u32, &str)> = dictionary
+            .names()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as u32, n.normalized.as_str()))
+            .collect();
+        let lexical_dir = dir.join(LEXICAL_DIR);
+        std::fs::create_dir_all(&lexical_dir).map_err(|e| Error::io(&lexical_dir, e))?;
+        LexicalIndex::build(&lexical_dir, &names)?;
+        progress.finish_stage();
+        tracing::info!(
+            seconds = stage.elapsed().as_secs_f64(),
+            "built lexical index"
+        );
+
+        let stats = dictionary.stats();
+        let manifest = Manifest {
+            format_version: INDEX_FORMAT_VERSION,
+            medlink_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            model: encoder.identity().clone(),
+            model_path: model_path
+                .canonicalize()
+                .unwrap_or_else(|_| model_path.to_path_buf())
+                .display()
+                .to_string(),
+            sources: dictionary.sources().to_vec(),
+            counts: Counts {
+                concepts: stats.concepts,
+                active_concepts: stats.active_concepts,
+                names: dictionary.names().len(),
+            },
+            hnsw,
+            files: Files {
+                dictionary: DICTIONARY_FILE.into(),
+                vectors: VECTORS_FILE.into(),
+                hnsw_basename,
+                lexical: LEXICAL_DIR.into(),
+            },
+        };
+        manifest.save(&dir)?;
+        staging.commit()?;
+        Ok(manifest)
+    }
+
+    pub fn open(dir: &Path) -> Result<Self> {
+        let _span = tracing::info_span!("open_index", dir = %dir.display()).entered();
+        let manifest = Manifest::load(dir)?;
+        let dictionary = store::load(&dir.join(&manifest.files.dictionary))?;
+        let vectors = VectorStore::load(&dir.join(&manifest.files.vectors))?;
+        let names = dictionary.names().len();
+        if vectors.len() != names || manifest.counts.names != names {
+            return Err(Error::DataCorruption {
+                path: dir.to_path_buf(),
+                comment: format!(
+                    "the parts disagree: manifest says {} names, dictionary has {names}, vectors.bin has {}",
+                    manifest.counts.names,
+                    vectors.len()
+                ),
+            });
+        }
+        if vectors.dim() != manifest.model.dim {
+            return Err(Error::DataCorruption {
+                path: dir.to_path_buf(),
+                comment: format!(
+                    "vectors have {} dimensions but the manifest's model has {}",
+                    vectors.dim(),
+                    manifest.model.dim
+                ),
+            });
+        }
+        let dense = HnswIndex::load(
+            dir,
+            &manifest.files.hnsw_basename,
+            manifest.hnsw,
+            vectors.dim(),
+        )?;
+        if dense.len() != names {
+            return Err(Error::DataCorruption {
+                path: dir.to_path_buf(),
+                comment: format!("HNSW graph has {} points for {names} names", dense.len()),
+            });
+        }
+        let lexical = LexicalIndex::open(&dir.join(&manifest.files.lexical))?;
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            manifest,
+            dictionary,
+            vectors,
+            dense,
+            lexical,
+        })
+    }
+
+    /// Refuses a model other than the one the index was built with.
+    pub fn check_model(&self, model: &ModelIdentity) -> Result<()> {
+        let built = &self.manifest.model;
+        if built.weights_sha256 != model.weights_sha256
+            || built.pooling != model.pooling
+            || built.dim != model.dim
+        {
+            return Err(Error::ModelMismatch {
+                index: format!(
+                    "{} ({:?} pooling, {} dims, weights {})",
+                    built.name,
+                    built.pooling,
+                    built.dim,
+                    &built.weights_sha256[..12.min(built.weights_sha256.len())]
+                ),
+                loaded: format!(
+                    "{} ({:?} pooling, {} dims, weights {})",
+                    model.name,
+                    model.pooling,
+                    model.dim,
+                    &model.weights_sha256[..12.min(model.weights_sha256.len())]
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One vector per name, encoded in length-sorted chunks for full batches and steady progress.
+fn embed_names(
+    dictionary: &Dictionary,
+    encoder: &dyn Encoder,
+    progress: &dyn Progress,
+) -> Result<VectorStore> {
+    let names = dictionary.names();
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| names[i].text.len());
+    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
+    progress.stage("embedding names", names.len() as u64);
+    for chunk in order.chunks(ENCODE_CHUNK) {
+        let texts: Vec<&str> = chunk.iter().map(|&i| names[i].text.as_str()).collect();
+        for (&i, v) in chunk.iter().zip(encoder.encode(&texts)?) {
+            rows[i] = v;
+        }
+        progress.advance(chunk.len() as u64);
+    }
+    progress.finish_stage();
+    VectorStore::from_rows(encoder.dim(), &rows)
+}

@@ -1,0 +1,291 @@
+//! The linker: mention strings in, ranked concepts out.
+//!
+//! For each mention:
+//! 1. **Normalise** it ([`crate::text::normalize`]; a singular variant is tried too).
+//! 2. **Generate candidates** (names of the name table) from three sources: exact normal-form
+//!    matches, the dense top-`dense_k` from HNSW and the lexical top-`lexical_k` from tantivy.
+//! 3. **Score every candidate on both signals**, whichever source found it: the cosine between
+//!    the mention's vector and the name's stored vector, and the character-trigram similarity of
+//!    the two normal forms ([`crate::index::lexical::LexicalIndex::similarity`], TF-IDF weighted). The fused score is
+//!    `alpha * dense + (1 - alpha) * lexical`, plus 1.0 for an exact normal-form match so exact
+//!    names always rank first. Because both signals are computed for every candidate, the
+//!    score of a candidate does not depend on which source proposed it or in which order — the
+//!    union only decides *which* names are scored.
+//! 4. **Group by concept**: a concept's score is its best name's score; the best name is
+//!    reported as `matched_name`. Filters on source ontology and semantic type apply here.
+//!
+//! `mode` restricts both generation and scoring to one signal (dense-only, lexical-only) for
+//! ablations. Mention text is never logged.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::{dot, Encoder};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::ontology::{ConceptIdx, NameIdx};
+use crate::text::{normalize, singular_variant};
+
+pub const MAX_K: usize = 100;
+/// Longest mention accepted, in characters. Concept names and mentions are short; anything
+/// longer is almost certainly a whole document sent by mistake.
+pub const MAX_MENTION_CHARS: usize = 1_000;
+
+/// Which signals generate and score candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Hybrid,
+    Dense,
+    Lexical,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hybrid" => Ok(Mode::Hybrid),
+            "dense" => Ok(Mode::Dense),
+            "lexical" => Ok(Mode::Lexical),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown mode `{s}` (expected hybrid, dense or lexical)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub k: usize,
+    pub mode: Mode,
+    /// Weight of the dense score in hybrid mode.
+    pub alpha: f32,
+    /// Candidate names taken from each of HNSW and tantivy before grouping.
+    pub candidates: usize,
+    /// Keep only concepts from these source names (`HPO`, `MEDIC`...); empty keeps all.
+    pub sources: Vec<String>,
+    /// Keep only concepts with one of these types; empty keeps all.
+    pub types: Vec<String>,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            k: 10,
+            mode: Mode::Hybrid,
+            alpha: 0.6,
+            candidates: 64,
+            sources: Vec::new(),
+            types: Vec::new(),
+        }
+    }
+}
+
+impl LinkOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 || self.k > MAX_K {
+            return Err(Error::InvalidInput(format!(
+                "k must be between 1 and {MAX_K}, got {}",
+                self.k
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(Error::InvalidInput(format!(
+                "alpha must be between 0 and 1, got {}",
+                self.alpha
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One ranked concept for a mention.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub id: String,
+    pub name: String,
+    pub score: f32,
+    /// The synonym of the concept that scored best.
+    pub matched_name: String,
+    /// Cosine similarity of the mention and `matched_name` (absent in lexical mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<f32>,
+    /// Trigram similarity of the mention and `matched_name` (absent in dense mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexical: Option<f32>,
+    pub exact: bool,
+    pub source: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
+}
+
+/// Links mentions against one index with one encoder.
+pub struct Linker<'a> {
+    index: &'a Index,
+    encoder: &'a dyn Encoder,
+}
+
+impl<'a> Linker<'a> {
+    /// Fails if the encoder is not the model the index was built with.
+    pub fn new(index: &'a Index, encoder: &'a dyn Encoder) -> Result<Self> {
+        index.check_model(encoder.identity())?;
+        Ok(Linker { index, encoder })
+    }
+
+    pub fn link(&self, mention: &str, options: &LinkOptions) -> Result<Vec<Candidate>> {
+        Ok(self
+            .link_batch(&[mention], options)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Links many mentions; the encoder sees them as one length-sorted batch.
+    pub fn link_batch(
+        &self,
+        mentions: &[&str],
+        options: &LinkOptions,
+    ) -> Result<Vec<Vec<Candidate>>> {
+        options.validate()?;
+        let mut normalized = Vec::with_capacity(mentions.len());
+        for (i, m) in mentions.iter().enumerate() {
+            let chars = m.chars().count();
+            if chars > MAX_MENTION_CHARS {
+                return Err(Error::InvalidInput(format!(
+                    "mention {} is {chars} characters long; the limit is {MAX_MENTION_CHARS}",
+                    i + 1
+                )));
+            }
+            let n = normalize(m);
+            if n.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "mention {} is empty or has no letters or digits",
+                    i + 1
+                )));
+            }
+            normalized.push(n);
+        }
+        let vectors = if options.mode == Mode::Lexical {
+            vec![Vec::new(); mentions.len()]
+        } else {
+            self.encoder.encode(mentions)?
+        };
+        normalized
+            .iter()
+            .zip(&vectors)
+            .map(|(n, v)| self.rank(n, v, options))
+            .collect()
+    }
+
+    fn rank(
+        &self,
+        normalized: &str,
+        vector: &[f32],
+        options: &LinkOptions,
+    ) -> Result<Vec<Candidate>> {
+        let dict = &self.index.dictionary;
+        let filtered = !options.sources.is_empty() || !options.types.is_empty();
+        // Filters discard candidates after retrieval: fetch more so k survive.
+        let pool = options.candidates.max(options.k * 2) * if filtered { 4 } else { 1 };
+
+        let mut names: Vec<NameIdx> = Vec::new();
+        let exact_keys: Vec<String> = std::iter::once(normalized.to_string())
+            .chain(singular_variant(normalized))
+            .collect();
+        for key in &exact_keys {
+            names.extend_from_slice(dict.lookup_normalized(key));
+        }
+        if options.mode != Mode::Lexical {
+            names.extend(
+                self.index
+                    .dense
+                    .search_ef(vector, pool, pool.max(self.index.dense.params().ef_search))?
+                    .into_iter()
+                    .map(|h| h.id),
+            );
+        }
+        if options.mode != Mode::Dense {
+            names.extend(
+                self.index
+                    .lexical
+                    .search(normalized, pool)?
+                    .into_iter()
+                    .map(|(n, _)| n),
+            );
+        }
+        names.sort_unstable();
+        names.dedup();
+
+        let mut best: HashMap<ConceptIdx, (f32, NameIdx, Option<f32>, Option<f32>, bool)> =
+            HashMap::new();
+        for name_idx in names {
+            let entry = dict.name(name_idx);
+            let concept_idx = entry.concept;
+            if filtered && !self.passes_filters(concept_idx, options) {
+                continue;
+            }
+            let dense = (options.mode != Mode::Lexical)
+                .then(|| dot(vector, self.index.vectors.row(name_idx as usize)));
+            let lexical = (options.mode != Mode::Dense)
+                .then(|| self.index.lexical.similarity(normalized, &entry.normalized));
+            let exact = exact_keys.iter().any(|k| *k == entry.normalized);
+            let fused = match (dense, lexical) {
+                (Some(d), Some(l)) => options.alpha * d + (1.0 - options.alpha) * l,
+                (Some(d), None) => d,
+                (None, Some(l)) => l,
+                (None, None) => 0.0,
+            };
+            let score = fused + if exact { 1.0 } else { 0.0 };
+            let slot =
+                best.entry(concept_idx)
+                    .or_insert((f32::NEG_INFINITY, name_idx, None, None, false));
+            // Ties between names of one concept go to the lower name index (the preferred
+            // name comes first), so results do not depend on candidate order.
+            if score > slot.0 || (score == slot.0 && name_idx < slot.1) {
+                *slot = (score, name_idx, dense, lexical, exact);
+            }
+        }
+        let mut ranked: Vec<(ConceptIdx, (f32, NameIdx, Option<f32>, Option<f32>, bool))> =
+            best.into_iter().collect();
+        ranked.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+        ranked.truncate(options.k);
+        Ok(ranked
+            .into_iter()
+            .map(|(cidx, (score, nidx, dense, lexical, exact))| {
+                let concept = dict.concept(cidx);
+                Candidate {
+                    id: concept.id.clone(),
+                    name: concept.name.clone(),
+                    score,
+                    matched_name: dict.name(nidx).text.clone(),
+                    dense,
+                    lexical,
+                    exact,
+                    source: dict
+                        .source_of(concept)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                    types: concept.types.clone(),
+                }
+            })
+            .collect())
+    }
+
+    fn passes_filters(&self, concept_idx: ConceptIdx, options: &LinkOptions) -> bool {
+        let dict = &self.index.dictionary;
+        let concept = dict.concept(concept_idx);
+        let source_ok = options.sources.is_empty()
+            || dict.source_of(concept).is_some_and(|s| {
+                options
+                    .sources
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(&s.name))
+            });
+        let type_ok = options.types.is_empty()
+            || concept
+                .types
+                .iter()
+                .any(|t| options.types.iter().any(|f| f.eq_ignore_ascii_case(t)));
+        source_ok && type_ok
+    }
+}

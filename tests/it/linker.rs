@@ -1,0 +1,225 @@
+//! Linker tests on the real HPO index: the README's example, fusion rule, filters, modes and
+//! bad input.
+
+use medlink::linker::{LinkOptions, Linker, Mode};
+use proptest::prelude::*;
+
+use crate::common::{encoder, hpo_index};
+
+fn linker() -> Linker<'static> {
+    Linker::new(hpo_index(), encoder()).unwrap()
+}
+
+fn ids(candidates: &[medlink::linker::Candidate]) -> Vec<&str> {
+    candidates.iter().map(|c| c.id.as_str()).collect()
+}
+
+#[test]
+fn big_head_is_macrocephaly() {
+    let found = linker().link("big head", &LinkOptions::default()).unwrap();
+    let top3 = &ids(&found)[..3];
+    assert!(top3.contains(&"HP:0000256"), "{top3:?}");
+}
+
+#[test]
+fn concepts_are_deduplicated_and_report_their_best_synonym() {
+    let options = LinkOptions {
+        k: 25,
+        ..LinkOptions::default()
+    };
+    let found = linker().link("Big skull", &options).unwrap();
+    let mut seen = ids(&found);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), found.len(), "duplicate concepts");
+    let best = &found[0];
+    assert_eq!(best.id, "HP:0000256");
+    assert_eq!(best.matched_name, "Big skull");
+    assert!(best.exact);
+    for pair in found.windows(2) {
+        assert!(pair[0].score >= pair[1].score);
+    }
+}
+
+#[test]
+fn fused_score_is_the_documented_rule() {
+    let options = LinkOptions {
+        k: 20,
+        alpha: 0.6,
+        ..LinkOptions::default()
+    };
+    for query in ["seizures", "enlarged liver", "short statue"] {
+        for c in linker().link(query, &options).unwrap() {
+            let (d, l) = (c.dense.unwrap(), c.lexical.unwrap());
+            let expected = 0.6 * d + 0.4 * l + if c.exact { 1.0 } else { 0.0 };
+            assert!((c.score - expected).abs() < 1e-5, "{query}: {c:?}");
+            assert!((0.0..=1.0001).contains(&l));
+        }
+    }
+}
+
+#[test]
+fn typos_and_plurals_still_link() {
+    let linker = linker();
+    let cases = [
+        ("macrocefaly", "HP:0000256"),
+        ("seizures", "HP:0001250"),
+        ("Hepatomegally", "HP:0002240"),
+    ];
+    for (query, id) in cases {
+        let found = linker.link(query, &LinkOptions::default()).unwrap();
+        assert!(
+            ids(&found)[..5].contains(&id),
+            "{query}: {:?}",
+            &ids(&found)[..5]
+        );
+    }
+}
+
+#[test]
+fn modes_use_one_signal() {
+    let linker = linker();
+    let dense = linker
+        .link(
+            "big head",
+            &LinkOptions {
+                mode: Mode::Dense,
+                ..LinkOptions::default()
+            },
+        )
+        .unwrap();
+    assert!(dense
+        .iter()
+        .all(|c| c.lexical.is_none() && c.dense.is_some()));
+    let lexical = linker
+        .link(
+            "big head",
+            &LinkOptions {
+                mode: Mode::Lexical,
+                ..LinkOptions::default()
+            },
+        )
+        .unwrap();
+    assert!(lexical
+        .iter()
+        .all(|c| c.dense.is_none() && c.lexical.is_some()));
+    assert_eq!(lexical[0].id, "HP:0000256");
+}
+
+#[test]
+fn type_and_source_filters() {
+    let linker = linker();
+    let options = LinkOptions {
+        k: 30,
+        types: vec!["Mode of inheritance".into()],
+        ..LinkOptions::default()
+    };
+    let found = linker.link("dominant", &options).unwrap();
+    assert!(!found.is_empty());
+    assert!(found
+        .iter()
+        .all(|c| c.types.iter().any(|t| t == "Mode of inheritance")));
+    let options = LinkOptions {
+        sources: vec!["MEDIC".into()],
+        ..LinkOptions::default()
+    };
+    assert!(linker.link("big head", &options).unwrap().is_empty());
+    let options = LinkOptions {
+        sources: vec!["hpo".into()],
+        ..LinkOptions::default()
+    };
+    assert!(!linker.link("big head", &options).unwrap().is_empty());
+}
+
+#[test]
+fn batch_equals_one_by_one() {
+    let linker = linker();
+    let queries = ["big head", "seizures", "hearing loss", "MI", "long fingers"];
+    let options = LinkOptions::default();
+    let batch = linker.link_batch(&queries, &options).unwrap();
+    for (q, b) in queries.iter().zip(&batch) {
+        let single = linker.link(q, &options).unwrap();
+        assert_eq!(ids(b), ids(&single), "{q}");
+    }
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let linker = linker();
+    let cases: Vec<(String, LinkOptions, &str)> = vec![
+        (
+            "big head".into(),
+            LinkOptions {
+                k: 0,
+                ..LinkOptions::default()
+            },
+            "k must be between 1 and 100",
+        ),
+        (
+            "big head".into(),
+            LinkOptions {
+                k: 101,
+                ..LinkOptions::default()
+            },
+            "k must be between 1 and 100",
+        ),
+        ("".into(), LinkOptions::default(), "empty"),
+        (
+            "  ?! ".into(),
+            LinkOptions::default(),
+            "no letters or digits",
+        ),
+        (
+            "x".repeat(10 << 20),
+            LinkOptions::default(),
+            "the limit is 1000",
+        ),
+        (
+            "ok".into(),
+            LinkOptions {
+                alpha: 1.5,
+                ..LinkOptions::default()
+            },
+            "alpha",
+        ),
+    ];
+    for (query, options, expected) in cases {
+        let err = linker.link(&query, &options).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+        assert_eq!(err.kind(), medlink::ErrorKind::User);
+    }
+    let found = linker
+        .link(
+            "seizure",
+            &LinkOptions {
+                k: 100,
+                ..LinkOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(found.len(), 100);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Whatever the text, linking returns at most k distinct concepts sorted by score, or a
+    /// user error — never a panic.
+    #[test]
+    fn arbitrary_mentions_give_sorted_distinct_concepts(text in "\\PC{0,40}", k in 1usize..=100) {
+        let options = LinkOptions { k, ..LinkOptions::default() };
+        match linker().link(&text, &options) {
+            Ok(found) => {
+                prop_assert!(found.len() <= k);
+                let mut seen = ids(&found);
+                seen.sort();
+                seen.dedup();
+                prop_assert_eq!(seen.len(), found.len());
+                for pair in found.windows(2) {
+                    prop_assert!(pair[0].score >= pair[1].score);
+                }
+            }
+            Err(e) => prop_assert_eq!(e.kind(), medlink::ErrorKind::User),
+        }
+    }
+}
