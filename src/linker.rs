@@ -120,6 +120,16 @@ pub struct Candidate {
     pub types: Vec<String>,
 }
 
+/// The best-scoring name of a concept so far.
+#[derive(Debug, Clone, Copy)]
+struct ScoredName {
+    score: f32,
+    name: NameIdx,
+    dense: Option<f32>,
+    lexical: Option<f32>,
+    exact: bool,
+}
+
 /// Links mentions against one index with one encoder.
 pub struct Linker<'a> {
     index: &'a Index,
@@ -216,51 +226,57 @@ impl<'a> Linker<'a> {
         names.sort_unstable();
         names.dedup();
 
-        let mut best: HashMap<ConceptIdx, (f32, NameIdx, Option<f32>, Option<f32>, bool)> =
-            HashMap::new();
+        let mut best: HashMap<ConceptIdx, ScoredName> = HashMap::new();
         for name_idx in names {
             let entry = dict.name(name_idx);
-            let concept_idx = entry.concept;
-            if filtered && !self.passes_filters(concept_idx, options) {
+            if filtered && !self.passes_filters(entry.concept, options) {
                 continue;
             }
             let dense = (options.mode != Mode::Lexical)
                 .then(|| dot(vector, self.index.vectors.row(name_idx as usize)));
             let lexical = (options.mode != Mode::Dense)
                 .then(|| self.index.lexical.similarity(normalized, &entry.normalized));
-            let exact = exact_keys.iter().any(|k| *k == entry.normalized);
+            let exact = exact_keys.contains(&entry.normalized);
             let fused = match (dense, lexical) {
                 (Some(d), Some(l)) => options.alpha * d + (1.0 - options.alpha) * l,
                 (Some(d), None) => d,
                 (None, Some(l)) => l,
                 (None, None) => 0.0,
             };
-            let score = fused + if exact { 1.0 } else { 0.0 };
-            let slot =
-                best.entry(concept_idx)
-                    .or_insert((f32::NEG_INFINITY, name_idx, None, None, false));
+            let scored = ScoredName {
+                score: fused + if exact { 1.0 } else { 0.0 },
+                name: name_idx,
+                dense,
+                lexical,
+                exact,
+            };
             // Ties between names of one concept go to the lower name index (the preferred
             // name comes first), so results do not depend on candidate order.
-            if score > slot.0 || (score == slot.0 && name_idx < slot.1) {
-                *slot = (score, name_idx, dense, lexical, exact);
-            }
+            best.entry(entry.concept)
+                .and_modify(|slot| {
+                    if scored.score > slot.score
+                        || (scored.score == slot.score && scored.name < slot.name)
+                    {
+                        *slot = scored;
+                    }
+                })
+                .or_insert(scored);
         }
-        let mut ranked: Vec<(ConceptIdx, (f32, NameIdx, Option<f32>, Option<f32>, bool))> =
-            best.into_iter().collect();
-        ranked.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+        let mut ranked: Vec<(ConceptIdx, ScoredName)> = best.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
         ranked.truncate(options.k);
         Ok(ranked
             .into_iter()
-            .map(|(cidx, (score, nidx, dense, lexical, exact))| {
+            .map(|(cidx, best)| {
                 let concept = dict.concept(cidx);
                 Candidate {
                     id: concept.id.clone(),
                     name: concept.name.clone(),
-                    score,
-                    matched_name: dict.name(nidx).text.clone(),
-                    dense,
-                    lexical,
-                    exact,
+                    score: best.score,
+                    matched_name: dict.name(best.name).text.clone(),
+                    dense: best.dense,
+                    lexical: best.lexical,
+                    exact: best.exact,
                     source: dict
                         .source_of(concept)
                         .map(|s| s.name.clone())

