@@ -226,6 +226,8 @@ impl<'a> Linker<'a> {
         names.sort_unstable();
         names.dedup();
 
+        let profile =
+            (options.mode != Mode::Dense).then(|| self.index.lexical.query_profile(normalized));
         let mut best: HashMap<ConceptIdx, ScoredName> = HashMap::new();
         for name_idx in names {
             let entry = dict.name(name_idx);
@@ -234,8 +236,9 @@ impl<'a> Linker<'a> {
             }
             let dense = (options.mode != Mode::Lexical)
                 .then(|| dot(vector, self.index.vectors.row(name_idx as usize)));
-            let lexical = (options.mode != Mode::Dense)
-                .then(|| self.index.lexical.similarity(normalized, &entry.normalized));
+            let lexical = profile
+                .as_ref()
+                .map(|p| self.index.lexical.similarity_to(p, &entry.normalized));
             let exact = exact_keys.contains(&entry.normalized);
             let fused = match (dense, lexical) {
                 (Some(d), Some(l)) => options.alpha * d + (1.0 - options.alpha) * l,

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 
 use super::progress::Bars;
 use super::{
-    BuildArgs, Cli, Command, EmbedArgs, IndexCommand, LinkArgs, LoadArgs, ModelArgs,
-    OntologyCommand, QueryArgs, SearchArgs,
+    BuildArgs, Cli, Command, EmbedArgs, EvalCommand, EvalLinkArgs, IndexCommand, LinkArgs,
+    LoadArgs, ModelArgs, OntologyCommand, QueryArgs, SearchArgs,
 };
 use crate::assets::{self, DEFAULT_MODEL, DEFAULT_ONTOLOGY, DEFAULT_ONTOLOGY_FILE};
 use crate::encoder::{BertEncoder, EncoderOptions};
@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
+        Command::Eval(EvalCommand::Link(args)) => eval_link(args, &cache),
     }
 }
 
@@ -323,5 +324,66 @@ fn write_batch(
         )?;
         out.write_all(b"\n")?;
     }
+    Ok(())
+}
+
+fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
+    use crate::eval::link::{evaluate, EvalOptions, SeenSets};
+    use crate::eval::CorpusSpec;
+    let link = link_options(&args.query)?;
+    if args.ks.is_empty() || args.ks.iter().any(|&k| k == 0 || k > crate::linker::MAX_K) {
+        anyhow::bail!(crate::Error::InvalidInput(format!(
+            "--ks values must be between 1 and {}",
+            crate::linker::MAX_K
+        )));
+    }
+    let corpus_spec: CorpusSpec = args.corpus.parse()?;
+    let train_spec: Option<CorpusSpec> =
+        args.train_corpus.as_deref().map(str::parse).transpose()?;
+    let corpus = corpus_spec.load()?;
+    let index = open_index(&args.query, cache)?;
+    let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.query.model)?)?;
+    let linker = Linker::new(&index, &encoder)?;
+    let seen = match &train_spec {
+        Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),
+        None => None,
+    };
+    let options = EvalOptions {
+        ks: args.ks.clone(),
+        entity_types: args.types.clone(),
+        link,
+        expand_abbreviations: args.abbreviations,
+        ..EvalOptions::default()
+    };
+    let (report, _) = evaluate(&linker, &index, &corpus, seen.as_ref(), &options)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let m = &report.metrics;
+    writeln!(
+        out,
+        "corpus {}  mode {}  model {}",
+        args.corpus, report.mode, report.model
+    )?;
+    writeln!(
+        out,
+        "mentions {}  evaluated {}  missing gold {}  no gold {}  abbreviations expanded {}",
+        m.mentions, m.evaluated, m.missing_gold, m.no_gold, report.abbreviations_expanded
+    )?;
+    let accs: Vec<String> = m
+        .acc
+        .iter()
+        .map(|(k, a)| format!("acc@{k} {a:.4}"))
+        .collect();
+    writeln!(out, "{}  MRR {:.4}", accs.join("  "), m.mrr)?;
+    for (key, b) in &report.breakdown {
+        let accs: Vec<String> = b.acc.iter().map(|(k, a)| format!("@{k} {a:.3}")).collect();
+        writeln!(out, "  {key:<24} n={:<6} {}", b.evaluated, accs.join(" "))?;
+    }
+    writeln!(out, "{:.0} mentions/s", report.mentions_per_second)?;
     Ok(())
 }

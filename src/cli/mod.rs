@@ -46,6 +46,39 @@ pub enum Command {
     Link(LinkArgs),
     /// Embed lines of text from stdin; write one JSON array of floats per line to stdout.
     Embed(EmbedArgs),
+    /// Benchmark runs: linking accuracy on annotated corpora.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Link the gold mentions of a corpus and report acc@k and MRR.
+    Link(EvalLinkArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalLinkArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// FORMAT:PATH, FORMAT one of pubtator, phenobert, phenotagger, medprocner, brat.
+    #[arg(long, value_name = "FORMAT:PATH")]
+    pub corpus: String,
+    /// Training corpus for the seen / unseen breakdown.
+    #[arg(long, value_name = "FORMAT:PATH")]
+    pub train_corpus: Option<String>,
+    /// Entity types of gold mentions to evaluate (e.g. Disease,Chemical); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Cut-offs for acc@k.
+    #[arg(long = "ks", value_delimiter = ',', default_values_t = vec![1usize, 5, 10, 25])]
+    pub ks: Vec<usize>,
+    /// Expand abbreviations defined in the document (Schwartz-Hearst) before linking.
+    #[arg(long)]
+    pub abbreviations: bool,
+    /// Print the full JSON report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -52,6 +52,16 @@ pub fn normalize_id(raw: &str) -> String {
         }
         return id.to_string();
     }
+    // OBO PURL style: `HP_0001250`, `DOID_9352`.
+    if let Some((prefix, local)) = id.split_once('_') {
+        if !prefix.is_empty()
+            && prefix.bytes().all(|b| b.is_ascii_uppercase())
+            && !local.is_empty()
+            && local.bytes().all(|b| b.is_ascii_digit())
+        {
+            return normalize_id(&format!("{prefix}:{local}"));
+        }
+    }
     if is_umls_cui(id) {
         return format!("UMLS:{id}");
     }
@@ -100,6 +110,8 @@ mod tests {
             ("HP:0000256", "HP:0000256"),
             (" D012345 ", "MESH:D012345"),
             ("UMLS:C0027051", "UMLS:C0027051"),
+            ("HP_0001250", "HP:0001250"),
+            ("DOID_9352", "DOID:9352"),
             ("weird", "weird"),
         ];
         for (raw, expected) in cases {

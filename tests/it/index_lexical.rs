@@ -2,7 +2,7 @@
 //! an exhaustive TF-IDF cosine oracle (the scispaCy linker's method), word order, the disk round
 //! trip, edge cases and broken directories.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -117,10 +117,12 @@ struct Oracle {
 
 impl Oracle {
     fn new(names: &[(NameIdx, &str)]) -> Self {
-        let counts: Vec<HashMap<String, f64>> = names
+        // Ordered maps: sums run in the same order every time, so ties between names with the
+        // same 3-grams break the same way on every run.
+        let counts: Vec<BTreeMap<String, f64>> = names
             .iter()
             .map(|(_, text)| {
-                let mut m = HashMap::new();
+                let mut m = BTreeMap::new();
                 for g in char_trigrams(text) {
                     *m.entry(g).or_insert(0.0) += 1.0;
                 }
@@ -159,7 +161,7 @@ impl Oracle {
 
     /// Top-k (row in the name list, cosine), best first.
     fn search(&self, query: &str, k: usize) -> Vec<(usize, f64)> {
-        let mut q: HashMap<String, f64> = HashMap::new();
+        let mut q: BTreeMap<String, f64> = BTreeMap::new();
         for g in char_trigrams(query) {
             *q.entry(g).or_insert(0.0) += 1.0;
         }
@@ -290,14 +292,13 @@ fn typos_and_morphology_still_find_the_concept() {
 /// Measured on HPO 2025-01-16 (41,298 names), 500 names per row sampled with seeds 43/44, edits
 /// re-normalised, k = 25; release build on the 2-core dev machine:
 ///
-/// | edits | index hit@1 | index hit@25 | exhaustive TF-IDF hit@1 | hit@25 | median latency |
-/// |-------|-------------|--------------|-------------------------|--------|----------------|
-/// | 1     | 0.990       | 1.000        | 0.990                   | 1.000  | ~1.0 ms        |
-/// | 2     | 0.932       | 0.998        | 0.930–0.934             | 0.998  | ~0.85 ms       |
+/// | edits | index hit@1 | index hit@25 | exhaustive TF-IDF hit@1 | hit@25 | median / p99 latency |
+/// |-------|-------------|--------------|-------------------------|--------|----------------------|
+/// | 1     | 0.990       | 1.000        | 0.990                   | 1.000  | 0.76 ms / 1.2 ms     |
+/// | 2     | 0.932       | 0.998        | 0.930                   | 0.998  | 0.59 ms / 1.1 ms     |
 ///
-/// The oracle's hit@1 moves by ±0.002 between runs: names with identical 3-gram multisets tie,
-/// and its hash-map summation order decides them. The index's top score equalled the oracle's
-/// for all 1,000 queries.
+/// The index's top score equalled the exhaustive scan's for all 1,000 queries (its 2-edit hit@1
+/// is higher only through tie-breaking among names with identical 3-grams).
 #[test]
 fn hpo_typos_match_exhaustive_tfidf() {
     let hpo = hpo();
@@ -580,7 +581,12 @@ fn hpo_builds_quickly() {
 }
 
 /// Concept-level hit@1 / hit@25 of NCBI-disease test mentions against MEDIC 2012: the top 100
-/// names are folded into concepts (best name score per concept), as a linker does.
+/// names are folded into concepts (best name score per concept), as a linker does. A mention
+/// counts as found when any of its gold ids is (composite mentions have several).
+///
+/// Measured (960 mentions): index 0.639 / 0.809, exhaustive TF-IDF 0.640 / 0.809; the Python
+/// char-3-gram TF-IDF pipeline in `shared/NOTES-stack.md` reports 0.655 / 0.810 on the same
+/// split. Median latency at k = 100 about 1 ms.
 #[test]
 fn ncbi_disease_test_mentions_match_exhaustive_tfidf() {
     let spec: OntologySpec = format!(
@@ -593,7 +599,11 @@ fn ncbi_disease_test_mentions_match_exhaustive_tfidf() {
     let pairs = name_pairs(&dict);
     let start = Instant::now();
     let index = LexicalIndex::build_in_ram(&pairs).unwrap();
-    eprintln!("MEDIC: {} names built in {:?}", index.len(), start.elapsed());
+    eprintln!(
+        "MEDIC: {} names built in {:?}",
+        index.len(),
+        start.elapsed()
+    );
     let oracle = Oracle::new(&pairs);
     let names = dict.names();
     let corpus =
@@ -612,7 +622,11 @@ fn ncbi_disease_test_mentions_match_exhaustive_tfidf() {
     let (mut n, mut hit1, mut hit25, mut o_hit1, mut o_hit25) = (0, 0, 0, 0, 0);
     let mut latencies = Vec::new();
     for (_, mention) in corpus.mentions() {
-        let gold: Vec<u32> = mention.ids.iter().filter_map(|id| dict.lookup_id(id)).collect();
+        let gold: Vec<u32> = mention
+            .ids
+            .iter()
+            .filter_map(|id| dict.lookup_id(id))
+            .collect();
         let query = normalize(&mention.text);
         if gold.is_empty() || query.is_empty() {
             continue;
@@ -621,7 +635,11 @@ fn ncbi_disease_test_mentions_match_exhaustive_tfidf() {
         let start = Instant::now();
         let hits = index.search(&query, 100).unwrap();
         latencies.push(start.elapsed());
-        let found = fold(hits.iter().map(|h| (h.0 as usize, f64::from(h.1))).collect());
+        let found = fold(
+            hits.iter()
+                .map(|h| (h.0 as usize, f64::from(h.1)))
+                .collect(),
+        );
         let exact = fold(oracle.search(&query, 100));
         hit1 += usize::from(found.first().is_some_and(|c| gold.contains(c)));
         hit25 += usize::from(found.iter().take(25).any(|c| gold.contains(c)));
@@ -639,5 +657,12 @@ fn ncbi_disease_test_mentions_match_exhaustive_tfidf() {
         rate(o_hit25),
         latencies[n / 2],
         latencies[n * 99 / 100],
+    );
+    let (hit1, hit25, o_hit1, o_hit25) = (rate(hit1), rate(hit25), rate(o_hit1), rate(o_hit25));
+    assert!(hit1 >= 0.60 && hit25 >= 0.78, "hit@1 {hit1} hit@25 {hit25}");
+    assert!(hit1 >= o_hit1 - 0.01, "hit@1 {hit1} vs exhaustive {o_hit1}");
+    assert!(
+        hit25 >= o_hit25 - 0.01,
+        "hit@25 {hit25} vs exhaustive {o_hit25}"
     );
 }

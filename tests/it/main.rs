@@ -3,6 +3,9 @@
 mod cli;
 mod common;
 mod encoder;
+mod eval_abbrev;
+mod eval_metrics;
+mod eval_readers;
 mod index_dense;
 mod index_lexical;
 mod linker;
