@@ -13,6 +13,8 @@
 //!    union only decides *which* names are scored.
 //! 4. **Group by concept**: a concept's score is its best name's score; the best name is
 //!    reported as `matched_name`. Filters on source ontology and semantic type apply here.
+//!    Concepts with equal scores (two concepts sharing an exact name) are ordered with the one
+//!    matched by its preferred name first, then by dictionary order.
 //!
 //! `mode` restricts both generation and scoring to one signal (dense-only, lexical-only) for
 //! ablations. Mention text is never logged.
@@ -128,6 +130,8 @@ struct ScoredName {
     dense: Option<f32>,
     lexical: Option<f32>,
     exact: bool,
+    /// The name is the concept's preferred name (not a synonym).
+    preferred: bool,
 }
 
 /// Links mentions against one index with one encoder.
@@ -252,6 +256,7 @@ impl<'a> Linker<'a> {
                 dense,
                 lexical,
                 exact,
+                preferred: entry.kind.is_none(),
             };
             // Ties between names of one concept go to the lower name index (the preferred
             // name comes first), so results do not depend on candidate order.
@@ -266,7 +271,12 @@ impl<'a> Linker<'a> {
                 .or_insert(scored);
         }
         let mut ranked: Vec<(ConceptIdx, ScoredName)> = best.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+        ranked.sort_by(|a, b| {
+            b.1.score
+                .total_cmp(&a.1.score)
+                .then(b.1.preferred.cmp(&a.1.preferred))
+                .then(a.0.cmp(&b.0))
+        });
         ranked.truncate(options.k);
         Ok(ranked
             .into_iter()
