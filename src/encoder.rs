@@ -138,12 +138,13 @@ impl BertEncoder {
             None => read_pooling(dir)?,
         };
 
+        let max_length = options.max_length.min(config.max_position_embeddings);
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| Error::model(format!("{}: {e}", tokenizer_path.display())))?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: options.max_length.min(config.max_position_embeddings),
+                max_length,
                 ..Default::default()
             }))
             .map_err(|e| Error::model(format!("{}: {e}", tokenizer_path.display())))?;
@@ -169,7 +170,7 @@ impl BertEncoder {
                 name,
                 pooling,
                 dim: config.hidden_size,
-                max_length: options.max_length,
+                max_length,
                 weights_sha256: crate::fsutil::sha256_files(&[&weights_path])?,
             },
         })

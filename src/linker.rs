@@ -7,8 +7,8 @@
 //! 3. **Score every candidate on both signals**, whichever source found it: the cosine between
 //!    the mention's vector and the name's stored vector, and the character-trigram similarity of
 //!    the two normal forms ([`crate::index::lexical::LexicalIndex::similarity`], TF-IDF weighted). The fused score is
-//!    `alpha * dense + (1 - alpha) * lexical`, plus 1.0 for an exact normal-form match so exact
-//!    names always rank first. Because both signals are computed for every candidate, the
+//!    `alpha * dense + (1 - alpha) * lexical`, plus 1.0 for an exact normal-form match (so exact
+//!    names always rank first) or 0.5 when only the mention's singular form matches. Because both signals are computed for every candidate, the
 //!    score of a candidate does not depend on which source proposed it or in which order — the
 //!    union only decides *which* names are scored.
 //! 4. **Group by concept**: a concept's score is its best name's score; the best name is
@@ -117,6 +117,9 @@ pub struct Candidate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lexical: Option<f32>,
     pub exact: bool,
+    /// What was added to the fused score: 1.0 for an exact normal-form match, 0.5 for a match
+    /// of the mention's singular form ("kidney cysts" -> "kidney cyst"), else 0.
+    pub bonus: f32,
     pub source: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
@@ -130,21 +133,39 @@ struct ScoredName {
     dense: Option<f32>,
     lexical: Option<f32>,
     exact: bool,
+    bonus: f32,
     /// The name is the concept's preferred name (not a synonym).
     preferred: bool,
 }
+
+/// Score added for an exact normal-form match: exact names always outrank fuzzy ones.
+const EXACT_BONUS: f32 = 1.0;
+/// Score added when only the singular form matches: plural folding can be wrong ("aids").
+const SINGULAR_BONUS: f32 = 0.5;
 
 /// Links mentions against one index with one encoder.
 pub struct Linker<'a> {
     index: &'a Index,
     encoder: &'a dyn Encoder,
+    /// Every concept type of the dictionary, lowercased, to validate `--type` filters.
+    known_types: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Linker<'a> {
     /// Fails if the encoder is not the model the index was built with.
     pub fn new(index: &'a Index, encoder: &'a dyn Encoder) -> Result<Self> {
         index.check_model(encoder.identity())?;
-        Ok(Linker { index, encoder })
+        let known_types = index
+            .dictionary
+            .concepts()
+            .iter()
+            .flat_map(|c| c.types.iter().map(|t| t.to_lowercase()))
+            .collect();
+        Ok(Linker {
+            index,
+            encoder,
+            known_types,
+        })
     }
 
     pub fn link(&self, mention: &str, options: &LinkOptions) -> Result<Vec<Candidate>> {
@@ -161,6 +182,7 @@ impl<'a> Linker<'a> {
         options: &LinkOptions,
     ) -> Result<Vec<Vec<Candidate>>> {
         options.validate()?;
+        self.validate_filters(options)?;
         let mut normalized = Vec::with_capacity(mentions.len());
         for (i, m) in mentions.iter().enumerate() {
             let chars = m.chars().count();
@@ -243,7 +265,14 @@ impl<'a> Linker<'a> {
             let lexical = profile
                 .as_ref()
                 .map(|p| self.index.lexical.similarity_to(p, &entry.normalized));
-            let exact = exact_keys.contains(&entry.normalized);
+            let exact = entry.normalized == normalized;
+            let bonus = if exact {
+                EXACT_BONUS
+            } else if exact_keys.contains(&entry.normalized) {
+                SINGULAR_BONUS
+            } else {
+                0.0
+            };
             let fused = match (dense, lexical) {
                 (Some(d), Some(l)) => options.alpha * d + (1.0 - options.alpha) * l,
                 (Some(d), None) => d,
@@ -251,11 +280,12 @@ impl<'a> Linker<'a> {
                 (None, None) => 0.0,
             };
             let scored = ScoredName {
-                score: fused + if exact { 1.0 } else { 0.0 },
+                score: fused + bonus,
                 name: name_idx,
                 dense,
                 lexical,
                 exact,
+                bonus,
                 preferred: entry.kind.is_none(),
             };
             // Ties between names of one concept go to the lower name index (the preferred
@@ -290,6 +320,7 @@ impl<'a> Linker<'a> {
                     dense: best.dense,
                     lexical: best.lexical,
                     exact: best.exact,
+                    bonus: best.bonus,
                     source: dict
                         .source_of(concept)
                         .map(|s| s.name.clone())
@@ -298,6 +329,39 @@ impl<'a> Linker<'a> {
                 }
             })
             .collect())
+    }
+
+    /// A filter naming no source or type of the index is a typo, not an empty result.
+    fn validate_filters(&self, options: &LinkOptions) -> Result<()> {
+        let sources = self.index.dictionary.sources();
+        for s in &options.sources {
+            if !sources
+                .iter()
+                .any(|known| known.name.eq_ignore_ascii_case(s))
+            {
+                let names: Vec<&str> = sources.iter().map(|k| k.name.as_str()).collect();
+                return Err(Error::InvalidInput(format!(
+                    "unknown source `{s}`; this index has: {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        for t in &options.types {
+            if !self.known_types.contains(&t.to_lowercase()) {
+                let some: Vec<&str> = self
+                    .known_types
+                    .iter()
+                    .take(12)
+                    .map(String::as_str)
+                    .collect();
+                return Err(Error::InvalidInput(format!(
+                    "unknown type `{t}`; {} types exist, e.g. {}",
+                    self.known_types.len(),
+                    some.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn passes_filters(&self, concept_idx: ConceptIdx, options: &LinkOptions) -> bool {

@@ -69,7 +69,7 @@ def main():
         for mode, abbrev in [("lexical", False), ("dense", False), ("hybrid", False), ("hybrid", True)]:
             cmd = ["eval", "link", "--index", str(index), "--corpus", corpus, "--mode", mode, "--ks", "1,5,25", "--json"]
             if types:
-                cmd += ["--types", types]
+                cmd += ["--entity-types", types]
             if abbrev:
                 cmd.append("--abbreviations")
             r = json.loads(medlink(args.medlink, *cmd))

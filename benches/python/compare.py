@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,18 +85,18 @@ def cpu_name():
 
 
 def run_child(cmd, stdin_path=None):
-    """Runs a command; returns (stderr, wall seconds, peak RSS MiB of the child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Runs a command; returns (stderr, wall seconds, peak RSS MiB of that child alone)."""
     t = time.perf_counter()
-    with open(stdin_path or os.devnull, "rb") as stdin:
-        p = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t
+    with open(stdin_path or os.devnull, "rb") as stdin, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
     if p.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{p.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all children so far: run the biggest last or
-    # read it as an upper bound.
-    return p.stderr, wall, max(peak, before) / 1024
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{stderr}")
+    return stderr, wall, usage.ru_maxrss / 1024
 
 
 def rate(stderr, unit):
@@ -112,6 +111,7 @@ def main():
     ap.add_argument("--medlink", default=str(ROOT / "target/release/medlink"))
     ap.add_argument("--model", default=str(CACHE / "models/all-MiniLM-L6-v2"))
     ap.add_argument("--quick", action="store_true", help="skip the MEDIC index build")
+    ap.add_argument("--write", action="store_true", help="replace the SPEED block of BENCHMARKS.md")
     args = ap.parse_args()
 
     import faiss
@@ -199,19 +199,34 @@ def main():
     out.write_text(json.dumps(results, indent=2) + "\n")
 
     m = results["machine"]
-    print(f"Machine: {m['cpu']}, {m['cores']} cores; torch {results['versions']['torch']} ({m['torch_threads']} threads), faiss {results['versions']['faiss']}\n")
-    print("| measure | medlink | Python reference | medlink / reference |")
-    print("|---|---|---|---|")
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; torch {results['versions']['torch']} "
+        f"({m['torch_threads']} threads), faiss {results['versions']['faiss']}.",
+        "",
+        "| measure | medlink | Python reference | medlink / reference |",
+        "|---|---|---|---|",
+    ]
     e, l = results["encode"], results["link"]
-    print(f"| encoding, {e['strings']:,} HPO names (strings/s) | {e['medlink_per_s']:.0f} | {e['reference_per_s']:.0f} | {e['medlink_per_s'] / e['reference_per_s']:.2f}x |")
-    print(f"| end-to-end linking, {l['mentions']:,} HPO mentions, k 10 (mentions/s) | {l['medlink_per_s']:.0f} | {l['reference_per_s']:.0f} | {l['medlink_per_s'] / l['reference_per_s']:.2f}x |")
     hb = builds["HPO"]
-    print(f"| HPO index build, {hb['names']:,} names (s) | {hb['seconds']:.0f} | {results['reference_build_hpo_seconds']:.0f} | {results['reference_build_hpo_seconds'] / hb['seconds']:.2f}x faster |")
-    print()
-    print("| index | names | build wall time (s) | peak RSS (MiB) |")
-    print("|---|---|---|---|")
+    lines += [
+        f"| encoding, {e['strings']:,} HPO names (strings/s) | {e['medlink_per_s']:.0f} | {e['reference_per_s']:.0f} | {e['medlink_per_s'] / e['reference_per_s']:.2f} |",
+        f"| end-to-end linking, {l['mentions']:,} HPO mentions, k 10 (mentions/s) | {l['medlink_per_s']:.0f} | {l['reference_per_s']:.0f} | {l['medlink_per_s'] / l['reference_per_s']:.2f} |",
+        f"| HPO index build, {hb['names']:,} names (s, lower is better) | {hb['seconds']:.0f} | {results['reference_build_hpo_seconds']:.0f} | {hb['seconds'] / results['reference_build_hpo_seconds']:.2f} |",
+        "",
+        "| index | names | build wall time (s) | peak RSS (MiB) |",
+        "|---|---|---|---|",
+    ]
     for label, b in builds.items():
-        print(f"| {label} | {b['names']:,} | {b['seconds']:.0f} | {b['peak_rss_mib']:.0f} |")
+        lines.append(f"| {label} | {b['names']:,} | {b['seconds']:.0f} | {b['peak_rss_mib']:.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text()
+        start, end = "<!-- SPEED:BEGIN -->", "<!-- SPEED:END -->"
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -70,12 +70,21 @@ fn load_options(args: &LoadArgs) -> LoadOptions {
     }
 }
 
-fn encoder_options(args: &ModelArgs) -> Result<EncoderOptions> {
+/// Encoder settings from the flags; those not given come from the index's manifest (so an
+/// index built with `--pooling cls --max-length 32` is queried the same way), else defaults.
+fn encoder_options(args: &ModelArgs, index: Option<&Manifest>) -> Result<EncoderOptions> {
+    let defaults = EncoderOptions::default();
     Ok(EncoderOptions {
-        max_length: args.max_length,
+        max_length: args
+            .max_length
+            .or(index.map(|m| m.model.max_length))
+            .unwrap_or(defaults.max_length),
         batch_size: args.batch_size,
-        pooling: args.pooling.as_deref().map(str::parse).transpose()?,
-        ..EncoderOptions::default()
+        pooling: match args.pooling.as_deref() {
+            Some(p) => Some(p.parse()?),
+            None => index.map(|m| m.model.pooling),
+        },
+        ..defaults
     })
 }
 
@@ -88,6 +97,10 @@ fn model_dir(args: &ModelArgs, index: Option<&Manifest>, cache: &Path) -> Result
         if recorded.join("model.safetensors").is_file() {
             return Ok(recorded);
         }
+        tracing::warn!(
+            "the index's model directory {} is gone; trying the default model (pass --model DIR to choose)",
+            recorded.display()
+        );
     }
     Ok(assets::ensure(&DEFAULT_MODEL, cache)?)
 }
@@ -103,7 +116,13 @@ fn build(args: BuildArgs, cache: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let dict = ontology::load_dictionary(&specs, &load_options(&args.load))?;
     let model = model_dir(&args.model, None, cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.model)?)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
+    if !dict.warnings().is_empty() {
+        eprintln!("{} loader warnings:", dict.warnings().len());
+        for w in dict.warnings().iter().take(10) {
+            eprintln!("  {w}");
+        }
+    }
     let manifest = Index::build(&dict, &encoder, &model, &args.out, hnsw, &Bars::default())
         .with_context(|| format!("building index {}", args.out.display()))?;
     eprintln!(
@@ -122,10 +141,15 @@ fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
     if let Some(dir) = &args.index {
         return Index::open(dir).with_context(|| format!("opening index {}", dir.display()));
     }
+    if args.model.model.is_some() {
+        anyhow::bail!(crate::Error::InvalidInput(
+            "--model needs --index: the default HPO index is built with the default model".into()
+        ));
+    }
     let dir = cache.join(DEFAULT_INDEX);
     if !dir.join(crate::index::manifest::MANIFEST_FILE).is_file() {
         eprintln!(
-            "first run: building the default HPO index in {} (about a minute)",
+            "first run: building the default HPO index in {} (a few minutes on two cores, once)",
             dir.display()
         );
         let ontology_dir = assets::ensure(&DEFAULT_ONTOLOGY, cache)?;
@@ -135,7 +159,7 @@ fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
             path: ontology_dir.join(DEFAULT_ONTOLOGY_FILE),
         };
         let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())?;
-        let encoder = BertEncoder::load(&model, &encoder_options(&args.model)?)?;
+        let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
         Index::build(
             &dict,
             &encoder,
@@ -143,7 +167,8 @@ fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
             &dir,
             HnswParams::default(),
             &Bars::default(),
-        )?;
+        )
+        .with_context(|| format!("building the default index {}", dir.display()))?;
     }
     Ok(Index::open(&dir)?)
 }
@@ -166,7 +191,10 @@ fn search(args: SearchArgs, cache: &Path) -> Result<()> {
     let text = args.text.join(" ");
     let index = open_index(&args.query, cache)?;
     let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.query.model)?)?;
+    let encoder = BertEncoder::load(
+        &model,
+        &encoder_options(&args.query.model, Some(&index.manifest))?,
+    )?;
     let linker = Linker::new(&index, &encoder)?;
     let candidates = linker.link(&text, &options)?;
     let mut out = std::io::stdout().lock();
@@ -224,7 +252,10 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
     }
     let index = open_index(&args.query, cache)?;
     let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.query.model)?)?;
+    let encoder = BertEncoder::load(
+        &model,
+        &encoder_options(&args.query.model, Some(&index.manifest))?,
+    )?;
     let linker = Linker::new(&index, &encoder)?;
 
     let stdin = std::io::stdin().lock();
@@ -238,12 +269,17 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         let done = next.is_none();
         if let Some((line_no, line)) = next {
             if !line.trim().is_empty() {
+                // serde's message can quote the input (patient text): say only where and what.
                 let request: LinkRequest = serde_json::from_str(line).map_err(|e| {
                     crate::Error::parse(
                         "<stdin>",
                         line_no,
                         None,
-                        format!("expected a JSON object with a string field `mention`: {e}"),
+                        format!(
+                            "expected a JSON object with a string field `mention` ({:?} error at column {})",
+                            e.classify(),
+                            e.column()
+                        ),
                     )
                 })?;
                 batch.push((line_no, request));
@@ -269,7 +305,7 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
 
 fn embed(args: EmbedArgs, cache: &Path) -> Result<()> {
     let model = model_dir(&args.model, None, cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.model)?)?;
+    let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
     let mut lines =
         crate::ontology::lines::Lines::new(std::io::stdin().lock(), Path::new("<stdin>"));
     let mut texts = Vec::new();
@@ -343,7 +379,10 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
     let corpus = corpus_spec.load()?;
     let index = open_index(&args.query, cache)?;
     let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.query.model)?)?;
+    let encoder = BertEncoder::load(
+        &model,
+        &encoder_options(&args.query.model, Some(&index.manifest))?,
+    )?;
     let linker = Linker::new(&index, &encoder)?;
     let seen = match &train_spec {
         Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),
@@ -351,7 +390,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
     };
     let options = EvalOptions {
         ks: args.ks.clone(),
-        entity_types: args.types.clone(),
+        entity_types: args.entity_types.clone(),
         link,
         expand_abbreviations: args.abbreviations,
         ..EvalOptions::default()

@@ -68,8 +68,8 @@ pub struct EvalLinkArgs {
     #[arg(long, value_name = "FORMAT:PATH")]
     pub train_corpus: Option<String>,
     /// Entity types of gold mentions to evaluate (e.g. Disease,Chemical); default all.
-    #[arg(long, value_delimiter = ',')]
-    pub types: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "TYPE")]
+    pub entity_types: Vec<String>,
     /// Cut-offs for acc@k.
     #[arg(long = "ks", value_delimiter = ',', default_values_t = vec![1usize, 5, 10, 25])]
     pub ks: Vec<usize>,
@@ -153,12 +153,12 @@ pub struct ModelArgs {
     /// [default: the index's model, else all-MiniLM-L6-v2 fetched into the cache].
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Pooling, overriding 1_Pooling/config.json.
+    /// Pooling, overriding 1_Pooling/config.json [default: the index's, else the model's].
     #[arg(long, value_parser = ["cls", "mean"])]
     pub pooling: Option<String>,
-    /// Maximum tokens per string.
-    #[arg(long, default_value_t = 25)]
-    pub max_length: usize,
+    /// Maximum tokens per string [default: the index's, else 25].
+    #[arg(long)]
+    pub max_length: Option<usize>,
     /// Strings per forward pass.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
@@ -215,6 +215,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             let kind = err
@@ -228,6 +229,23 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        // clap checks duplicate ids and conflicting flags only in debug assertions.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
+
+/// `medlink link | head` closes stdout early: that is the reader's choice, not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_tracing(verbose: u8) {

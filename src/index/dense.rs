@@ -176,9 +176,10 @@ impl VectorIndex for ExactIndex<'_> {
         if k == 0 {
             return Ok(Vec::new());
         }
-        hits.select_nth_unstable_by(k - 1, |a, b| b.score.total_cmp(&a.score));
+        let order = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id));
+        hits.select_nth_unstable_by(k - 1, order);
         hits.truncate(k);
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        hits.sort_by(order);
         Ok(hits)
     }
 }

@@ -60,6 +60,18 @@ impl Index {
         progress: &dyn Progress,
     ) -> Result<Manifest> {
         hnsw.validate()?;
+        // The target is replaced: never let that be a directory that is not an index.
+        if out.exists() && !out.join(manifest::MANIFEST_FILE).is_file() {
+            let empty = std::fs::read_dir(out)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if !empty {
+                return Err(Error::InvalidInput(format!(
+                    "{} exists and is not a medlink index: choose another --out",
+                    out.display()
+                )));
+            }
+        }
         let _span = tracing::info_span!("build_index", out = %out.display()).entered();
         let staging = StagingDir::new(out)?;
         let dir = staging.path().to_path_buf();
@@ -74,12 +86,14 @@ impl Index {
             "embedded names"
         );
 
+        let stage = std::time::Instant::now();
         progress.stage("building HNSW graph", 0);
         let graph = HnswIndex::build(&vectors, hnsw)?;
         let hnsw_basename = graph.save(&dir, HNSW_BASENAME)?;
         progress.finish_stage();
         tracing::info!(seconds = stage.elapsed().as_secs_f64(), "built HNSW graph");
 
+        let stage = std::time::Instant::now();
         progress.stage("building lexical index", 0);
         let names: Vec<(u32, &str)> = dictionary
             .names()
@@ -168,6 +182,12 @@ impl Index {
             });
         }
         let lexical = LexicalIndex::open(&dir.join(&manifest.files.lexical))?;
+        if lexical.len() != names {
+            return Err(Error::DataCorruption {
+                path: dir.to_path_buf(),
+                comment: format!("lexical index has {} names for {names}", lexical.len()),
+            });
+        }
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
@@ -184,21 +204,30 @@ impl Index {
         if built.weights_sha256 != model.weights_sha256
             || built.pooling != model.pooling
             || built.dim != model.dim
+            || built.max_length != model.max_length
         {
             return Err(Error::ModelMismatch {
                 index: format!(
-                    "{} ({:?} pooling, {} dims, weights {})",
+                    "{} ({:?} pooling, {} dims, max length {}, weights {})",
                     built.name,
                     built.pooling,
                     built.dim,
-                    &built.weights_sha256[..12.min(built.weights_sha256.len())]
+                    built.max_length,
+                    built
+                        .weights_sha256
+                        .get(..12)
+                        .unwrap_or(&built.weights_sha256)
                 ),
                 loaded: format!(
-                    "{} ({:?} pooling, {} dims, weights {})",
+                    "{} ({:?} pooling, {} dims, max length {}, weights {})",
                     model.name,
                     model.pooling,
                     model.dim,
-                    &model.weights_sha256[..12.min(model.weights_sha256.len())]
+                    model.max_length,
+                    model
+                        .weights_sha256
+                        .get(..12)
+                        .unwrap_or(&model.weights_sha256)
                 ),
             });
         }

@@ -159,15 +159,92 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// Whether a language code passes the filter (`ENG`, `en`, `en-US` all match `ENG`).
+    /// Whether a language code passes the filter (`ENG`, `en`, `en-US` all match `ENG`;
+    /// `GER`, `DEU` and `de` are one language).
     pub fn keeps_language(&self, code: &str) -> bool {
-        fn key(code: &str) -> String {
-            code.chars()
-                .take(2)
-                .collect::<String>()
-                .to_ascii_lowercase()
-        }
-        self.languages.is_empty() || self.languages.iter().any(|l| key(l) == key(code))
+        self.languages.is_empty()
+            || self
+                .languages
+                .iter()
+                .any(|l| language_key(l) == language_key(code))
+    }
+}
+
+/// UMLS `LAT` (ISO 639-2, bibliographic or terminological) to ISO 639-1 as SNOMED writes it.
+const LANGUAGES: &[(&str, &str)] = &[
+    ("eng", "en"),
+    ("spa", "es"),
+    ("fre", "fr"),
+    ("fra", "fr"),
+    ("ger", "de"),
+    ("deu", "de"),
+    ("ita", "it"),
+    ("por", "pt"),
+    ("dut", "nl"),
+    ("nld", "nl"),
+    ("swe", "sv"),
+    ("dan", "da"),
+    ("nor", "no"),
+    ("fin", "fi"),
+    ("cze", "cs"),
+    ("ces", "cs"),
+    ("pol", "pl"),
+    ("hun", "hu"),
+    ("gre", "el"),
+    ("ell", "el"),
+    ("rus", "ru"),
+    ("jpn", "ja"),
+    ("chi", "zh"),
+    ("zho", "zh"),
+    ("kor", "ko"),
+    ("tur", "tr"),
+    ("heb", "he"),
+    ("ara", "ar"),
+    ("est", "et"),
+    ("lav", "lv"),
+    ("lit", "lt"),
+    ("hrv", "hr"),
+    ("ice", "is"),
+    ("isl", "is"),
+    ("baq", "eu"),
+    ("eus", "eu"),
+];
+
+/// One spelling per language: `en-US` -> `en`, `ENG` -> `en`, unknown codes lowercased.
+fn language_key(code: &str) -> String {
+    let base = code
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    LANGUAGES
+        .iter()
+        .find(|(three, _)| *three == base)
+        .map(|(_, two)| (*two).to_string())
+        .unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadOptions;
+
+    #[test]
+    fn language_filter_maps_iso_639_2_to_639_1() {
+        let keep = |filter: &str, code: &str| {
+            LoadOptions {
+                languages: vec![filter.to_string()],
+                ..LoadOptions::default()
+            }
+            .keeps_language(code)
+        };
+        assert!(keep("ENG", "en"));
+        assert!(keep("ENG", "en-US"));
+        assert!(keep("GER", "de"));
+        assert!(keep("de", "DEU"));
+        assert!(keep("SPA", "es"));
+        assert!(!keep("POL", "POR"));
+        assert!(!keep("ENG", "es"));
     }
 }
 

@@ -85,14 +85,16 @@ pub fn read(reader: impl BufRead, path: &Path) -> Result<Loaded> {
                         let mut words = rest.split_whitespace();
                         let scope = words.next().unwrap_or("");
                         let synonym_type = words.next().filter(|w| !w.starts_with('['));
-                        if synonym_type == Some("obsolete_synonym") {
-                            obsolete_synonyms += 1;
-                        }
-                        let kind = synonym_kind(scope, synonym_type).ok_or_else(|| {
+                        let mut kind = synonym_kind(scope, synonym_type).ok_or_else(|| {
                             field_err(format!(
                                 "unknown synonym scope {scope:?} (expected EXACT, RELATED, BROAD or NARROW)"
                             ))
                         })?;
+                        // A discarded name is no longer an exact synonym, whatever its scope.
+                        if synonym_type == Some("obsolete_synonym") {
+                            obsolete_synonyms += 1;
+                            kind = SynonymKind::Related;
+                        }
                         term.synonyms.push(Synonym { text, kind });
                     }
                     "exact_synonym" | "related_synonym" | "broad_synonym" | "narrow_synonym" => {

@@ -227,6 +227,7 @@ fn ranked_ids_keep_order_and_drop_repeats() {
         dense: None,
         lexical: None,
         exact: false,
+        bonus: 0.0,
         source: "test".into(),
         types: Vec::new(),
     };

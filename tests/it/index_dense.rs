@@ -178,6 +178,26 @@ fn index_build_is_atomic_and_open_refuses_damaged_directories() {
     let index = Index::open(&out).unwrap();
     assert_eq!(index.dictionary.concepts().len(), dict.concepts().len());
 
+    // A directory that is not an index is never replaced.
+    let precious = root.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), "keep me").unwrap();
+    let err = Index::build(
+        &dict,
+        encoder(),
+        &default_model(),
+        &precious,
+        HnswParams::default(),
+        &NoProgress,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("is not a medlink index"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(precious.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+
     let err = Index::open(&root.path().join("missing")).err().unwrap();
     assert!(err.to_string().contains("missing"), "{err}");
     // A manifest from a future format is refused by version.

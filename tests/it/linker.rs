@@ -51,7 +51,9 @@ fn fused_score_is_the_documented_rule() {
     for query in ["seizures", "enlarged liver", "short statue"] {
         for c in linker().link(query, &options).unwrap() {
             let (d, l) = (c.dense.unwrap(), c.lexical.unwrap());
-            let expected = 0.6 * d + 0.4 * l + if c.exact { 1.0 } else { 0.0 };
+            assert!([0.0, 0.5, 1.0].contains(&c.bonus), "{c:?}");
+            assert_eq!(c.exact, c.bonus == 1.0, "{c:?}");
+            let expected = 0.6 * d + 0.4 * l + c.bonus;
             assert!((c.score - expected).abs() < 1e-5, "{query}: {c:?}");
             assert!((0.0..=1.0001).contains(&l));
         }
@@ -123,7 +125,18 @@ fn type_and_source_filters() {
         sources: vec!["MEDIC".into()],
         ..LinkOptions::default()
     };
-    assert!(linker.link("big head", &options).unwrap().is_empty());
+    let err = linker.link("big head", &options).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown source `MEDIC`; this index has: HPO"),
+        "{err}"
+    );
+    let options = LinkOptions {
+        types: vec!["Phenotypic abnormalty".into()],
+        ..LinkOptions::default()
+    };
+    let err = linker.link("big head", &options).unwrap_err();
+    assert!(err.to_string().contains("unknown type"), "{err}");
     let options = LinkOptions {
         sources: vec!["hpo".into()],
         ..LinkOptions::default()
