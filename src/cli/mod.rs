@@ -231,15 +231,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cli_definition_is_consistent() {
-        // clap checks duplicate ids and conflicting flags only in debug assertions.
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
-    }
-}
-
 /// `medlink link | head` closes stdout early: that is the reader's choice, not an error.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -261,4 +252,13 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        // clap checks duplicate ids and conflicting flags only in debug assertions.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -225,40 +225,6 @@ fn language_key(code: &str) -> String {
         .unwrap_or(base)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::LoadOptions;
-
-    #[test]
-    fn language_filter_maps_iso_639_2_to_639_1() {
-        let keep = |filter: &str, code: &str| {
-            LoadOptions {
-                languages: vec![filter.to_string()],
-                ..LoadOptions::default()
-            }
-            .keeps_language(code)
-        };
-        assert!(keep("ENG", "en"));
-        assert!(keep("ENG", "en-US"));
-        assert!(keep("GER", "de"));
-        assert!(keep("de", "DEU"));
-        assert!(keep("SPA", "es"));
-        assert!(!keep("POL", "POR"));
-        assert!(!keep("ENG", "es"));
-    }
-}
-
-/// What one loader returns: concepts of one source, the version it declares, and warnings
-/// about records it skipped or repaired.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub concepts: Vec<Concept>,
-    pub version: Option<String>,
-    pub warnings: Vec<String>,
-    /// The files read, for the source checksum.
-    pub files: Vec<PathBuf>,
-}
-
 /// Loads one source.
 pub fn load(spec: &OntologySpec, opts: &LoadOptions) -> Result<Loaded> {
     let path = spec.path.as_path();
@@ -346,4 +312,38 @@ pub fn load_dictionary(specs: &[OntologySpec], opts: &LoadOptions) -> Result<Dic
         }));
     }
     Dictionary::from_parts(sources, concepts, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadOptions;
+
+    #[test]
+    fn language_filter_maps_iso_639_2_to_639_1() {
+        let keep = |filter: &str, code: &str| {
+            LoadOptions {
+                languages: vec![filter.to_string()],
+                ..LoadOptions::default()
+            }
+            .keeps_language(code)
+        };
+        assert!(keep("ENG", "en"));
+        assert!(keep("ENG", "en-US"));
+        assert!(keep("GER", "de"));
+        assert!(keep("de", "DEU"));
+        assert!(keep("SPA", "es"));
+        assert!(!keep("POL", "POR"));
+        assert!(!keep("ENG", "es"));
+    }
+}
+
+/// What one loader returns: concepts of one source, the version it declares, and warnings
+/// about records it skipped or repaired.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub concepts: Vec<Concept>,
+    pub version: Option<String>,
+    pub warnings: Vec<String>,
+    /// The files read, for the source checksum.
+    pub files: Vec<PathBuf>,
 }
