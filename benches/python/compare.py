@@ -114,17 +114,8 @@ def main():
     ap.add_argument("--write", action="store_true", help="replace the SPEED block of BENCHMARKS.md")
     args = ap.parse_args()
 
-    import faiss
-    import numpy as np
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    env = dict(os.environ, MEDLINK_CACHE=str(CACHE))
-    results = {
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-        "versions": {"torch": torch.__version__, "faiss": faiss.__version__},
-    }
+    # medlink runs first, before torch is imported: Linux carries a process's peak RSS over
+    # fork + exec, so a child of a Python process holding torch would report torch's memory.
     work = Path(tempfile.mkdtemp(prefix="medlink-compare-"))
     names = hpo_names(SHARED / "hpo/hp.obo")
     mentions = hpo_mentions()
@@ -135,13 +126,6 @@ def main():
     strings_file.write_text("\n".join(sample) + "\n", encoding="utf-8")
     err, _, _ = run_child([args.medlink, "embed", "--quiet", "--model", args.model], strings_file)
     medlink_encode = rate(err, "strings/s")
-    model = SentenceTransformer(args.model, device="cpu")
-    model.max_seq_length = 25
-    model.encode(sample[:256], batch_size=128)  # warm-up
-    t = time.perf_counter()
-    model.encode(sample, batch_size=128, normalize_embeddings=True)
-    ref_encode = len(sample) / (time.perf_counter() - t)
-    results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode, "reference_per_s": ref_encode}
 
     # 2. Index builds (medlink): HPO, then MEDIC 2012.
     builds = {}
@@ -152,7 +136,26 @@ def main():
         _, wall, peak = run_child([args.medlink, "index", "build", "--model", args.model, "--ontology", spec, "--out", str(out)])
         manifest = json.loads((out / "manifest.json").read_text())
         builds[label] = {"seconds": wall, "peak_rss_mib": peak, "names": manifest["counts"]["names"]}
-    results["build"] = builds
+
+    import faiss
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    results = {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "versions": {"torch": torch.__version__, "faiss": faiss.__version__},
+        "build": builds,
+    }
+    model = SentenceTransformer(args.model, device="cpu")
+    model.max_seq_length = 25
+    model.encode(sample[:256], batch_size=128)  # warm-up
+    t = time.perf_counter()
+    model.encode(sample, batch_size=128, normalize_embeddings=True)
+    ref_encode = len(sample) / (time.perf_counter() - t)
+    results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode, "reference_per_s": ref_encode}
+
 
     # 3. Reference index over the same HPO names.
     t = time.perf_counter()
