@@ -173,6 +173,17 @@ fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
     Ok(Index::open(&dir)?)
 }
 
+/// The index to query and the encoder of the model it was built with.
+fn open_index_and_encoder(args: &QueryArgs, cache: &Path) -> Result<(Index, BertEncoder)> {
+    let index = open_index(args, cache)?;
+    let model = model_dir(&args.model, Some(&index.manifest), cache)?;
+    let encoder = BertEncoder::load(
+        &model,
+        &encoder_options(&args.model, Some(&index.manifest))?,
+    )?;
+    Ok((index, encoder))
+}
+
 fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
     let options = LinkOptions {
         k: args.k,
@@ -189,12 +200,7 @@ fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
 fn search(args: SearchArgs, cache: &Path) -> Result<()> {
     let options = link_options(&args.query)?;
     let text = args.text.join(" ");
-    let index = open_index(&args.query, cache)?;
-    let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(
-        &model,
-        &encoder_options(&args.query.model, Some(&index.manifest))?,
-    )?;
+    let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
     let linker = Linker::new(&index, &encoder)?;
     let candidates = linker.link(&text, &options)?;
     let mut out = std::io::stdout().lock();
@@ -250,12 +256,7 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
             "--lines-per-batch must be at least 1".into()
         ));
     }
-    let index = open_index(&args.query, cache)?;
-    let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(
-        &model,
-        &encoder_options(&args.query.model, Some(&index.manifest))?,
-    )?;
+    let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
     let linker = Linker::new(&index, &encoder)?;
 
     let stdin = std::io::stdin().lock();
@@ -377,12 +378,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
     let train_spec: Option<CorpusSpec> =
         args.train_corpus.as_deref().map(str::parse).transpose()?;
     let corpus = corpus_spec.load()?;
-    let index = open_index(&args.query, cache)?;
-    let model = model_dir(&args.query.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(
-        &model,
-        &encoder_options(&args.query.model, Some(&index.manifest))?,
-    )?;
+    let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
     let linker = Linker::new(&index, &encoder)?;
     let seen = match &train_spec {
         Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),
