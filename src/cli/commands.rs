@@ -47,7 +47,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
-        Command::Eval(EvalCommand::Link(args)) => eval_link(args, &cache),
+        Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
+        Command::Eval(EvalCommand::Ner { gold, predicted }) => {
+            let gold = gold.parse::<crate::eval::CorpusSpec>()?.load()?;
+            let predicted = predicted.parse::<crate::eval::CorpusSpec>()?.load()?;
+            let report = crate::eval::metrics::ner_metrics(&gold.spans(), &predicted.spans());
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
     }
 }
 

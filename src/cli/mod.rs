@@ -54,7 +54,16 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
     /// Link the gold mentions of a corpus and report acc@k and MRR.
-    Link(EvalLinkArgs),
+    Link(Box<EvalLinkArgs>),
+    /// Score predicted mention spans against gold spans: strict and lenient P/R/F1 per type.
+    Ner {
+        /// Gold corpus, FORMAT:PATH (pubtator, phenobert, phenotagger, medprocner, brat).
+        #[arg(long, value_name = "FORMAT:PATH")]
+        gold: String,
+        /// Predicted spans in any corpus format (ids are ignored).
+        #[arg(long, value_name = "FORMAT:PATH")]
+        predicted: String,
+    },
 }
 
 #[derive(Args, Debug)]

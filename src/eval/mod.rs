@@ -40,6 +40,18 @@ pub struct Corpus {
 }
 
 impl Corpus {
+    /// Every mention as a span for NER scoring (`eval ner`).
+    pub fn spans(&self) -> Vec<metrics::Span> {
+        self.mentions()
+            .map(|(d, m)| metrics::Span {
+                doc: d.id.clone(),
+                start: m.start,
+                end: m.end,
+                entity_type: m.entity_type.clone(),
+            })
+            .collect()
+    }
+
     pub fn mentions(&self) -> impl Iterator<Item = (&Document, &GoldMention)> {
         self.documents
             .iter()

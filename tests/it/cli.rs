@@ -176,3 +176,53 @@ fn search_refuses_an_index_built_with_another_model() {
     assert_eq!(code, 2);
     assert!(stderr.contains("index was built with model"), "{stderr}");
 }
+
+#[test]
+fn eval_ner_scores_a_corpus_against_itself_and_a_shifted_copy() {
+    let gold = shared_data("ncbi_disease/NCBIdevelopset_corpus.txt");
+    let spec = format!("pubtator:{}", gold.display());
+    let (code, stdout, stderr) = run(
+        medlink().args(["eval", "ner", "--gold", &spec, "--predicted", &spec]),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["gold"], 787);
+    assert_eq!(report["strict"]["overall"]["f1"], 1.0);
+
+    // Every predicted span one character shorter: no strict match, every lenient match.
+    let dir = tempfile::tempdir().unwrap();
+    let shifted = dir.path().join("shifted.txt");
+    let text = std::fs::read_to_string(&gold).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() == 6 {
+                let end: usize = cols[2].parse().unwrap();
+                let mention: String = cols[3].chars().take(cols[3].chars().count() - 1).collect();
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    cols[0],
+                    cols[1],
+                    end - 1,
+                    mention,
+                    cols[4],
+                    cols[5]
+                )
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&shifted, lines.join("\n") + "\n").unwrap();
+    let predicted = format!("pubtator:{}", shifted.display());
+    let (code, stdout, stderr) = run(
+        medlink().args(["eval", "ner", "--gold", &spec, "--predicted", &predicted]),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["strict"]["overall"]["tp"], 0);
+    assert_eq!(report["lenient"]["overall"]["recall"], 1.0);
+}
