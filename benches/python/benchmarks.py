@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks_md import replace_block
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
@@ -89,12 +91,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        start, end = "<!-- ACCURACY:BEGIN -->", "<!-- ACCURACY:END -->"
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        replace_block("ACCURACY", table)
 
 
 if __name__ == "__main__":

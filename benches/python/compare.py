@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks_md import replace_block
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
@@ -224,12 +226,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        start, end = "<!-- SPEED:BEGIN -->", "<!-- SPEED:END -->"
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        replace_block("SPEED", table)
 
 
 if __name__ == "__main__":

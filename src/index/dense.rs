@@ -69,6 +69,18 @@ impl VectorStore {
         Ok(())
     }
 
+    /// `count` zero rows, to be filled with [`VectorStore::row_mut`].
+    pub fn zeros(dim: usize, count: usize) -> Self {
+        VectorStore {
+            dim,
+            data: vec![0.0; dim * count],
+        }
+    }
+
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -132,19 +144,34 @@ impl VectorStore {
             .checked_mul(dim)
             .and_then(|n| n.checked_mul(4))
             .ok_or_else(|| corrupt(format!("impossible size {count} x {dim}")))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
-        if bytes.len() != expected_bytes {
+        let on_disk = file
+            .metadata()
+            .map_err(|e| Error::io(path, e))?
+            .len()
+            .saturating_sub(header.len() as u64);
+        if on_disk != expected_bytes as u64 {
             return Err(corrupt(format!(
-                "expected {count} vectors of {dim} floats ({expected_bytes} bytes), found {} bytes",
-                bytes.len()
+                "expected {count} vectors of {dim} floats ({expected_bytes} bytes), found {on_disk} bytes"
             )));
         }
-        let data = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
+        // Decode through a small buffer straight into the floats: the vectors are never held
+        // twice (as bytes and as floats), which matters for vocabularies of millions of names.
+        let mut data = Vec::with_capacity(count * dim);
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut chunk = [0u8; 4096];
+        let mut remaining = expected_bytes;
+        while remaining > 0 {
+            let n = remaining.min(chunk.len());
+            reader
+                .read_exact(&mut chunk[..n])
+                .map_err(|e| Error::io(path, e))?;
+            data.extend(
+                chunk[..n]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            remaining -= n;
+        }
         Ok(VectorStore { dim, data })
     }
 }

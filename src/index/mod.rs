@@ -244,15 +244,22 @@ fn embed_names(
     let names = dictionary.names();
     let mut order: Vec<usize> = (0..names.len()).collect();
     order.sort_by_key(|&i| names[i].text.len());
-    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
+    // Rows go straight to their final place: only one chunk of vectors exists twice.
+    let mut store = VectorStore::zeros(encoder.dim(), names.len());
     progress.stage("embedding names", names.len() as u64);
     for chunk in order.chunks(ENCODE_CHUNK) {
         let texts: Vec<&str> = chunk.iter().map(|&i| names[i].text.as_str()).collect();
         for (&i, v) in chunk.iter().zip(encoder.encode(&texts)?) {
-            rows[i] = v;
+            if v.len() != encoder.dim() {
+                return Err(Error::DimensionMismatch {
+                    expected: encoder.dim(),
+                    got: v.len(),
+                });
+            }
+            store.row_mut(i).copy_from_slice(&v);
         }
         progress.advance(chunk.len() as u64);
     }
     progress.finish_stage();
-    VectorStore::from_rows(encoder.dim(), &rows)
+    Ok(store)
 }

@@ -27,6 +27,23 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> (i32, String, String) {
     )
 }
 
+/// `medlink index build` over the sample cardiology vocabulary into `parent/cardio`.
+fn build_sample_index(parent: &std::path::Path) -> std::path::PathBuf {
+    let out = parent.join("cardio");
+    let sample = format!(
+        "tsv:{}/ontologies/samples/custom.tsv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["index", "build", "--ontology", &sample, "--out"])
+            .arg(&out),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    out
+}
+
 #[test]
 fn ontology_inspect_prints_the_documented_keys() {
     let spec = format!(
@@ -95,18 +112,7 @@ fn search_and_link_refuse_missing_index_and_bad_k() {
 #[test]
 fn link_streams_jsonl_and_names_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cardio");
-    let sample = format!(
-        "tsv:{}/ontologies/samples/custom.tsv",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let (code, _, stderr) = run(
-        medlink()
-            .args(["index", "build", "--ontology", &sample, "--out"])
-            .arg(&out),
-        b"",
-    );
-    assert_eq!(code, 0, "{stderr}");
+    let out = build_sample_index(dir.path());
     let index = out.to_str().unwrap();
     let input =
         b"{\"id\": 7, \"mention\": \"heart attack\"}\n\n{\"mention\": \"high blood pressure\"}\n";
@@ -149,18 +155,7 @@ fn link_streams_jsonl_and_names_bad_lines() {
 #[test]
 fn search_refuses_an_index_built_with_another_model() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cardio");
-    let sample = format!(
-        "tsv:{}/ontologies/samples/custom.tsv",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let (code, _, stderr) = run(
-        medlink()
-            .args(["index", "build", "--ontology", &sample, "--out"])
-            .arg(&out),
-        b"",
-    );
-    assert_eq!(code, 0, "{stderr}");
+    let out = build_sample_index(dir.path());
     // Same weights, other pooling: a different model as far as vectors go.
     let (code, _, stderr) = run(
         medlink().args([
