@@ -18,6 +18,12 @@
 //!
 //! `mode` restricts both generation and scoring to one signal (dense-only, lexical-only) for
 //! ablations. Mention text is never logged.
+//!
+//! [`Linker::link_names_batch`] stops after step 3 and ranks **names** instead of concepts, as
+//! the BioSyn / SapBERT evaluation does: names that normalise alike are one entry carrying
+//! every concept that has that name (BioSyn's dictionary of unique names), and one concept may
+//! fill several ranks through several names. Every row sharing a candidate's normal form is
+//! scored, so an entry's score is the best of its rows whichever of them was retrieved.
 
 use std::collections::HashMap;
 
@@ -84,6 +90,21 @@ impl Default for LinkOptions {
     }
 }
 
+/// Why a mention cannot be linked (too long, or nothing left after normalisation), worded
+/// without the mention's text; `None` when it can.
+pub fn mention_problem(mention: &str) -> Option<String> {
+    let chars = mention.chars().count();
+    if chars > MAX_MENTION_CHARS {
+        return Some(format!(
+            "is {chars} characters long; the limit is {MAX_MENTION_CHARS}"
+        ));
+    }
+    if normalize(mention).is_empty() {
+        return Some("is empty or has no letters or digits".into());
+    }
+    None
+}
+
 impl LinkOptions {
     pub fn validate(&self) -> Result<()> {
         if self.k == 0 || self.k > MAX_K {
@@ -123,6 +144,23 @@ pub struct Candidate {
     pub source: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
+}
+
+/// One ranked name for a mention ([`Linker::link_names_batch`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NameCandidate {
+    /// The name's normal form: names that normalise alike are one entry.
+    pub name: String,
+    /// Every concept having this name (after filters), in dictionary order.
+    pub ids: Vec<String>,
+    /// The best fused score among the name's rows.
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexical: Option<f32>,
+    pub exact: bool,
+    pub bonus: f32,
 }
 
 /// The best-scoring name of a concept so far.
@@ -181,31 +219,7 @@ impl<'a> Linker<'a> {
         mentions: &[&str],
         options: &LinkOptions,
     ) -> Result<Vec<Vec<Candidate>>> {
-        options.validate()?;
-        self.validate_filters(options)?;
-        let mut normalized = Vec::with_capacity(mentions.len());
-        for (i, m) in mentions.iter().enumerate() {
-            let chars = m.chars().count();
-            if chars > MAX_MENTION_CHARS {
-                return Err(Error::InvalidInput(format!(
-                    "mention {} is {chars} characters long; the limit is {MAX_MENTION_CHARS}",
-                    i + 1
-                )));
-            }
-            let n = normalize(m);
-            if n.is_empty() {
-                return Err(Error::InvalidInput(format!(
-                    "mention {} is empty or has no letters or digits",
-                    i + 1
-                )));
-            }
-            normalized.push(n);
-        }
-        let vectors = if options.mode == Mode::Lexical {
-            vec![Vec::new(); mentions.len()]
-        } else {
-            self.encoder.encode(mentions)?
-        };
+        let (normalized, vectors) = self.prepare(mentions, options)?;
         normalized
             .iter()
             .zip(&vectors)
@@ -213,12 +227,52 @@ impl<'a> Linker<'a> {
             .collect()
     }
 
-    fn rank(
+    /// Like [`Linker::link_batch`], but ranks the top `options.k` names rather than concepts
+    /// (see the module docs).
+    pub fn link_names_batch(
+        &self,
+        mentions: &[&str],
+        options: &LinkOptions,
+    ) -> Result<Vec<Vec<NameCandidate>>> {
+        let (normalized, vectors) = self.prepare(mentions, options)?;
+        normalized
+            .iter()
+            .zip(&vectors)
+            .map(|(n, v)| self.rank_names(n, v, options))
+            .collect()
+    }
+
+    /// Validates options and mentions; normal forms and (unless lexical-only) vectors.
+    fn prepare(
+        &self,
+        mentions: &[&str],
+        options: &LinkOptions,
+    ) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+        options.validate()?;
+        self.validate_filters(options)?;
+        for (i, m) in mentions.iter().enumerate() {
+            if let Some(problem) = mention_problem(m) {
+                return Err(Error::InvalidInput(format!("mention {} {problem}", i + 1)));
+            }
+        }
+        let normalized: Vec<String> = mentions.iter().map(|m| normalize(m)).collect();
+        let vectors = if options.mode == Mode::Lexical {
+            vec![Vec::new(); mentions.len()]
+        } else {
+            self.encoder.encode(mentions)?
+        };
+        Ok((normalized, vectors))
+    }
+
+    /// Candidate names of one mention (exact ∪ dense ∪ lexical; with `same_form`, also every
+    /// row sharing a candidate's normal form), each scored on both signals, filters applied.
+    fn scored_names(
         &self,
         normalized: &str,
         vector: &[f32],
         options: &LinkOptions,
-    ) -> Result<Vec<Candidate>> {
+        same_form: bool,
+    ) -> Result<Vec<ScoredName>> {
         let dict = &self.index.dictionary;
         let filtered = !options.sources.is_empty() || !options.types.is_empty();
         // Filters discard candidates after retrieval: fetch more so k survive.
@@ -249,12 +303,19 @@ impl<'a> Linker<'a> {
                     .map(|(n, _)| n),
             );
         }
+        if same_form {
+            let retrieved = names.len();
+            for i in 0..retrieved {
+                let form = &dict.name(names[i]).normalized;
+                names.extend_from_slice(dict.lookup_normalized(form));
+            }
+        }
         names.sort_unstable();
         names.dedup();
 
         let profile =
             (options.mode != Mode::Dense).then(|| self.index.lexical.query_profile(normalized));
-        let mut best: HashMap<ConceptIdx, ScoredName> = HashMap::new();
+        let mut scored = Vec::with_capacity(names.len());
         for name_idx in names {
             let entry = dict.name(name_idx);
             if filtered && !self.passes_filters(entry.concept, options) {
@@ -279,7 +340,7 @@ impl<'a> Linker<'a> {
                 (None, Some(l)) => l,
                 (None, None) => 0.0,
             };
-            let scored = ScoredName {
+            scored.push(ScoredName {
                 score: fused + bonus,
                 name: name_idx,
                 dense,
@@ -287,10 +348,23 @@ impl<'a> Linker<'a> {
                 exact,
                 bonus,
                 preferred: entry.kind.is_none(),
-            };
+            });
+        }
+        Ok(scored)
+    }
+
+    fn rank(
+        &self,
+        normalized: &str,
+        vector: &[f32],
+        options: &LinkOptions,
+    ) -> Result<Vec<Candidate>> {
+        let dict = &self.index.dictionary;
+        let mut best: HashMap<ConceptIdx, ScoredName> = HashMap::new();
+        for scored in self.scored_names(normalized, vector, options, false)? {
             // Ties between names of one concept go to the lower name index (the preferred
             // name comes first), so results do not depend on candidate order.
-            best.entry(entry.concept)
+            best.entry(dict.name(scored.name).concept)
                 .and_modify(|slot| {
                     if scored.score > slot.score
                         || (scored.score == slot.score && scored.name < slot.name)
@@ -327,6 +401,55 @@ impl<'a> Linker<'a> {
                         .unwrap_or_default(),
                     types: concept.types.clone(),
                 }
+            })
+            .collect())
+    }
+
+    fn rank_names(
+        &self,
+        normalized: &str,
+        vector: &[f32],
+        options: &LinkOptions,
+    ) -> Result<Vec<NameCandidate>> {
+        let dict = &self.index.dictionary;
+        // Rows sharing a normal form become one entry: its best row, and all its concepts.
+        // Rows come in name-index order, so concepts are listed in dictionary order.
+        let mut entries: HashMap<&str, (ScoredName, Vec<ConceptIdx>)> = HashMap::new();
+        for scored in self.scored_names(normalized, vector, options, true)? {
+            let entry = dict.name(scored.name);
+            let slot = entries
+                .entry(entry.normalized.as_str())
+                .or_insert((scored, Vec::new()));
+            if scored.score > slot.0.score {
+                slot.0 = scored;
+            }
+            if !slot.1.contains(&entry.concept) {
+                slot.1.push(entry.concept);
+            }
+        }
+        let mut ranked: Vec<(&str, (ScoredName, Vec<ConceptIdx>))> = entries.into_iter().collect();
+        // Ties go to the entry whose first row comes first in the name table.
+        ranked.sort_by(|a, b| {
+            b.1 .0
+                .score
+                .total_cmp(&a.1 .0.score)
+                .then(a.1 .1[0].cmp(&b.1 .1[0]))
+                .then(a.0.cmp(b.0))
+        });
+        ranked.truncate(options.k);
+        Ok(ranked
+            .into_iter()
+            .map(|(form, (best, concepts))| NameCandidate {
+                name: form.to_string(),
+                ids: concepts
+                    .iter()
+                    .map(|&c| dict.concept(c).id.clone())
+                    .collect(),
+                score: best.score,
+                dense: best.dense,
+                lexical: best.lexical,
+                exact: best.exact,
+                bonus: best.bonus,
             })
             .collect())
     }

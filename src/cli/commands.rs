@@ -120,8 +120,31 @@ fn build(args: BuildArgs, cache: &Path) -> Result<()> {
     };
     hnsw.validate()?;
     let specs = parse_specs(&args.ontologies)?;
+    let corpora: Vec<crate::eval::CorpusSpec> = args
+        .add_mentions
+        .iter()
+        .map(|s| s.parse())
+        .collect::<crate::Result<_>>()?;
     let started = std::time::Instant::now();
-    let dict = ontology::load_dictionary(&specs, &load_options(&args.load))?;
+    let mut dict = if specs.is_empty() {
+        ontology::Dictionary::default()
+    } else {
+        ontology::load_dictionary(&specs, &load_options(&args.load))?
+    };
+    if !corpora.is_empty() {
+        let loaded = corpora
+            .into_iter()
+            .map(|spec| {
+                let corpus = spec
+                    .load()
+                    .with_context(|| format!("reading corpus {spec}"))?;
+                Ok((spec, corpus))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // What each corpus added is one of the dictionary's warnings, printed below and kept
+        // in the index.
+        dict = crate::eval::mentions::add_mentions(dict, &loaded)?.0;
+    }
     let model = model_dir(&args.model, None, cache)?;
     let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
     if !dict.warnings().is_empty() {
@@ -248,14 +271,100 @@ fn print_table(out: &mut impl Write, candidates: &[Candidate]) -> Result<()> {
     Ok(())
 }
 
+/// One JSON line of `medlink link`.
 #[derive(serde::Deserialize)]
 struct LinkRequest {
     #[serde(default)]
     id: Option<serde_json::Value>,
     #[serde(alias = "text")]
     mention: String,
+    /// Text around the mention (its sentence, paragraph or document): a mention that is a short
+    /// form defined there ("WD" after "Wilson disease (WD)") is linked by its long form.
+    #[serde(default)]
+    context: Option<String>,
 }
 
+/// Longest `context` accepted, in characters: a long clinical note, not a whole corpus.
+const MAX_CONTEXT_CHARS: usize = 100_000;
+
+/// One input line of `medlink link`, parsed: something to link, or why it was refused.
+enum LinkLine {
+    Link {
+        line: usize,
+        id: Option<serde_json::Value>,
+        /// The text linked: the mention, or the long form it abbreviates.
+        text: String,
+        /// The mention, when `text` is its expansion.
+        expanded_from: Option<String>,
+    },
+    Refused {
+        line: usize,
+        id: Option<serde_json::Value>,
+        /// `<stdin>:LINE: ...`, never quoting the input.
+        error: String,
+    },
+}
+
+/// Parses and validates one line. Messages never quote the input: serde's can (patient
+/// text), so only its error class and column are kept.
+fn parse_link_line(line_no: usize, line: &str) -> LinkLine {
+    let refuse = |id, field: Option<&str>, message: String| LinkLine::Refused {
+        line: line_no,
+        id,
+        error: crate::Error::parse("<stdin>", line_no, field, message).to_string(),
+    };
+    let request: LinkRequest = match serde_json::from_str(line) {
+        Ok(request) => request,
+        Err(e) => {
+            // Keep the caller's id when the line is JSON with an id but a bad `mention`.
+            let id = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("id").cloned());
+            return refuse(
+                id,
+                None,
+                format!(
+                    "expected a JSON object with a string field `mention` ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                ),
+            );
+        }
+    };
+    if let Some(problem) = crate::linker::mention_problem(&request.mention) {
+        return refuse(request.id, Some("mention"), problem);
+    }
+    let context_chars = request.context.as_deref().map_or(0, |c| c.chars().count());
+    if context_chars > MAX_CONTEXT_CHARS {
+        return refuse(
+            request.id,
+            Some("context"),
+            format!("is {context_chars} characters long; the limit is {MAX_CONTEXT_CHARS}"),
+        );
+    }
+    let long = request.context.as_deref().and_then(|context| {
+        crate::eval::abbrev::expansion_map(context).remove(request.mention.trim())
+    });
+    match long {
+        Some(long) => LinkLine::Link {
+            line: line_no,
+            id: request.id,
+            text: long,
+            expanded_from: Some(request.mention),
+        },
+        None => LinkLine::Link {
+            line: line_no,
+            id: request.id,
+            text: request.mention,
+            expanded_from: None,
+        },
+    }
+}
+
+/// `medlink link`: JSON lines in, one JSON line out per non-blank input line, in order.
+/// A line that cannot be linked (malformed JSON, a bad `mention` or `context`, invalid UTF-8)
+/// gets an error object and the stream goes on; once it ends, refused lines make the exit
+/// code 2, so one bad line in a long stream costs neither the other answers nor the signal.
 fn link(args: LinkArgs, cache: &Path) -> Result<()> {
     let options = link_options(&args.query)?;
     if args.lines_per_batch == 0 {
@@ -269,33 +378,38 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
     let stdin = std::io::stdin().lock();
     let mut lines = crate::ontology::lines::Lines::new(stdin, Path::new("<stdin>"));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut batch: Vec<(usize, LinkRequest)> = Vec::with_capacity(args.lines_per_batch);
+    let mut batch: Vec<LinkLine> = Vec::with_capacity(args.lines_per_batch);
     let started = std::time::Instant::now();
-    let mut linked = 0usize;
+    let (mut linked, mut refused) = (0usize, 0usize);
+    let mut first_refusal: Option<String> = None;
     loop {
-        let next = lines.next_line()?;
-        let done = next.is_none();
-        if let Some((line_no, line)) = next {
-            if !line.trim().is_empty() {
-                // serde's message can quote the input (patient text): say only where and what.
-                let request: LinkRequest = serde_json::from_str(line).map_err(|e| {
-                    crate::Error::parse(
-                        "<stdin>",
-                        line_no,
-                        None,
-                        format!(
-                            "expected a JSON object with a string field `mention` ({:?} error at column {})",
-                            e.classify(),
-                            e.column()
-                        ),
-                    )
-                })?;
-                batch.push((line_no, request));
+        let next = match lines.next_line() {
+            Ok(next) => {
+                next.map(|(n, l)| (n, (!l.trim().is_empty()).then(|| parse_link_line(n, l))))
             }
+            // The reader has consumed the undecodable line: refuse it and read on.
+            Err(e @ crate::Error::Parse { .. }) => Some((
+                lines.line_no(),
+                Some(LinkLine::Refused {
+                    line: lines.line_no(),
+                    id: None,
+                    error: e.to_string(),
+                }),
+            )),
+            Err(e) => return Err(e.into()),
+        };
+        let done = next.is_none();
+        if let Some((_, Some(parsed))) = next {
+            if let LinkLine::Refused { error, .. } = &parsed {
+                refused += 1;
+                first_refusal.get_or_insert_with(|| error.clone());
+            } else {
+                linked += 1;
+            }
+            batch.push(parsed);
         }
         if batch.len() >= args.lines_per_batch || (done && !batch.is_empty()) {
             write_batch(&linker, &options, &batch, &mut out)?;
-            linked += batch.len();
             batch.clear();
         }
         if done {
@@ -308,6 +422,11 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         "linked {linked} mentions in {seconds:.2}s ({:.0} mentions/s)",
         linked as f64 / seconds.max(1e-9)
     );
+    if let Some(first) = first_refusal {
+        anyhow::bail!(crate::Error::InvalidInput(format!(
+            "{refused} input line(s) refused, each answered by an error object on stdout; the first: {first}"
+        )));
+    }
     Ok(())
 }
 
@@ -340,32 +459,44 @@ fn embed(args: EmbedArgs, cache: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Links the batch's linkable lines at once and writes one JSON line per line, in order.
 fn write_batch(
     linker: &Linker,
     options: &LinkOptions,
-    batch: &[(usize, LinkRequest)],
+    batch: &[LinkLine],
     out: &mut impl Write,
 ) -> Result<()> {
-    let mentions: Vec<&str> = batch.iter().map(|(_, r)| r.mention.as_str()).collect();
-    let results = linker.link_batch(&mentions, options).map_err(|e| match e {
-        // Name the input line rather than the position inside the batch.
-        crate::Error::InvalidInput(msg) => {
-            let line = msg
-                .strip_prefix("mention ")
-                .and_then(|rest| rest.split_once(' '))
-                .and_then(|(n, _)| n.parse::<usize>().ok())
-                .and_then(|n| batch.get(n - 1))
-                .map(|(line, _)| *line)
-                .unwrap_or(0);
-            anyhow::Error::new(crate::Error::parse("<stdin>", line, Some("mention"), msg))
-        }
-        other => other.into(),
-    })?;
-    for ((line, request), candidates) in batch.iter().zip(results) {
-        serde_json::to_writer(
-            &mut *out,
-            &serde_json::json!({ "line": line, "id": request.id, "candidates": candidates }),
-        )?;
+    let texts: Vec<&str> = batch
+        .iter()
+        .filter_map(|l| match l {
+            LinkLine::Link { text, .. } => Some(text.as_str()),
+            LinkLine::Refused { .. } => None,
+        })
+        .collect();
+    // Every text passed `mention_problem`, so an error here is not the input's fault.
+    let mut results = linker.link_batch(&texts, options)?.into_iter();
+    for l in batch {
+        let json = match l {
+            LinkLine::Link {
+                line,
+                id,
+                text,
+                expanded_from,
+            } => {
+                let candidates = results.next().unwrap_or_default();
+                let mut json =
+                    serde_json::json!({ "line": line, "id": id, "candidates": candidates });
+                if let Some(short) = expanded_from {
+                    json["linked_text"] = serde_json::json!(text);
+                    json["expanded_from"] = serde_json::json!(short);
+                }
+                json
+            }
+            LinkLine::Refused { line, id, error } => {
+                serde_json::json!({ "line": line, "id": id, "error": error })
+            }
+        };
+        serde_json::to_writer(&mut *out, &json)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -392,6 +523,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
         None => None,
     };
     let options = EvalOptions {
+        protocol: args.protocol.parse()?,
         ks: args.ks.clone(),
         entity_types: args.entity_types.clone(),
         link,
@@ -408,13 +540,18 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
     let m = &report.metrics;
     writeln!(
         out,
-        "corpus {}  mode {}  model {}",
-        args.corpus, report.mode, report.model
+        "corpus {}  protocol {}  mode {}  model {}",
+        args.corpus, args.protocol, report.mode, report.model
     )?;
     writeln!(
         out,
-        "mentions {}  evaluated {}  missing gold {}  no gold {}  abbreviations expanded {}",
-        m.mentions, m.evaluated, m.missing_gold, m.no_gold, report.abbreviations_expanded
+        "mentions {}  evaluated {}  missing gold {}  no gold {}  abbreviations expanded {}  composites split {}",
+        m.mentions,
+        m.evaluated,
+        m.missing_gold,
+        m.no_gold,
+        report.abbreviations_expanded,
+        report.composites_split
     )?;
     let accs: Vec<String> = m
         .acc

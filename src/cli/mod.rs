@@ -70,19 +70,26 @@ pub enum EvalCommand {
 pub struct EvalLinkArgs {
     #[command(flatten)]
     pub query: QueryArgs,
-    /// FORMAT:PATH, FORMAT one of pubtator, phenobert, phenotagger, medprocner, brat.
-    #[arg(long, value_name = "FORMAT:PATH")]
+    /// FORMAT:PATH[#OPTIONS], FORMAT one of pubtator, phenobert, phenotagger, medprocner,
+    /// brat; OPTIONS types=T1+T2, split=train|dev, dev-fraction=F, seed=N (comma-separated).
+    #[arg(long, value_name = "FORMAT:PATH[#OPTIONS]")]
     pub corpus: String,
-    /// Training corpus for the seen / unseen breakdown.
-    #[arg(long, value_name = "FORMAT:PATH")]
+    /// Training corpus for the seen / unseen breakdown (same syntax as --corpus).
+    #[arg(long, value_name = "FORMAT:PATH[#OPTIONS]")]
     pub train_corpus: Option<String>,
+    /// medlink: raw mentions, concept-level top-k. biosyn: the BioSyn / SapBERT protocol
+    /// (abbreviations expanded, composites split, lowercase, no punctuation, name-level top-k);
+    /// pair it with an index built with --add-mentions for the published setting.
+    #[arg(long, default_value = "medlink", value_parser = ["medlink", "biosyn"])]
+    pub protocol: String,
     /// Entity types of gold mentions to evaluate (e.g. Disease,Chemical); default all.
     #[arg(long, value_delimiter = ',', value_name = "TYPE")]
     pub entity_types: Vec<String>,
     /// Cut-offs for acc@k.
     #[arg(long = "ks", value_delimiter = ',', default_values_t = vec![1usize, 5, 10, 25])]
     pub ks: Vec<usize>,
-    /// Expand abbreviations defined in the document (Schwartz-Hearst) before linking.
+    /// Expand abbreviations defined in the document (Schwartz-Hearst) before linking
+    /// (medlink protocol; the biosyn protocol always expands them).
     #[arg(long)]
     pub abbreviations: bool,
     /// Print the full JSON report.
@@ -138,8 +145,17 @@ pub enum IndexCommand {
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// FORMAT:PATH; repeat for several ontologies.
-    #[arg(long = "ontology", required = true, value_name = "FORMAT:PATH")]
+    #[arg(
+        long = "ontology",
+        required_unless_present = "add_mentions",
+        value_name = "FORMAT:PATH"
+    )]
     pub ontologies: Vec<String>,
+    /// Add the gold mention strings of an annotated corpus as names of their concepts
+    /// (creating concepts the ontologies lack); repeat for several corpora. Same syntax as
+    /// `eval link --corpus`, e.g. 'pubtator:train.txt#types=Disease'.
+    #[arg(long = "add-mentions", value_name = "FORMAT:PATH[#OPTIONS]")]
+    pub add_mentions: Vec<String>,
     /// Index directory to create (replaced atomically if it exists).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

@@ -89,6 +89,22 @@ pub fn abbreviation_map(text: &str) -> BTreeMap<String, String> {
     map
 }
 
+/// [`abbreviation_map`] without the definitions [`plausible_expansion`] rejects: the map the
+/// linker expands mentions with (`eval link --abbreviations`, the BioSyn protocol, and
+/// `medlink link` requests that carry a `context`).
+pub fn expansion_map(text: &str) -> BTreeMap<String, String> {
+    let mut map = abbreviation_map(text);
+    map.retain(|short, long| plausible_expansion(short, long));
+    map
+}
+
+/// Schwartz–Hearst can return a whole clause or a string barely longer than the short form
+/// ("A-T" -> "ATM"); such expansions are not used for linking: the long form must be more
+/// than two characters longer than the short form and at most eight words.
+pub fn plausible_expansion(short: &str, long: &str) -> bool {
+    long.chars().count() > short.chars().count() + 2 && long.split_whitespace().count() <= 8
+}
+
 /// Scans `chars[from..to]` for parentheticals; no long form reaches back before `floor`.
 fn scan(chars: &[char], from: usize, to: usize, mut floor: usize, found: &mut Vec<Abbreviation>) {
     let mut i = from;

@@ -1,36 +1,71 @@
-//! `medlink eval link`: gold mentions of a corpus -> linker -> accuracy report.
+//! `medlink eval link`: gold mentions of a corpus -> linker -> accuracy report, under one of
+//! two protocols ([`Protocol`]).
 //!
 //! Gold ids are mapped to the dictionary's primary ids first (a gold `MESH:D019082` that is a
 //! secondary id of `OMIM:270400` counts as that concept); mentions whose gold id is not in the
-//! dictionary are counted as `missing_gold`, never dropped silently. Each mention is linked
-//! whole with k = max(ks) (a composite mention hits only if all its parts are in the top k of
-//! the one list). With `expand_abbreviations`, a mention that is a short form defined in its
-//! document ("WD" after "Wilson disease (WD)", Schwartz–Hearst) is linked by its long form.
-//! With a training corpus, outcomes are marked seen / unseen by normalised mention text and by
-//! gold concept, as MedProcNER reports them.
+//! dictionary are counted as `missing_gold`, never dropped silently. With a training corpus,
+//! outcomes are marked seen / unseen by normalised mention text and by gold concept, as
+//! MedProcNER reports them.
+//!
+//! - **medlink** (the default): the raw mention is linked whole with k = max(ks) and ranks
+//!   count concepts; a composite mention hits only if all its gold ids are in the top k of the
+//!   one list. With `expand_abbreviations`, a mention that is a short form defined in its
+//!   document ("WD" after "Wilson disease (WD)", Schwartz–Hearst) is linked by its long form.
+//! - **biosyn**: the preprocessing of the published BioSyn / SapBERT numbers
+//!   ([`super::biosyn`]: abbreviations expanded token by token, composites split, lowercase and
+//!   punctuation removed) and name-level ranks ([`Linker::link_names_batch`]; a part hits on any
+//!   gold id, a mention when all its parts hit). The other half of that protocol, train + dev
+//!   mention strings in the dictionary, is a property of the index: build it with
+//!   `index build --add-mentions` ([`super::mentions`]); the report's `dictionary_sources`
+//!   shows whether it was.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::abbrev;
-use super::metrics::{breakdown, link_metrics, ranked_ids, LinkMetrics, LinkOutcome};
-use super::Corpus;
-use crate::error::Result;
+use super::metrics::{breakdown, link_metrics, ranked_ids, LinkMetrics, LinkOutcome, Predicted};
+use super::{abbrev, biosyn, Corpus};
+use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::linker::{Candidate, LinkOptions, Linker};
+use crate::linker::{LinkOptions, Linker};
 use crate::text::normalize;
 
 /// Mentions sent to the linker at once.
 const BATCH: usize = 256;
 
+/// How mentions are prepared and hits counted; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Raw mentions, concept-level ranks.
+    Medlink,
+    /// BioSyn / SapBERT preprocessing, name-level ranks.
+    Biosyn,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "medlink" => Ok(Protocol::Medlink),
+            "biosyn" => Ok(Protocol::Biosyn),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown protocol `{s}` (expected medlink or biosyn)"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    pub protocol: Protocol,
     pub ks: Vec<usize>,
     /// Entity types of gold mentions to evaluate; empty keeps all.
     pub entity_types: Vec<String>,
     pub link: LinkOptions,
+    /// Whole-mention abbreviation expansion under the medlink protocol (the BioSyn protocol
+    /// always expands, token by token).
     pub expand_abbreviations: bool,
     /// Misses listed in the report, most confident wrong answers first.
     pub worst_misses: usize,
@@ -39,6 +74,7 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         EvalOptions {
+            protocol: Protocol::Medlink,
             ks: vec![1, 5, 10, 25],
             entity_types: Vec::new(),
             link: LinkOptions::default(),
@@ -53,11 +89,15 @@ impl Default for EvalOptions {
 pub struct Miss {
     pub document: String,
     pub mention: String,
-    /// The text actually linked (differs from `mention` after abbreviation expansion).
+    /// The text actually linked (differs from `mention` after abbreviation expansion; under
+    /// the BioSyn protocol, normalised, and the parts of a split composite joined by ` | `).
     pub linked_text: String,
     pub gold: Vec<String>,
     pub gold_names: Vec<String>,
+    /// The top concept (under the BioSyn protocol: the first concept of the top name of the
+    /// first part).
     pub predicted: Option<String>,
+    /// Its name (under the BioSyn protocol: the top name itself, normalised).
     pub predicted_name: Option<String>,
     pub predicted_score: Option<f32>,
     /// Rank of the gold concept(s) in the returned list, if found.
@@ -70,8 +110,11 @@ pub struct EvalReport {
     #[serde(flatten)]
     pub metrics: LinkMetrics,
     pub breakdown: BTreeMap<String, LinkMetrics>,
+    pub protocol: Protocol,
     pub mode: String,
     pub abbreviations_expanded: usize,
+    /// Composite mentions split into parts (BioSyn protocol only).
+    pub composites_split: usize,
     pub span_mismatches: usize,
     pub seconds: f64,
     pub mentions_per_second: f64,
@@ -109,6 +152,23 @@ fn primary_id(index: &Index, id: &str) -> String {
         .unwrap_or_else(|| crate::ontology::ids::normalize_id(id))
 }
 
+/// A gold mention ready to link.
+struct Item<'c> {
+    doc: &'c str,
+    mention: &'c str,
+    /// Texts to link: the mention (maybe expanded), or the parts of a split composite.
+    parts: Vec<String>,
+    gold: Vec<String>,
+    entity_type: &'c str,
+}
+
+/// What one linked text gave: ranks (each the ids at that rank: one concept, or every concept
+/// of a name) and the top answer for the misses list.
+struct PartResult {
+    ranks: Vec<Vec<String>>,
+    top: Option<(String, String, f32)>,
+}
+
 /// Links every gold mention of `corpus` and scores the result.
 pub fn evaluate(
     linker: &Linker,
@@ -129,95 +189,74 @@ pub fn evaluate(
         k: k_max,
         ..options.link.clone()
     };
-    struct Item<'c> {
-        doc: &'c str,
-        mention: &'c str,
-        text: String,
-        gold: Vec<String>,
-        entity_type: &'c str,
-    }
-    let mut items = Vec::new();
-    let mut expanded = 0usize;
-    for doc in &corpus.documents {
-        let abbreviations = if options.expand_abbreviations {
-            abbrev::abbreviation_map(&doc.text)
-        } else {
-            BTreeMap::new()
-        };
-        for m in &doc.mentions {
-            if !options.entity_types.is_empty()
-                && !options
-                    .entity_types
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(&m.entity_type))
-            {
-                continue;
-            }
-            let text = match abbreviations
-                .get(m.text.as_str())
-                .filter(|long| plausible_expansion(&m.text, long))
-            {
-                Some(long) => {
-                    expanded += 1;
-                    long.clone()
-                }
-                None => m.text.clone(),
-            };
-            items.push(Item {
-                doc: &doc.id,
-                mention: &m.text,
-                text,
-                gold: m.ids.iter().map(|id| primary_id(index, id)).collect(),
-                entity_type: &m.entity_type,
-            });
-        }
-    }
+    let (items, expanded, split) = prepare_items(index, corpus, options);
 
+    let texts: Vec<&str> = items
+        .iter()
+        .flat_map(|it| it.parts.iter().map(String::as_str))
+        .collect();
     let started = Instant::now();
-    let mut results: Vec<Vec<Candidate>> = Vec::with_capacity(items.len());
-    for chunk in items.chunks(BATCH) {
-        // Mentions with nothing to link (only punctuation) get an empty list, not an error.
-        let (linkable, idx): (Vec<&str>, Vec<usize>) = chunk
-            .iter()
-            .enumerate()
-            .filter(|(_, it)| !normalize(&it.text).is_empty())
-            .map(|(i, it)| (it.text.as_str(), i))
-            .unzip();
-        let mut out = vec![Vec::new(); chunk.len()];
-        for (i, cands) in idx
-            .into_iter()
-            .zip(linker.link_batch(&linkable, &link_options)?)
-        {
-            out[i] = cands;
+    let parts: Vec<PartResult> = match options.protocol {
+        Protocol::Medlink => {
+            link_in_batches(&texts, |batch| linker.link_batch(batch, &link_options))?
+                .into_iter()
+                .map(|cands| PartResult {
+                    ranks: ranked_ids(&cands).into_iter().map(|id| vec![id]).collect(),
+                    top: cands
+                        .first()
+                        .map(|c| (c.id.clone(), c.name.clone(), c.score)),
+                })
+                .collect()
         }
-        results.extend(out);
-    }
+        Protocol::Biosyn => link_in_batches(&texts, |batch| {
+            linker.link_names_batch(batch, &link_options)
+        })?
+        .into_iter()
+        .map(|names| PartResult {
+            top: names
+                .first()
+                .map(|n| (n.ids[0].clone(), n.name.clone(), n.score)),
+            ranks: names.into_iter().map(|n| n.ids).collect(),
+        })
+        .collect(),
+    };
     let seconds = started.elapsed().as_secs_f64();
 
-    let outcomes: Vec<LinkOutcome> = items
-        .iter()
-        .zip(&results)
-        .map(|(it, cands)| LinkOutcome {
+    // Regroup the parts by mention.
+    let mut parts = parts.into_iter();
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut tops = Vec::with_capacity(items.len());
+    for it in &items {
+        let mine: Vec<PartResult> = parts.by_ref().take(it.parts.len()).collect();
+        tops.push(mine.first().and_then(|p| p.top.clone()));
+        let lists: Vec<Vec<Vec<String>>> = mine.into_iter().map(|p| p.ranks).collect();
+        let predicted = match options.protocol {
+            Protocol::Medlink => {
+                Predicted::Concepts(lists.into_iter().map(|l| l.concat()).collect())
+            }
+            Protocol::Biosyn => Predicted::Names(lists),
+        };
+        outcomes.push(LinkOutcome {
             gold: it.gold.clone(),
-            predicted: vec![ranked_ids(cands)],
+            predicted,
             entity_type: it.entity_type.to_string(),
             seen_mention: seen.map(|s| s.mentions.contains(&normalize(it.mention))),
             seen_concept: seen
                 .map(|s| !it.gold.is_empty() && it.gold.iter().all(|g| s.concepts.contains(g))),
             gold_in_dictionary: !it.gold.is_empty()
                 && it.gold.iter().all(|g| dict.lookup_id(g).is_some()),
-        })
-        .collect();
+        });
+    }
 
     let mut misses: Vec<Miss> = items
         .iter()
-        .zip(&results)
+        .zip(&tops)
         .zip(&outcomes)
         .filter(|(_, o)| o.gold_in_dictionary && o.rank() != Some(1))
-        .map(|((it, cands), o)| Miss {
+        .map(|((it, top), o)| Miss {
             document: it.doc.to_string(),
             mention: it.mention.to_string(),
-            linked_text: it.text.clone(),
+            linked_text: it.parts.join(" | "),
             gold: it.gold.clone(),
             gold_names: it
                 .gold
@@ -225,9 +264,9 @@ pub fn evaluate(
                 .filter_map(|g| dict.get(g))
                 .map(|c| c.name.clone())
                 .collect(),
-            predicted: cands.first().map(|c| c.id.clone()),
-            predicted_name: cands.first().map(|c| c.name.clone()),
-            predicted_score: cands.first().map(|c| c.score),
+            predicted: top.as_ref().map(|t| t.0.clone()),
+            predicted_name: top.as_ref().map(|t| t.1.clone()),
+            predicted_score: top.as_ref().map(|t| t.2),
             gold_rank: o.rank(),
         })
         .collect();
@@ -241,8 +280,10 @@ pub fn evaluate(
     let report = EvalReport {
         metrics: link_metrics(&outcomes, &options.ks),
         breakdown: breakdown(&outcomes, &options.ks),
+        protocol: options.protocol,
         mode: format!("{:?}", options.link.mode).to_lowercase(),
         abbreviations_expanded: expanded,
+        composites_split: split,
         span_mismatches: corpus.span_mismatches.len(),
         seconds,
         mentions_per_second: items.len() as f64 / seconds.max(1e-9),
@@ -254,8 +295,9 @@ pub fn evaluate(
             .iter()
             .map(|s| {
                 format!(
-                    "{} {} sha256:{}",
+                    "{} {} {} sha256:{}",
                     s.name,
+                    s.path,
                     s.version.as_deref().unwrap_or("-"),
                     s.sha256
                 )
@@ -266,8 +308,84 @@ pub fn evaluate(
     Ok((report, outcomes))
 }
 
-/// Schwartz–Hearst can return a whole clause or a string no longer than the short form
-/// ("A-T" -> "ATM"); such expansions are not used.
-fn plausible_expansion(short: &str, long: &str) -> bool {
-    long.chars().count() > short.chars().count() + 2 && long.split_whitespace().count() <= 8
+/// The mentions to evaluate (entity-type filter applied), prepared for the protocol, with the
+/// number of abbreviations expanded and of composites split.
+fn prepare_items<'c>(
+    index: &Index,
+    corpus: &'c Corpus,
+    options: &EvalOptions,
+) -> (Vec<Item<'c>>, usize, usize) {
+    let (mut items, mut expanded, mut split) = (Vec::new(), 0usize, 0usize);
+    for doc in &corpus.documents {
+        let abbreviations = if options.protocol == Protocol::Biosyn || options.expand_abbreviations
+        {
+            abbrev::expansion_map(&doc.text)
+        } else {
+            BTreeMap::new()
+        };
+        for m in &doc.mentions {
+            if !options.entity_types.is_empty()
+                && !options
+                    .entity_types
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(&m.entity_type))
+            {
+                continue;
+            }
+            let (parts, gold) = match options.protocol {
+                Protocol::Medlink => {
+                    let long = abbreviations.get(m.text.as_str());
+                    expanded += usize::from(long.is_some());
+                    (
+                        vec![long.unwrap_or(&m.text).clone()],
+                        m.ids.iter().map(|id| primary_id(index, id)).collect(),
+                    )
+                }
+                Protocol::Biosyn => {
+                    let mut gold: Vec<String> = Vec::new();
+                    for id in biosyn::gold_ids(&m.ids) {
+                        let id = primary_id(index, &id);
+                        if !gold.contains(&id) {
+                            gold.push(id);
+                        }
+                    }
+                    let query = biosyn::prepare(&m.text, gold.len(), &abbreviations);
+                    expanded += usize::from(query.expanded);
+                    split += usize::from(query.split);
+                    (query.parts, gold)
+                }
+            };
+            items.push(Item {
+                doc: &doc.id,
+                mention: &m.text,
+                parts,
+                gold,
+                entity_type: &m.entity_type,
+            });
+        }
+    }
+    (items, expanded, split)
+}
+
+/// Links `texts` in batches of [`BATCH`]. A text the linker would refuse (nothing left after
+/// normalisation, or too long) gets an empty list instead of failing the whole evaluation.
+fn link_in_batches<T>(
+    texts: &[&str],
+    mut link: impl FnMut(&[&str]) -> Result<Vec<Vec<T>>>,
+) -> Result<Vec<Vec<T>>> {
+    let mut results = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(BATCH) {
+        let (linkable, idx): (Vec<&str>, Vec<usize>) = chunk
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| crate::linker::mention_problem(t).is_none())
+            .map(|(i, t)| (*t, i))
+            .unzip();
+        let mut out: Vec<Vec<T>> = (0..chunk.len()).map(|_| Vec::new()).collect();
+        for (i, ranked) in idx.into_iter().zip(link(&linkable)?) {
+            out[i] = ranked;
+        }
+        results.extend(out);
+    }
+    Ok(results)
 }

@@ -2,11 +2,14 @@
 //! lenient precision, recall and F1).
 //!
 //! # Linking
-//! Each gold mention becomes a [`LinkOutcome`]: its gold ids and the ranked concept ids the
-//! linker returned. **The order of a ranked list is authoritative**: ties in score were already
-//! broken by the linker, so a gold concept tied with the top candidate but listed second has
-//! rank 2 and misses at k = 1. Repeated ids in a list are ignored after their first occurrence,
-//! so ranks count distinct concepts.
+//! Each gold mention becomes a [`LinkOutcome`]: its gold ids and what the linker returned, in
+//! one of two shapes ([`Predicted`]), one per evaluation protocol.
+//!
+//! ## medlink's protocol: ranked concepts ([`Predicted::Concepts`])
+//! **The order of a ranked list is authoritative**: ties in score were already broken by the
+//! linker, so a gold concept tied with the top candidate but listed second has rank 2 and
+//! misses at k = 1. Repeated ids in a list are ignored after their first occurrence, so ranks
+//! count distinct concepts.
 //!
 //! A mention's rank is the 1-based position of its gold id in the list. A mention with several
 //! gold ids is *composite* ("breast and ovarian cancer"); every id is a part that must be
@@ -20,8 +23,17 @@
 //! - any other number (a split that disagrees with the gold): each gold id takes its best
 //!   position over all lists. Such mentions are counted in [`LinkMetrics::split_mismatch`].
 //!
-//! A gold id absent from its list is a miss at every k (however large k is) and adds 0 to the
-//! MRR: the MRR is over the returned list, not the whole dictionary.
+//! ## The BioSyn / SapBERT protocol: ranked names ([`Predicted::Names`])
+//! One list per linked part (a composite mention split into its parts, or the whole mention);
+//! each entry is a *name*, given as the ids of every concept having it, and ranks count names,
+//! so one concept may fill several ranks. As in BioSyn's `evaluate_topk_acc` and
+//! `check_label`, a part's rank is the first name naming **any** of the mention's gold ids
+//! (parts are not aligned with gold ids), and the mention's rank is the largest part rank: it
+//! hits at k iff every part hits at k. A composite left whole therefore hits when any of its
+//! gold ids is found.
+//!
+//! In both, a gold id absent from its list is a miss at every k (however large k is) and adds
+//! 0 to the MRR: the MRR is over the returned list, not the whole dictionary.
 //!
 //! Mentions without a gold id (`-1` in PubTator) are counted in `no_gold` and excluded.
 //! Mentions whose gold id is not in the dictionary cannot be linked by any system; they are
@@ -46,14 +58,24 @@ use serde::{Serialize, Serializer};
 
 use crate::linker::Candidate;
 
+/// What the linker returned for one mention, in the shape of its evaluation protocol (see the
+/// module docs). Serialized in per-mention reports as `{"concepts": ...}` or `{"names": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Predicted {
+    /// One ranked concept-id list per linked part: a single list for a mention linked whole,
+    /// one per part for a composite mention that was split.
+    Concepts(Vec<Vec<String>>),
+    /// One ranked name list per linked part; each name is the ids of the concepts having it.
+    Names(Vec<Vec<Vec<String>>>),
+}
+
 /// One gold mention and what the linker returned for it. Serialized in per-mention reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkOutcome {
     /// Normalised gold ids; more than one makes a composite mention, empty means no gold id.
     pub gold: Vec<String>,
-    /// One ranked concept-id list per linked part: a single list for a mention linked whole,
-    /// one per part for a composite mention that was split.
-    pub predicted: Vec<Vec<String>>,
+    pub predicted: Predicted,
     pub entity_type: String,
     /// Whether the mention text occurs in the training data (`None`: not computed).
     pub seen_mention: Option<bool>,
@@ -70,25 +92,40 @@ impl LinkOutcome {
         if self.gold.is_empty() {
             return None;
         }
-        let aligned = self.predicted.len() == self.gold.len();
-        let mut worst = 0;
-        for (i, gold) in self.gold.iter().enumerate() {
-            let part = if aligned {
-                position(&self.predicted[i], gold)
-            } else {
-                self.predicted
-                    .iter()
-                    .filter_map(|list| position(list, gold))
-                    .min()
-            };
-            worst = worst.max(part?);
+        match &self.predicted {
+            Predicted::Concepts(lists) => {
+                let aligned = lists.len() == self.gold.len();
+                let mut worst = 0;
+                for (i, gold) in self.gold.iter().enumerate() {
+                    let part = if aligned {
+                        position(&lists[i], gold)
+                    } else {
+                        lists.iter().filter_map(|list| position(list, gold)).min()
+                    };
+                    worst = worst.max(part?);
+                }
+                Some(worst)
+            }
+            Predicted::Names(parts) => {
+                let mut worst = None;
+                for names in parts {
+                    let part = names
+                        .iter()
+                        .position(|ids| ids.iter().any(|id| self.gold.contains(id)))?;
+                    worst = worst.max(Some(part + 1));
+                }
+                worst
+            }
         }
-        Some(worst)
     }
 
-    /// A split whose number of parts differs from the number of gold ids.
+    /// A split whose number of parts differs from the number of gold ids (medlink's protocol
+    /// only: BioSyn's does not align parts with gold ids).
     fn split_mismatch(&self) -> bool {
-        self.predicted.len() > 1 && self.predicted.len() != self.gold.len()
+        match &self.predicted {
+            Predicted::Concepts(lists) => lists.len() > 1 && lists.len() != self.gold.len(),
+            Predicted::Names(_) => false,
+        }
     }
 }
 

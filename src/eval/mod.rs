@@ -1,12 +1,20 @@
-//! Evaluation: corpus readers with gold mentions, and (later) linking and NER metrics.
+//! Evaluation: corpus readers with gold mentions, corpus specs (`FORMAT:PATH#options`),
+//! linking and NER metrics, the `eval link` runner with its two protocols, and corpus mentions
+//! as extra dictionary names.
 
 pub mod abbrev;
+pub mod biosyn;
 pub mod brat;
 pub mod hpo_corpora;
 pub mod link;
 pub mod medprocner;
+pub mod mentions;
 pub mod metrics;
 pub mod pubtator;
+pub mod spec;
+pub mod split;
+
+pub use spec::CorpusSpec;
 
 use serde::Serialize;
 
@@ -56,68 +64,5 @@ impl Corpus {
         self.documents
             .iter()
             .flat_map(|d| d.mentions.iter().map(move |m| (d, m)))
-    }
-}
-
-/// A corpus on the command line: `FORMAT:PATH`.
-///
-/// | format        | path                                                        |
-/// |---------------|-------------------------------------------------------------|
-/// | `pubtator`    | a PubTator file (NCBI-disease, BC5CDR)                      |
-/// | `phenobert`   | a directory with `corpus/` and `ann/` (PhenoBERT layout)    |
-/// | `phenotagger` | `GOLD.tsv,INPUT.PubTator` (GSC+ in the PhenoTagger layout)  |
-/// | `medprocner`  | the MedProcNER directory or its TSV                         |
-/// | `brat`        | a directory of `.txt` + `.ann` pairs                        |
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CorpusSpec {
-    pub format: String,
-    pub path: String,
-}
-
-const CORPUS_FORMATS: &str = "pubtator, phenobert, phenotagger, medprocner, brat";
-
-impl std::str::FromStr for CorpusSpec {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        let (format, path) = s.split_once(':').ok_or_else(|| {
-            crate::Error::InvalidInput(format!(
-                "corpus `{s}` must be FORMAT:PATH, FORMAT one of {CORPUS_FORMATS}"
-            ))
-        })?;
-        if !CORPUS_FORMATS.split(", ").any(|f| f == format) {
-            return Err(crate::Error::UnknownFormat {
-                found: format.to_string(),
-                expected: CORPUS_FORMATS.to_string(),
-            });
-        }
-        Ok(CorpusSpec {
-            format: format.to_string(),
-            path: path.to_string(),
-        })
-    }
-}
-
-impl CorpusSpec {
-    pub fn load(&self) -> crate::Result<Corpus> {
-        use std::path::Path;
-        let path = Path::new(&self.path);
-        match self.format.as_str() {
-            "pubtator" => pubtator::load(path),
-            "phenobert" => hpo_corpora::load_phenobert_dir(path),
-            "phenotagger" => {
-                let (gold, input) = self.path.split_once(',').ok_or_else(|| {
-                    crate::Error::InvalidInput(
-                        "phenotagger corpus must be phenotagger:GOLD.tsv,INPUT.PubTator".into(),
-                    )
-                })?;
-                hpo_corpora::load_phenotagger_gold(Path::new(gold), Path::new(input))
-            }
-            "medprocner" => medprocner::load(path),
-            "brat" => brat::load_dir(path),
-            other => Err(crate::Error::UnknownFormat {
-                found: other.to_string(),
-                expected: CORPUS_FORMATS.to_string(),
-            }),
-        }
     }
 }

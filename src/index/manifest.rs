@@ -4,6 +4,9 @@
 //! of the index changes shape, and an index is opened only by a medlink that knows its version.
 //! It records the model (name, pooling, dimension, max length, weights checksum) so that an
 //! index is never queried with vectors from another model.
+//!
+//! Versions: 1, then 2 (sources may have the format `corpus`: names added from an annotated
+//! corpus's mentions). Version 1 indexes are read unchanged.
 
 use std::path::Path;
 
@@ -15,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::ontology::SourceInfo;
 
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+/// The oldest index format this build still opens.
+pub const OLDEST_READABLE_INDEX_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Serialized as `manifest.json`.
@@ -77,10 +82,13 @@ impl Manifest {
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::parse(&path, e.line(), None, e.to_string()))?;
         let version = value.get("format_version").and_then(|v| v.as_u64());
-        if version != Some(u64::from(INDEX_FORMAT_VERSION)) {
+        let readable = u64::from(OLDEST_READABLE_INDEX_VERSION)..=u64::from(INDEX_FORMAT_VERSION);
+        if !version.is_some_and(|v| readable.contains(&v)) {
             return Err(Error::FileFormat {
                 path: path.clone(),
-                expected: format!("index format version {INDEX_FORMAT_VERSION}"),
+                expected: format!(
+                    "index format version {OLDEST_READABLE_INDEX_VERSION} to {INDEX_FORMAT_VERSION}"
+                ),
                 found: version.map_or("no format_version".into(), |v| format!("version {v}")),
             });
         }

@@ -243,6 +243,12 @@ impl Dictionary {
     pub(crate) fn parts(&self) -> (&[SourceInfo], &[Concept], &[String]) {
         (&self.sources, &self.concepts, &self.warnings)
     }
+
+    /// Sources, concepts and warnings, to rebuild an extended dictionary with
+    /// [`Dictionary::from_parts`].
+    pub fn into_parts(self) -> (Vec<SourceInfo>, Vec<Concept>, Vec<String>) {
+        (self.sources, self.concepts, self.warnings)
+    }
 }
 
 /// What `medlink ontology inspect` prints.

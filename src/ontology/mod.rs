@@ -15,6 +15,10 @@
 //! | `mesh`    | MeSH descriptor labels CSV (`id,scheme,subject`)            | [`custom`]   |
 //! | `tsv`     | `id<TAB>name<TAB>synonyms(|)<TAB>types(|)`                  | [`custom`]   |
 //! | `jsonl`   | `{"id":..,"name":..,"synonyms":[..],"types":[..]}` per line | [`custom`]   |
+//!
+//! A dictionary may also hold the gold mention strings of an annotated corpus, added with
+//! [`crate::eval::mentions::add_mentions`] (`index build --add-mentions`); their source has the
+//! format [`Format::Corpus`], which no loader reads.
 
 pub mod concept;
 pub mod custom;
@@ -52,9 +56,14 @@ pub enum Format {
     Mesh,
     Tsv,
     Jsonl,
+    /// Gold mention strings of an annotated corpus (`index build --add-mentions`): recorded in
+    /// sources, never loaded as an ontology, so it is not in [`Format::ALL`]. Added in
+    /// dictionary format 2 / index format 2.
+    Corpus,
 }
 
 impl Format {
+    /// The ontology formats a loader reads.
     pub const ALL: [Format; 9] = [
         Format::Obo,
         Format::Medic,
@@ -78,6 +87,7 @@ impl Format {
             Format::Mesh => "mesh",
             Format::Tsv => "tsv",
             Format::Jsonl => "jsonl",
+            Format::Corpus => "corpus",
         }
     }
 }
@@ -246,6 +256,10 @@ pub fn load(spec: &OntologySpec, opts: &LoadOptions) -> Result<Loaded> {
         Format::Mesh => custom::read_mesh_csv(lines::open(path)?, path),
         Format::Tsv => custom::read_tsv(lines::open(path)?, path),
         Format::Jsonl => custom::read_jsonl(lines::open(path)?, path),
+        Format::Corpus => Err(Error::InvalidInput(format!(
+            "{}: corpus mentions are added with `index build --add-mentions`, not loaded as an ontology",
+            path.display()
+        ))),
     }?;
     if loaded.files.is_empty() {
         loaded.files.push(path.to_path_buf());
@@ -271,6 +285,7 @@ pub fn source_name(spec: &OntologySpec) -> String {
         Format::Snomed => "SNOMEDCT".into(),
         Format::Icd10cm => "ICD10CM".into(),
         Format::Mesh => "MESH".into(),
+        Format::Corpus => "MENTIONS".into(),
         Format::Tsv | Format::Jsonl => stem
             .split('.')
             .next()

@@ -3,6 +3,10 @@
 //! Layout: the 8-byte magic `MLDICT\0\0`, a little-endian `u32` format version, then bincode 1.3
 //! of `(Vec<SourceInfo>, Vec<Concept>, Vec<String>)`. Derived lookups (ids, name table) are
 //! rebuilt on load, so they never disagree with the concepts. Written atomically.
+//!
+//! Versions: 1, then 2 added the source format `corpus` (mention names from an annotated
+//! corpus). Version 1 files are a subset of version 2 and are still read; a medlink that
+//! predates a version refuses it with a clear message instead of a bincode error.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -14,7 +18,9 @@ use crate::fsutil;
 
 const MAGIC: &[u8; 8] = b"MLDICT\0\0";
 /// Bump when [`Concept`] or [`SourceInfo`] change shape.
-pub const DICTIONARY_FORMAT_VERSION: u32 = 1;
+pub const DICTIONARY_FORMAT_VERSION: u32 = 2;
+/// The oldest version this build still reads (every version since decodes the same way).
+pub const OLDEST_READABLE_DICTIONARY_VERSION: u32 = 1;
 
 pub fn save(dict: &Dictionary, path: &Path) -> Result<()> {
     let (sources, concepts, warnings) = dict.parts();
@@ -45,10 +51,12 @@ pub fn load(path: &Path) -> Result<Dictionary> {
         });
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != DICTIONARY_FORMAT_VERSION {
+    if !(OLDEST_READABLE_DICTIONARY_VERSION..=DICTIONARY_FORMAT_VERSION).contains(&version) {
         return Err(Error::FileFormat {
             path: path.to_path_buf(),
-            expected: format!("dictionary format version {DICTIONARY_FORMAT_VERSION}"),
+            expected: format!(
+                "dictionary format version {OLDEST_READABLE_DICTIONARY_VERSION} to {DICTIONARY_FORMAT_VERSION}"
+            ),
             found: format!("version {version}"),
         });
     }

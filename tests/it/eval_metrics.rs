@@ -2,7 +2,9 @@
 //! ties at the cut, missing gold ids, short candidate lists, empty input, breakdowns, the JSON
 //! shape, and strict versus lenient span matching.
 
-use medlink::eval::metrics::{breakdown, link_metrics, ner_metrics, ranked_ids, LinkOutcome, Span};
+use medlink::eval::metrics::{
+    breakdown, link_metrics, ner_metrics, ranked_ids, LinkOutcome, Predicted, Span,
+};
 
 const KS: &[usize] = &[1, 5, 25];
 
@@ -14,7 +16,7 @@ fn ids(list: &[&str]) -> Vec<String> {
 fn outcome(gold: &[&str], predicted: &[&[&str]]) -> LinkOutcome {
     LinkOutcome {
         gold: ids(gold),
-        predicted: predicted.iter().map(|p| ids(p)).collect(),
+        predicted: Predicted::Concepts(predicted.iter().map(|p| ids(p)).collect()),
         entity_type: "Disease".into(),
         seen_mention: None,
         seen_concept: None,

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use medlink::error::Error;
-use medlink::eval::{brat, hpo_corpora, medprocner, Corpus, Document, GoldMention};
+use medlink::eval::{brat, hpo_corpora, medprocner, split, Corpus, Document, GoldMention};
 use proptest::prelude::*;
 
 use crate::common::{fixture, shared_data};
@@ -419,8 +419,8 @@ fn medprocner_ner_covers_all_750_texts_and_agrees_with_the_brat_copy() {
 #[test]
 fn medprocner_split_is_deterministic_disjoint_and_complete() {
     let corpus = medprocner::load(&medprocner_dir()).unwrap();
-    let (train, dev) = medprocner::split(&corpus, 0.2, 42);
-    let (train2, dev2) = medprocner::split(&corpus, 0.2, 42);
+    let (train, dev) = split::split(&corpus, 0.2, 42);
+    let (train2, dev2) = split::split(&corpus, 0.2, 42);
     assert_eq!(train.documents, train2.documents);
     assert_eq!(dev.documents, dev2.documents);
     let ids = |c: &Corpus| {
@@ -442,13 +442,13 @@ fn medprocner_split_is_deterministic_disjoint_and_complete() {
         documents: corpus.documents[..125].to_vec(),
         span_mismatches: Vec::new(),
     };
-    let (_, dev_half) = medprocner::split(&half, 0.2, 42);
+    let (_, dev_half) = split::split(&half, 0.2, 42);
     assert!(ids(&dev_half).is_subset(&ids(&dev)));
     // Another seed gives another split; the extremes are all train / all dev.
-    assert_ne!(ids(&medprocner::split(&corpus, 0.2, 7).1), ids(&dev));
-    assert_eq!(medprocner::split(&corpus, 0.0, 1).1.documents.len(), 0);
-    assert_eq!(medprocner::split(&corpus, 1.0, 1).0.documents.len(), 0);
-    assert_eq!(medprocner::split(&corpus, f64::NAN, 1).1.documents.len(), 0);
+    assert_ne!(ids(&split::split(&corpus, 0.2, 7).1), ids(&dev));
+    assert_eq!(split::split(&corpus, 0.0, 1).1.documents.len(), 0);
+    assert_eq!(split::split(&corpus, 1.0, 1).0.documents.len(), 0);
+    assert_eq!(split::split(&corpus, f64::NAN, 1).1.documents.len(), 0);
 }
 
 #[test]
@@ -465,7 +465,7 @@ fn medprocner_split_sends_mismatches_with_their_documents() {
             "x.tsv:3: document `b`: bad".into(),
         ],
     };
-    let (train, dev) = medprocner::split(&corpus, 1.0, 0);
+    let (train, dev) = split::split(&corpus, 1.0, 0);
     assert!(train.span_mismatches.is_empty());
     assert_eq!(dev.span_mismatches.len(), 2);
 }

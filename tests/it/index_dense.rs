@@ -3,7 +3,9 @@
 
 use medlink::encoder::Encoder;
 use medlink::index::dense::{ExactIndex, HnswIndex, HnswParams, VectorIndex, VectorStore};
+use medlink::index::manifest::INDEX_FORMAT_VERSION;
 use medlink::index::Index;
+use medlink::ontology::store::DICTIONARY_FORMAT_VERSION;
 use medlink::progress::NoProgress;
 
 use crate::common::{default_model, encoder, hpo_index};
@@ -203,13 +205,26 @@ fn index_build_is_atomic_and_open_refuses_damaged_directories() {
     // A manifest from a future format is refused by version.
     let manifest = out.join("manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replace("\"format_version\": 1", "\"format_version\": 99"),
-    )
-    .unwrap();
+    let current = format!("\"format_version\": {INDEX_FORMAT_VERSION}");
+    assert!(text.contains(&current), "{text}");
+    std::fs::write(&manifest, text.replace(&current, "\"format_version\": 99")).unwrap();
     let err = Index::open(&out).err().unwrap();
     assert!(err.to_string().contains("version 99"), "{err}");
+    // Format 1 (before corpus sources existed) is a subset of format 2: a version 1 manifest
+    // and dictionary still open, and give the same concepts.
+    std::fs::write(&manifest, text.replace(&current, "\"format_version\": 1")).unwrap();
+    let dictionary = out.join("dictionary.bin");
+    let mut bytes = std::fs::read(&dictionary).unwrap();
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&dictionary, &bytes).unwrap();
+    let old = Index::open(&out).unwrap();
+    assert_eq!(old.dictionary.concepts(), dict.concepts());
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&dictionary, &bytes).unwrap();
+    let err = Index::open(&out).err().unwrap();
+    assert!(err.to_string().contains("version 99"), "{err}");
+    bytes[8..12].copy_from_slice(&DICTIONARY_FORMAT_VERSION.to_le_bytes());
+    std::fs::write(&dictionary, &bytes).unwrap();
     std::fs::write(&manifest, text).unwrap();
     // Vectors that disagree with the dictionary are detected.
     VectorStore::from_rows(384, &[vec![0.0; 384]])
