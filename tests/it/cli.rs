@@ -221,3 +221,243 @@ fn eval_ner_scores_a_corpus_against_itself_and_a_shifted_copy() {
     assert_eq!(report["strict"]["overall"]["tp"], 0);
     assert_eq!(report["lenient"]["overall"]["recall"], 1.0);
 }
+
+#[test]
+fn link_expands_short_forms_defined_in_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build_sample_index(dir.path());
+    let input = concat!(
+        r#"{"id": "a", "mention": "AUF", "context": "Seen for auricular fibrillation (AUF) twice."}"#,
+        "\n",
+        r#"{"id": "b", "mention": "AUF"}"#,
+        "\n",
+        r#"{"id": "c", "mention": "AUF", "context": "No definition here."}"#,
+        "\n",
+    );
+    let (code, stdout, stderr) = run(
+        medlink().args(["link", "--index", out.to_str().unwrap(), "-k", "1"]),
+        input.as_bytes(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    // Defined in its context: the long form is linked, and the answer says so.
+    assert_eq!(lines[0]["linked_text"], "auricular fibrillation");
+    assert_eq!(lines[0]["expanded_from"], "AUF");
+    let top = &lines[0]["candidates"][0];
+    assert_eq!(
+        (&top["id"], &top["exact"]),
+        (&"CARD:0006".into(), &true.into())
+    );
+    // Without a context, or without a definition in it, the mention is linked as written.
+    for answer in &lines[1..] {
+        assert!(answer.get("linked_text").is_none(), "{answer}");
+        assert!(answer.get("expanded_from").is_none(), "{answer}");
+        assert_eq!(answer["candidates"][0]["exact"], false, "{answer}");
+    }
+}
+
+#[test]
+fn link_answers_bad_lines_with_error_objects_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build_sample_index(dir.path());
+    let secret = "zebra-secret";
+    let too_long = format!(
+        r#"{{"id": 4, "mention": "{secret} {}"}}"#,
+        "a".repeat(1_000)
+    );
+    let mut input = Vec::new();
+    for line in [
+        r#"{"id": 1, "mention": "heart attack"}"#.to_string(),
+        format!(r#"{{"id": 2, "mention": "{secret}"#), // truncated JSON
+        r#"{"id": 3, "mention": 3}"#.to_string(),
+        too_long,
+        String::new(), // blank: skipped, no answer
+        r#"{"id": 6, "mention": "heart attack", "context": 7}"#.to_string(),
+    ] {
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"\xff\xfe\n{\"id\": 8, \"mention\": \"angina\"}\n");
+    // Small batches: errors and answers must stay in input order across batch boundaries.
+    let (code, stdout, stderr) = run(
+        medlink().args([
+            "link",
+            "--index",
+            out.to_str().unwrap(),
+            "--lines-per-batch",
+            "2",
+        ]),
+        &input,
+    );
+    assert_eq!(code, 2, "refused lines make the exit code 2: {stderr}");
+    let answers: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<u64> = answers
+        .iter()
+        .map(|a| a["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![1, 2, 3, 4, 6, 7, 8]);
+    let ok = |a: &serde_json::Value| a.get("candidates").is_some() && a.get("error").is_none();
+    assert!(ok(&answers[0]) && ok(&answers[6]), "{stdout}");
+    assert_eq!(answers[6]["id"], 8);
+    for refused in &answers[1..6] {
+        assert!(refused.get("candidates").is_none(), "{refused}");
+        let error = refused["error"].as_str().unwrap();
+        let line = refused["line"].as_u64().unwrap();
+        assert!(error.starts_with(&format!("<stdin>:{line}:")), "{error}");
+        assert!(!error.contains(secret), "mention text in {error}");
+    }
+    // The id survives when the line is JSON, even with a bad field.
+    assert_eq!(answers[2]["id"], 3);
+    assert_eq!(answers[3]["id"], 4);
+    assert!(answers[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("the limit is 1000"));
+    assert!(answers[1]["id"].is_null());
+    assert!(answers[5]["error"]
+        .as_str()
+        .unwrap()
+        .contains("invalid UTF-8"));
+    // stderr counts the refusals and names the first, never the mention text.
+    assert!(stderr.contains("5 input line(s) refused"), "{stderr}");
+    assert!(stderr.contains("<stdin>:2:"), "{stderr}");
+    assert!(!stderr.contains(secret), "{stderr}");
+}
+
+/// A PubTator document: title, empty abstract, and each mention found in the title.
+fn pubtator_doc(pmid: &str, title: &str, mentions: &[(&str, &str, &str)]) -> String {
+    let mut doc = format!("{pmid}|t|{title}\n{pmid}|a|\n");
+    for (text, entity_type, ids) in mentions {
+        let start = title[..title.find(text).unwrap()].chars().count();
+        let end = start + text.chars().count();
+        doc.push_str(&format!(
+            "{pmid}\t{start}\t{end}\t{text}\t{entity_type}\t{ids}\n"
+        ));
+    }
+    doc + "\n"
+}
+
+#[test]
+fn add_mentions_and_the_biosyn_protocol_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.txt");
+    std::fs::write(
+        &train,
+        pubtator_doc(
+            "1",
+            "A cardiac event and a heart flutter.",
+            &[
+                ("cardiac event", "Disease", "CARD:0003"),
+                ("heart flutter", "Symptom", "CARD:0099"),
+            ],
+        ),
+    )
+    .unwrap();
+    let test = dir.path().join("test.txt");
+    std::fs::write(
+        &test,
+        pubtator_doc(
+            "2",
+            "After a cardiac event, auricular fibrillation (AUF), with coronary artery and heart disease.",
+            &[
+                ("cardiac event", "Disease", "CARD:0003"),
+                ("AUF", "Disease", "CARD:0006"),
+                ("coronary artery and heart disease", "Disease", "CARD:0002|CARD:0001"),
+            ],
+        ),
+    )
+    .unwrap();
+    let sample = format!(
+        "tsv:{}/ontologies/samples/custom.tsv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let index = dir.path().join("cardio-mentions");
+    let train_spec = format!("pubtator:{}#types=Disease", train.display());
+    let (code, _, stderr) = run(
+        medlink()
+            .args([
+                "index",
+                "build",
+                "--ontology",
+                &sample,
+                "--add-mentions",
+                &train_spec,
+                "--out",
+            ])
+            .arg(&index),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (_, info, _) = run(
+        medlink().args(["index", "info", "--index"]).arg(&index),
+        b"",
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let sources = manifest["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2);
+    assert_eq!(sources[1]["format"], "corpus");
+    assert_eq!(sources[1]["path"], train_spec.as_str());
+    assert_eq!(
+        sources[1]["concepts"], 0,
+        "the Symptom mention was filtered out"
+    );
+
+    let eval = |protocol: &str| -> serde_json::Value {
+        let corpus = format!("pubtator:{}", test.display());
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args(["eval", "link", "--corpus", &corpus, "--ks", "1,5", "--json"])
+                .args(["--protocol", protocol, "--index"])
+                .arg(&index),
+            b"",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    // BioSyn: "cardiac event" is now an exact name of CARD:0003, "AUF" expands to the exact
+    // name "auricular fibrillation", and the composite splits into two exact names ("coronary
+    // artery disease", "heart disease"): every mention is first.
+    let biosyn = eval("biosyn");
+    assert_eq!(biosyn["protocol"], "biosyn");
+    assert_eq!(biosyn["mentions"], 3);
+    assert_eq!(biosyn["composites_split"], 1);
+    assert_eq!(biosyn["abbreviations_expanded"], 1);
+    assert_eq!(biosyn["breakdown"]["type=Disease"]["evaluated"], 3);
+    assert_eq!(biosyn["acc@1"], 1.0, "{biosyn}");
+    assert_eq!(biosyn["worst_misses"].as_array().unwrap().len(), 0);
+    // medlink's protocol links the composite whole: its two concepts cannot both be first.
+    let raw = eval("medlink");
+    assert_eq!(raw["protocol"], "medlink");
+    assert_eq!(raw["composites_split"], 0);
+    assert!(raw["acc@1"].as_f64().unwrap() <= 2.0 / 3.0 + 1e-9, "{raw}");
+
+    // A dictionary from mentions alone (MedProcNER's case): one concept per distinct id.
+    let only = dir.path().join("mentions-only");
+    let all_train = format!("pubtator:{}", train.display());
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["index", "build", "--add-mentions", &all_train, "--out"])
+            .arg(&only),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(
+        medlink()
+            .args(["search", "--json", "-k", "2", "--index"])
+            .arg(&only)
+            .arg("heart flutter"),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let found: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(found["candidates"][0]["id"], "CARD:0099");
+    assert_eq!(found["candidates"][0]["types"][0], "Symptom");
+    assert_eq!(found["candidates"].as_array().unwrap().len(), 2);
+}

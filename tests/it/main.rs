@@ -4,6 +4,8 @@ mod cli;
 mod common;
 mod encoder;
 mod eval_abbrev;
+mod eval_biosyn;
+mod eval_mentions;
 mod eval_metrics;
 mod eval_readers;
 mod index_dense;
