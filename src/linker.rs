@@ -411,45 +411,56 @@ impl<'a> Linker<'a> {
         vector: &[f32],
         options: &LinkOptions,
     ) -> Result<Vec<NameCandidate>> {
+        /// The rows of the name table sharing one normal form.
+        struct Group<'d> {
+            form: &'d str,
+            best: ScoredName,
+            /// In dictionary order: rows arrive in name-index order.
+            concepts: Vec<ConceptIdx>,
+        }
         let dict = &self.index.dictionary;
-        // Rows sharing a normal form become one entry: its best row, and all its concepts.
-        // Rows come in name-index order, so concepts are listed in dictionary order.
-        let mut entries: HashMap<&str, (ScoredName, Vec<ConceptIdx>)> = HashMap::new();
+        let mut groups: HashMap<&str, Group> = HashMap::new();
         for scored in self.scored_names(normalized, vector, options, true)? {
             let entry = dict.name(scored.name);
-            let slot = entries
+            let group = groups
                 .entry(entry.normalized.as_str())
-                .or_insert((scored, Vec::new()));
-            if scored.score > slot.0.score {
-                slot.0 = scored;
+                .or_insert_with(|| Group {
+                    form: &entry.normalized,
+                    best: scored,
+                    concepts: Vec::new(),
+                });
+            // Equal scores keep the earlier row, so the result does not depend on order.
+            if scored.score > group.best.score {
+                group.best = scored;
             }
-            if !slot.1.contains(&entry.concept) {
-                slot.1.push(entry.concept);
+            if !group.concepts.contains(&entry.concept) {
+                group.concepts.push(entry.concept);
             }
         }
-        let mut ranked: Vec<(&str, (ScoredName, Vec<ConceptIdx>))> = entries.into_iter().collect();
-        // Ties go to the entry whose first row comes first in the name table.
+        let mut ranked: Vec<Group> = groups.into_values().collect();
+        // Ties go to the group whose first concept comes first in the dictionary.
         ranked.sort_by(|a, b| {
-            b.1 .0
+            b.best
                 .score
-                .total_cmp(&a.1 .0.score)
-                .then(a.1 .1[0].cmp(&b.1 .1[0]))
-                .then(a.0.cmp(b.0))
+                .total_cmp(&a.best.score)
+                .then(a.concepts[0].cmp(&b.concepts[0]))
+                .then(a.form.cmp(b.form))
         });
         ranked.truncate(options.k);
         Ok(ranked
             .into_iter()
-            .map(|(form, (best, concepts))| NameCandidate {
-                name: form.to_string(),
-                ids: concepts
+            .map(|g| NameCandidate {
+                name: g.form.to_string(),
+                ids: g
+                    .concepts
                     .iter()
                     .map(|&c| dict.concept(c).id.clone())
                     .collect(),
-                score: best.score,
-                dense: best.dense,
-                lexical: best.lexical,
-                exact: best.exact,
-                bonus: best.bonus,
+                score: g.best.score,
+                dense: g.best.dense,
+                lexical: g.best.lexical,
+                exact: g.best.exact,
+                bonus: g.best.bonus,
             })
             .collect())
     }
