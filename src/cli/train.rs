@@ -29,6 +29,12 @@ pub struct TrainEncoderArgs {
     /// names (the supervised setting); repeat for several.
     #[arg(long = "train-corpus", value_name = "FORMAT:PATH")]
     pub train_corpora: Vec<String>,
+    /// Times each mention pair is repeated per epoch.
+    #[arg(long, default_value_t = 1)]
+    pub mention_repeat: usize,
+    /// Write the training pairs as TSV (label, text, text) to this file and exit.
+    #[arg(long, value_name = "FILE")]
+    pub write_pairs: Option<PathBuf>,
     /// Base model directory [default: all-MiniLM-L6-v2, fetched into the cache].
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
@@ -110,12 +116,17 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
     pairs.add_synonym_pairs(&dictionary, args.pairs_per_concept, args.seed);
     for spec in &args.train_corpora {
         let corpus = spec.parse::<CorpusSpec>()?.load()?;
-        pairs.add_mention_pairs(&corpus, &dictionary, args.seed);
+        pairs.add_mention_pairs(&corpus, &dictionary, args.seed, args.mention_repeat);
     }
     eprintln!(
         "{} synonym pairs, {} mention pairs ({} mentions skipped: composite, no id or not in the dictionary)",
         pairs.synonym_pairs, pairs.mention_pairs, pairs.mentions_skipped
     );
+    if let Some(path) = &args.write_pairs {
+        pairs.write_tsv(path)?;
+        eprintln!("wrote {} pairs to {}", pairs.pairs.len(), path.display());
+        return Ok(());
+    }
     let dev = match &args.dev_corpus {
         Some(spec) => {
             let corpus = spec.parse::<CorpusSpec>()?.load()?;

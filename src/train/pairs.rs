@@ -40,6 +40,19 @@ pub struct PairSet {
 }
 
 impl PairSet {
+    /// Writes the pairs as TSV (`label<TAB>text a<TAB>text b`, one pair per line, in order),
+    /// the input of `benches/python/train_reference.py`.
+    pub fn write_tsv(&self, path: &std::path::Path) -> crate::Result<()> {
+        use std::io::Write;
+        crate::fsutil::write_atomic(path, |w| {
+            for p in &self.pairs {
+                let clean = |i: u32| self.texts[i as usize].replace(['\t', '\n', '\r'], " ");
+                writeln!(w, "{}\t{}\t{}", p.label, clean(p.a), clean(p.b))?;
+            }
+            Ok(())
+        })
+    }
+
     fn text_id(&mut self, text: &str) -> u32 {
         if let Some(&id) = self.text_ids.get(text) {
             return id;
@@ -92,8 +105,16 @@ impl PairSet {
     }
 
     /// Adds (mention, preferred name) and (mention, one other synonym) pairs for every
-    /// single-concept gold mention of `corpus` whose concept is in the dictionary.
-    pub fn add_mention_pairs(&mut self, corpus: &Corpus, dictionary: &Dictionary, seed: u64) {
+    /// single-concept gold mention of `corpus` whose concept is in the dictionary, each
+    /// `repeat` times (mention pairs are few beside synonym pairs; repeating them sets how
+    /// much of an epoch they make up).
+    pub fn add_mention_pairs(
+        &mut self,
+        corpus: &Corpus,
+        dictionary: &Dictionary,
+        seed: u64,
+        repeat: usize,
+    ) {
         let mut done: BTreeSet<(String, u32)> = BTreeSet::new();
         let mut rng = SplitMix64::derive(seed, 2, 0);
         for (_, mention) in corpus.mentions() {
@@ -120,12 +141,14 @@ impl PairSet {
                     continue;
                 }
                 let (a, b) = (self.text_id(&mention.text), self.text_id(partner));
-                self.pairs.push(Pair {
-                    a,
-                    b,
-                    label: concept,
-                });
-                self.mention_pairs += 1;
+                for _ in 0..repeat {
+                    self.pairs.push(Pair {
+                        a,
+                        b,
+                        label: concept,
+                    });
+                    self.mention_pairs += 1;
+                }
             }
         }
     }
