@@ -1,5 +1,6 @@
-//! One contrastive training step of the default model, phase by phase: forward (with dropout),
-//! loss (mining + multi-similarity), backward, AdamW update. 64 synonym pairs (128 strings)
+//! One contrastive training step of the default model, phase by phase: forward (with dropout,
+//! batch groups on worker threads), loss (mining + multi-similarity + its gradient), backward
+//! (per group, on worker threads), AdamW update. 64 synonym pairs (128 strings)
 //! of MEDIC 2012 per step, as `medlink train encoder` runs by default.
 //!
 //! Needs the default model in the cache (the integration tests fetch it) and
@@ -9,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use candle_core::Var;
 use medlink::bert::Dropout;
 use medlink::ontology::{load_dictionary, LoadOptions, OntologySpec};
 use medlink::rng::SplitMix64;
@@ -28,6 +30,13 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(8);
+    // As `medlink train encoder` does: single-threaded candle ops, one batch group per worker.
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, "1");
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = medlink::assets::ensure(&medlink::assets::DEFAULT_MODEL, &cache)
         .expect("default model (run the tests or `medlink fetch` first)");
     let medic = root.join("../shared/data/vocab/medic_2012/medic_06Jul2012.txt");
@@ -55,14 +64,24 @@ fn main() {
             }
         }
         let t0 = Instant::now();
-        let mut dropout = Dropout::new(encoder.config(), SplitMix64::new(step as u64));
-        let embeddings = encoder.embed_for_training(&texts, &mut dropout).unwrap();
+        let forward = encoder
+            .forward_groups(&texts, threads, |g| {
+                Dropout::new(
+                    encoder.config(),
+                    SplitMix64::derive(7, g as u64, step as u64),
+                )
+            })
+            .unwrap();
         let t1 = Instant::now();
-        let out = loss_fn.loss(&embeddings, &labels).unwrap();
+        let embeddings = Var::from_tensor(&forward.embeddings().unwrap()).unwrap();
+        let out = loss_fn.loss(embeddings.as_tensor(), &labels).unwrap();
+        let upstream = out.loss.backward().unwrap().remove(&embeddings).unwrap();
         let t2 = Instant::now();
-        let grads = out.loss.backward().unwrap();
+        let parts = forward
+            .backward(&upstream, threads, |g| optimizer.collect(g))
+            .unwrap();
         let t3 = Instant::now();
-        optimizer.step(&grads, 2e-5).unwrap();
+        optimizer.step(&parts, 2e-5).unwrap();
         let t4 = Instant::now();
         if step > 0 {
             for (p, (a, b)) in phases
@@ -89,6 +108,6 @@ fn main() {
         total * 1e3,
         BATCH_PAIRS as f64 / total,
         BATCH_PAIRS,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        threads
     );
 }

@@ -89,8 +89,8 @@ impl DevSet {
     }
 
     /// acc@1/5/25 and MRR of the encoder's current weights.
-    pub fn evaluate(&self, encoder: &TrainableEncoder) -> Result<LinkMetrics> {
-        let names = encoder.embed_all(&encoder.tokenize(&self.name_texts)?, 256)?;
+    pub fn evaluate(&self, encoder: &TrainableEncoder, threads: usize) -> Result<LinkMetrics> {
+        let names = encoder.embed_all(&encoder.tokenize(&self.name_texts)?, 128, threads)?;
         let dim = encoder.config().hidden_size;
         let name_matrix = Tensor::from_vec(
             names.into_iter().flatten().collect::<Vec<f32>>(),
@@ -100,7 +100,7 @@ impl DevSet {
         .t()?
         .contiguous()?;
         let texts: Vec<String> = self.mentions.iter().map(|m| m.text.clone()).collect();
-        let mention_vectors = encoder.embed_all(&encoder.tokenize(&texts)?, 256)?;
+        let mention_vectors = encoder.embed_all(&encoder.tokenize(&texts)?, 128, threads)?;
         let mut outcomes = Vec::with_capacity(self.mentions.len());
         for (chunk, mentions) in mention_vectors
             .chunks(CHUNK)

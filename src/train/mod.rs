@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::backprop::GradStore;
+use candle_core::Var;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::Dropout;
@@ -203,6 +203,8 @@ pub enum Start<'a> {
 
 pub struct Trainer<'a> {
     pub out: &'a Path,
+    /// Worker threads for the encoder passes (results do not depend on it).
+    pub threads: usize,
     pub options: TrainOptions,
     pub pairs: &'a PairSet,
     pub dev: Option<&'a DevSet>,
@@ -313,7 +315,7 @@ impl Trainer<'_> {
             }
             let step_started = Instant::now();
             let step = state.step;
-            let mut grads: Option<GradStore> = None;
+            let mut parts = Vec::new();
             let (mut loss_sum, mut positive, mut negative) = (0f32, 0usize, 0usize);
             for micro in 0..o.accumulation {
                 let global = (step * o.accumulation + micro) as u64;
@@ -328,24 +330,28 @@ impl Trainer<'_> {
                         labels.push(p.label);
                     }
                 }
-                let mut dropout = Dropout::new(
-                    encoder.config(),
-                    SplitMix64::derive(o.seed, STREAM_DROPOUT, global),
-                );
-                let embeddings = encoder.embed_for_training(&texts, &mut dropout)?;
-                let out = loss_fn.loss(&embeddings, &labels)?;
+                let forward = encoder.forward_groups(&texts, self.threads, |group| {
+                    Dropout::new(
+                        encoder.config(),
+                        SplitMix64::derive(o.seed ^ group as u64, STREAM_DROPOUT, global),
+                    )
+                })?;
+                // The loss sees the whole batch; its gradient flows back group by group.
+                let embeddings = Var::from_tensor(&forward.embeddings()?)?;
+                let out = loss_fn.loss(embeddings.as_tensor(), &labels)?;
                 loss_sum += out.loss.to_scalar::<f32>()?;
                 positive += out.positive_pairs;
                 negative += out.negative_pairs;
                 let scaled = (out.loss / o.accumulation as f64)?;
-                let g = scaled.backward()?;
-                grads = Some(match grads {
-                    None => g,
-                    Some(acc) => add_grads(acc, g, &encoder)?,
-                });
+                let upstream = scaled
+                    .backward()?
+                    .remove(embeddings.as_tensor())
+                    .ok_or_else(|| Error::Internal("loss has no gradient".into()))?;
+                parts.extend(forward.backward(&upstream, self.threads, |g| optimizer.collect(g))?);
             }
             let lr = learning_rate(step, o.warmup_steps, o.steps, o.learning_rate);
-            let stats = optimizer.step(grads.as_ref().expect("accumulation >= 1"), lr)?;
+            let stats = optimizer.step(&parts, lr)?;
+            drop(parts);
             if stats.missing_grads > 0 {
                 return Err(Error::Internal(format!(
                     "{} weights received no gradient at step {}",
@@ -405,7 +411,7 @@ impl Trainer<'_> {
     ) -> Result<()> {
         let Some(dev) = self.dev else { return Ok(()) };
         let started = Instant::now();
-        let metrics = dev.evaluate(encoder)?;
+        let metrics = dev.evaluate(encoder, self.threads)?;
         let acc = |k: usize| metrics.acc.get(&k).copied().unwrap_or(0.0);
         let record = EvalRecord {
             step: state.step,
@@ -471,19 +477,6 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(path, |w| w.write_all(&text))
-}
-
-fn add_grads(mut acc: GradStore, next: GradStore, encoder: &TrainableEncoder) -> Result<GradStore> {
-    for (_, var) in encoder.vars() {
-        if let Some(g) = next.get(&var) {
-            let sum = match acc.get(&var) {
-                Some(a) => (a + g)?,
-                None => g.clone(),
-            };
-            acc.insert(&var, sum);
-        }
-    }
-    Ok(acc)
 }
 
 /// A stable hash of the pair set (texts and pairs), to refuse resuming on other data.

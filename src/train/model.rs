@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use tokenizers::{Tokenizer, TruncationParams};
 
+use super::optim::Grads;
 use crate::bert::{self, Bert, Config, Dropout};
 use crate::encoder::Pooling;
 use crate::error::{Error, Result};
@@ -132,37 +133,49 @@ impl TrainableEncoder {
         Ok(bert::pool(&hidden, &mask, self.pooling)?)
     }
 
-    /// Training embeddings `(n, dim)` in input order. The strings are run in length-sorted
-    /// groups of [`TRAIN_GROUP`], each padded only to its own longest member: a contrastive
-    /// batch mixes 3-token and 25-token names, and padding everything to 25 would waste about
-    /// half of the matrix products. The loss still sees the whole batch at once.
-    pub fn embed_for_training(&self, tokens: &[&[u32]], dropout: &mut Dropout) -> Result<Tensor> {
+    /// Runs the forward pass of a contrastive batch for training: the strings are cut into
+    /// length-sorted groups of [`TRAIN_GROUP`], each padded only to its own longest member (a
+    /// batch mixes 3-token and 25-token names; padding all to 25 would waste about half of
+    /// the matrix products), and the groups are spread over `threads` worker threads.
+    /// `dropout(g)` gives group g its dropout, so results do not depend on the thread count.
+    pub fn forward_groups(
+        &self,
+        tokens: &[&[u32]],
+        threads: usize,
+        dropout: impl Fn(usize) -> Dropout + Sync,
+    ) -> Result<GroupedBatch> {
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| (tokens[i].len(), i));
-        let mut parts = Vec::new();
-        for chunk in order.chunks(TRAIN_GROUP) {
-            let group: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i]).collect();
-            parts.push(self.embed(&group, Some(dropout))?);
-        }
-        let sorted = Tensor::cat(&parts, 0)?;
-        // Row r of the result is row position_of[r] of `sorted`.
-        let mut position_of = vec![0u32; tokens.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            position_of[i] = pos as u32;
-        }
-        let index = Tensor::from_vec(position_of, tokens.len(), &Device::Cpu)?;
-        Ok(sorted.index_select(&index, 0)?)
+        let groups: Vec<Vec<usize>> = order.chunks(TRAIN_GROUP).map(<[usize]>::to_vec).collect();
+        let outputs = parallel_map(groups.len(), threads, |g| {
+            let group: Vec<&[u32]> = groups[g].iter().map(|&i| tokens[i]).collect();
+            self.embed(&group, Some(&mut dropout(g)))
+        })?;
+        Ok(GroupedBatch {
+            n: tokens.len(),
+            groups,
+            outputs,
+        })
     }
 
-    /// Unit vectors of many token sequences without gradients, batched by length.
-    pub fn embed_all(&self, tokens: &[Vec<u32>], batch: usize) -> Result<Vec<Vec<f32>>> {
+    /// Unit vectors of many token sequences without gradients, batched by length and spread
+    /// over `threads` worker threads.
+    pub fn embed_all(
+        &self,
+        tokens: &[Vec<u32>],
+        batch: usize,
+        threads: usize,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| tokens[i].len());
+        let chunks: Vec<&[usize]> = order.chunks(batch.max(1)).collect();
+        let vectors = parallel_map(chunks.len(), threads, |c| {
+            let refs: Vec<&[u32]> = chunks[c].iter().map(|&i| tokens[i].as_slice()).collect();
+            Ok(self.embed(&refs, None)?.to_vec2::<f32>()?)
+        })?;
         let mut out = vec![Vec::new(); tokens.len()];
-        for chunk in order.chunks(batch.max(1)) {
-            let refs: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
-            let vectors = self.embed(&refs, None)?.to_vec2::<f32>()?;
-            for (&i, v) in chunk.iter().zip(vectors) {
+        for (chunk, vs) in chunks.iter().zip(vectors) {
+            for (&i, v) in chunk.iter().zip(vs) {
                 out[i] = v;
             }
         }
@@ -189,6 +202,83 @@ impl TrainableEncoder {
             .save(&weights)
             .map_err(|e| Error::model(format!("{}: {e}", weights.display())))
     }
+}
+
+/// The forward pass of one contrastive batch, kept per group so that the backward pass can run
+/// per group on worker threads too (the groups share weights but no activations).
+pub struct GroupedBatch {
+    n: usize,
+    /// Input indices of each group's rows.
+    groups: Vec<Vec<usize>>,
+    /// Each group's embeddings, carrying its computation graph.
+    outputs: Vec<Tensor>,
+}
+
+impl GroupedBatch {
+    /// All embeddings `(n, dim)` in input order, detached from the graph: the loss is computed
+    /// on these, and its gradient handed back to [`GroupedBatch::backward`].
+    pub fn embeddings(&self) -> Result<Tensor> {
+        let sorted = Tensor::cat(&self.outputs, 0)?.detach();
+        let mut position_of = vec![0u32; self.n];
+        for (pos, &i) in self.groups.iter().flatten().enumerate() {
+            position_of[i] = pos as u32;
+        }
+        let index = Tensor::from_vec(position_of, self.n, &Device::Cpu)?;
+        Ok(sorted.index_select(&index, 0)?)
+    }
+
+    /// Back-propagates `grad` (d loss / d embeddings, `(n, dim)` in input order) through each
+    /// group's encoder pass, on `threads` threads; returns each group's weight gradients, to be
+    /// summed by the optimizer. By the chain rule, the gradient of `sum(out_g * grad_g)` with
+    /// respect to the weights is exactly group g's share of d loss / d weights.
+    pub fn backward(
+        &self,
+        grad: &Tensor,
+        threads: usize,
+        collect: impl Fn(&candle_core::backprop::GradStore) -> Grads + Sync,
+    ) -> Result<Vec<Grads>> {
+        parallel_map(self.groups.len(), threads, |g| {
+            let rows: Vec<u32> = self.groups[g].iter().map(|&i| i as u32).collect();
+            let index = Tensor::from_vec(rows, self.groups[g].len(), &Device::Cpu)?;
+            let upstream = grad.index_select(&index, 0)?.detach();
+            let surrogate = (&self.outputs[g] * upstream)?.sum_all()?;
+            Ok(collect(&surrogate.backward()?))
+        })
+    }
+}
+
+/// `f(0..n)` on up to `threads` scoped threads (items taken in turn from a shared counter),
+/// results in item order. One thread runs inline.
+pub fn parallel_map<T: Send>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    if threads <= 1 || n <= 1 {
+        return (0..n).map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(n) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = f(i);
+                results.lock().expect("results lock")[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("results lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 /// `modules.json` and `1_Pooling/config.json` for a base model that had none (a plain

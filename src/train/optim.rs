@@ -96,17 +96,45 @@ impl AdamW {
         self.steps
     }
 
-    /// Applies one update with learning rate `lr` from the gradients in `grads`.
-    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepStats> {
+    /// Each weight's name with its gradient in `grads`.
+    pub fn named<'a>(
+        &'a self,
+        grads: &'a Grads,
+    ) -> impl Iterator<Item = (&'a str, Option<&'a Tensor>)> + 'a {
+        self.params
+            .iter()
+            .zip(&grads.0)
+            .map(|(p, g)| (p.name.as_str(), g.as_ref()))
+    }
+
+    /// The gradients of this optimizer's weights in `store`, in its order; the rest of the
+    /// store (gradients of every intermediate tensor) can then be dropped.
+    pub fn collect(&self, store: &GradStore) -> Grads {
+        Grads(
+            self.params
+                .iter()
+                .map(|p| store.get(&p.var).cloned())
+                .collect(),
+        )
+    }
+
+    /// Applies one update with learning rate `lr` from the sum of `parts` (gradients of
+    /// micro-batches or of groups run on different threads).
+    pub fn step(&mut self, parts: &[Grads], lr: f64) -> Result<StepStats> {
         let mut missing = 0usize;
         let mut sum_sq = 0f64;
-        for p in &self.params {
-            match grads.get(&p.var) {
-                Some(g) => with_f32_slice(g, |s| {
-                    sum_sq += s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
-                })?,
-                None => missing += 1,
+        for (i, p) in self.params.iter().enumerate() {
+            let grads: Vec<&Tensor> = parts.iter().filter_map(|g| g.0[i].as_ref()).collect();
+            if grads.is_empty() {
+                missing += 1;
+                continue;
             }
+            with_f32_slices(&grads, p.var.elem_count(), |slices| {
+                for j in 0..slices[0].len() {
+                    let g: f32 = slices.iter().map(|s| s[j]).sum();
+                    sum_sq += (g as f64) * (g as f64);
+                }
+            })?;
         }
         let grad_norm = sum_sq.sqrt() as f32;
         if !grad_norm.is_finite() {
@@ -131,14 +159,18 @@ impl AdamW {
             bias2: 1.0 - c.beta2.powi(t),
             scale,
         };
-        for p in &mut self.params {
-            let Some(g) = grads.get(&p.var) else { continue };
+        for (i, p) in self.params.iter_mut().enumerate() {
+            let grads: Vec<&Tensor> = parts.iter().filter_map(|g| g.0[i].as_ref()).collect();
+            if grads.is_empty() {
+                continue;
+            }
             let weight_decay = if p.decay { c.weight_decay } else { 0.0 };
-            with_f32_slice(g, |grad| {
+            let n = p.var.elem_count();
+            with_f32_slices(&grads, n, |slices| {
                 let op = UpdateOp {
                     kernel: &kernel,
                     weight_decay,
-                    grad,
+                    grads: slices,
                     moments: RefCell::new((&mut p.m, &mut p.v)),
                 };
                 p.var.as_tensor().inplace_op1(&op)
@@ -216,19 +248,32 @@ fn corrupt(path: &Path, comment: String) -> Error {
     }
 }
 
-/// Runs `f` on the contiguous f32 contents of a CPU tensor without copying it.
-fn with_f32_slice<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        return Err(Error::Model(
-            "training runs on the CPU: gradients are not CPU tensors".into(),
-        ));
-    };
-    let all = cpu.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| Error::Internal("gradient is not contiguous".into()))?;
-    Ok(f(&all[start..end]))
+/// Gradients of an [`AdamW`]'s weights, in its order (`None`: no gradient).
+pub struct Grads(Vec<Option<Tensor>>);
+
+/// Runs `f` on the contiguous f32 contents of CPU tensors of `n` values each, without copying.
+fn with_f32_slices<T>(tensors: &[&Tensor], n: usize, f: impl FnOnce(&[&[f32]]) -> T) -> Result<T> {
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        let Storage::Cpu(cpu) = &**storage else {
+            return Err(Error::Model(
+                "training runs on the CPU: gradients are not CPU tensors".into(),
+            ));
+        };
+        let all = cpu.as_slice::<f32>()?;
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| Error::Internal("gradient is not contiguous".into()))?;
+        if end - start != n {
+            return Err(Error::Internal(format!(
+                "gradient has {} values, the weight {n}",
+                end - start
+            )));
+        }
+        slices.push(&all[start..end]);
+    }
+    Ok(f(&slices))
 }
 
 struct Kernel {
@@ -245,7 +290,8 @@ struct Kernel {
 struct UpdateOp<'a> {
     kernel: &'a Kernel,
     weight_decay: f32,
-    grad: &'a [f32],
+    /// Summed to give the gradient.
+    grads: &'a [&'a [f32]],
     moments: RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
 }
 
@@ -264,17 +310,13 @@ impl candle_core::InplaceOp1 for UpdateOp<'_> {
         let w = &mut all[start..end];
         let mut moments = self.moments.borrow_mut();
         let (m, v) = &mut *moments;
-        if w.len() != self.grad.len() || m.len() != w.len() {
-            candle_core::bail!(
-                "AdamW: weight has {} values, gradient {}",
-                w.len(),
-                self.grad.len()
-            )
+        if self.grads.iter().any(|g| g.len() != w.len()) || m.len() != w.len() {
+            candle_core::bail!("AdamW: weight and gradient sizes differ")
         }
         let k = self.kernel;
         let decay = 1.0 - k.lr * self.weight_decay;
         for i in 0..w.len() {
-            let g = self.grad[i] * k.scale;
+            let g = self.grads.iter().map(|s| s[i]).sum::<f32>() * k.scale;
             let mi = k.beta1 * m[i] + (1.0 - k.beta1) * g;
             let vi = k.beta2 * v[i] + (1.0 - k.beta2) * g * g;
             m[i] = mi;

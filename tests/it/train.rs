@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use medlink::bert::{Bert, Config, Dropout};
 use medlink::encoder::{BertEncoder, Encoder, EncoderOptions};
@@ -11,6 +11,7 @@ use medlink::ontology::{load_dictionary, Dictionary, LoadOptions, OntologySpec};
 use medlink::rng::SplitMix64;
 use medlink::train::loss::{mine, MultiSimilarity};
 use medlink::train::model::TrainableEncoder;
+use medlink::train::optim::{AdamW, AdamWConfig};
 use medlink::train::pairs::PairSet;
 use medlink::train::{Silent, Start, StopRule, TrainOptions, Trainer};
 
@@ -29,21 +30,36 @@ fn gradients_reach_every_encoder_weight() {
     ];
     let tokens = encoder.tokenize(&texts.map(String::from)).unwrap();
     let refs: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
-    let mut dropout = Dropout::new(encoder.config(), SplitMix64::new(1));
-    let embeddings = encoder.embed_for_training(&refs, &mut dropout).unwrap();
+    let forward = encoder
+        .forward_groups(&refs, 2, |g| {
+            Dropout::new(encoder.config(), SplitMix64::new(g as u64))
+        })
+        .unwrap();
+    let embeddings = Var::from_tensor(&forward.embeddings().unwrap()).unwrap();
     let loss = MultiSimilarity::default()
-        .loss(&embeddings, &[0, 1, 0, 1])
+        .loss(embeddings.as_tensor(), &[0, 1, 0, 1])
         .unwrap();
     assert!(loss.positive_pairs > 0 && loss.negative_pairs > 0);
     assert!(loss.loss.to_scalar::<f32>().unwrap() > 0.0);
-    let grads = loss.loss.backward().unwrap();
+    let upstream = loss
+        .loss
+        .backward()
+        .unwrap()
+        .remove(embeddings.as_tensor())
+        .unwrap();
+    // What the trainer sums: the weight gradients of each group's pass.
     let vars = encoder.vars();
+    let optimizer = AdamW::new(vars.clone(), AdamWConfig::default());
+    let parts = forward
+        .backward(&upstream, 2, |store| optimizer.collect(store))
+        .unwrap();
+    assert_eq!(parts.len(), 1, "4 strings make one group");
     // all-MiniLM-L6-v2: 3 embedding tables + 1 LayerNorm (2) + 6 layers x 16 tensors.
     assert_eq!(vars.len(), 101);
-    for (name, var) in &vars {
-        let g = grads
-            .get(var)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
+    let named: Vec<_> = optimizer.named(&parts[0]).collect();
+    assert_eq!(named.len(), 101);
+    for (name, g) in named {
+        let g = g.unwrap_or_else(|| panic!("no gradient for {name}"));
         let norm = g
             .sqr()
             .unwrap()
@@ -170,6 +186,7 @@ fn tiny_model_learns_toy_synonyms() {
     let out = tmp.path().join("run");
     let trainer = Trainer {
         out: &out,
+        threads: 2,
         options: tiny_options(80),
         pairs: &pairs,
         dev: None,
@@ -208,9 +225,10 @@ fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
     let base = tiny_model(&tmp.path().join("base"));
     let mut pairs = PairSet::default();
     pairs.add_synonym_pairs(&toy_dictionary(tmp.path()), 50, 1);
-    let run = |out: &Path, start: Start, stop: StopRule| {
+    let run = |out: &Path, start: Start, stop: StopRule, threads: usize| {
         Trainer {
             out,
+            threads,
             options: tiny_options(12),
             pairs: &pairs,
             dev: None,
@@ -218,10 +236,12 @@ fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
         .run(start, &stop, &mut Silent)
         .unwrap()
     };
+    // The uninterrupted run uses one thread, the interrupted one two: neither may matter.
     let whole = run(
         &tmp.path().join("whole"),
         Start::Base(&base),
         StopRule::default(),
+        1,
     );
 
     let parts = tmp.path().join("parts");
@@ -232,11 +252,12 @@ fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
             run_steps: Some(5),
             ..StopRule::default()
         },
+        2,
     );
     assert_eq!(first.state.step, 5);
     // "Kill": nothing survives but the checkpoint on disk.
     drop(first);
-    let resumed = run(&parts, Start::Resume, StopRule::default());
+    let resumed = run(&parts, Start::Resume, StopRule::default(), 2);
     assert_eq!(resumed.steps_this_run, 7);
 
     let curve = |s: &medlink::train::TrainSummary| -> Vec<(usize, f32)> {
@@ -273,6 +294,7 @@ fn resume_refuses_other_options_or_data() {
     let out = tmp.path().join("run");
     Trainer {
         out: &out,
+        threads: 1,
         options: tiny_options(4),
         pairs: &pairs,
         dev: None,
@@ -288,6 +310,7 @@ fn resume_refuses_other_options_or_data() {
     .unwrap();
     let other_options = Trainer {
         out: &out,
+        threads: 1,
         options: TrainOptions {
             learning_rate: 5e-4,
             ..tiny_options(4)
@@ -306,6 +329,7 @@ fn resume_refuses_other_options_or_data() {
     fewer.add_synonym_pairs(&dict, 3, 1);
     let other_data = Trainer {
         out: &out,
+        threads: 1,
         options: tiny_options(4),
         pairs: &fewer,
         dev: None,
