@@ -31,12 +31,8 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(8);
     // As `medlink train encoder` does: single-threaded candle ops, one batch group per worker.
-    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "1");
-        }
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    medlink::parallel::single_threaded_candle();
+    let threads = medlink::parallel::threads(0);
     let model = medlink::assets::ensure(&medlink::assets::DEFAULT_MODEL, &cache)
         .expect("default model (run the tests or `medlink fetch` first)");
     let medic = root.join("../shared/data/vocab/medic_2012/medic_06Jul2012.txt");

@@ -69,6 +69,8 @@ pub struct EncoderOptions {
     /// Overrides the pooling read from `1_Pooling/config.json`.
     pub pooling: Option<Pooling>,
     pub device: Device,
+    /// Worker threads, each encoding whole batches (0: one per CPU).
+    pub threads: usize,
 }
 
 impl Default for EncoderOptions {
@@ -78,6 +80,7 @@ impl Default for EncoderOptions {
             batch_size: 128,
             pooling: None,
             device: Device::Cpu,
+            threads: 0,
         }
     }
 }
@@ -88,6 +91,7 @@ pub struct BertEncoder {
     tokenizer: Tokenizer,
     device: Device,
     batch_size: usize,
+    threads: usize,
     identity: ModelIdentity,
 }
 
@@ -145,6 +149,7 @@ impl BertEncoder {
             tokenizer,
             device: options.device.clone(),
             batch_size: options.batch_size,
+            threads: crate::parallel::threads(options.threads),
             identity: ModelIdentity {
                 name,
                 pooling,
@@ -240,10 +245,20 @@ impl Encoder for BertEncoder {
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let threads = if self.device.is_cpu() {
+            self.threads
+        } else {
+            1
+        };
+        let vectors = crate::parallel::parallel_map(chunks.len(), threads, |c| {
+            let batch: Vec<&tokenizers::Encoding> =
+                chunks[c].iter().map(|&i| &encodings[i]).collect();
+            self.encode_batch(&batch)
+        })?;
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
-            for (&i, vector) in chunk.iter().zip(self.encode_batch(&batch)?) {
+        for (chunk, vs) in chunks.iter().zip(vectors) {
+            for (&i, vector) in chunk.iter().zip(vs) {
                 out[i] = vector;
             }
         }

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod index;
 pub mod linker;
 pub mod ontology;
+pub mod parallel;
 pub mod progress;
 pub mod rng;
 pub mod text;

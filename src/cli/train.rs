@@ -93,19 +93,7 @@ pub struct TrainEncoderArgs {
 
 pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
     let TrainCommand::Encoder(args) = command;
-    // candle's own thread pool spins at a barrier after every op: on two cores a training
-    // step ran 2.2 s with one candle thread and 2.7 s with two (8.7 s when the machine was
-    // busy). The trainer runs single-threaded candle ops on its own worker threads instead,
-    // one batch group each. Set before candle first runs; an explicit setting wins.
-    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "1");
-        }
-    }
-    let threads = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = crate::parallel::threads(args.threads);
     let specs = args
         .ontologies
         .iter()

@@ -15,6 +15,7 @@ use super::optim::Grads;
 use crate::bert::{self, Bert, Config, Dropout};
 use crate::encoder::Pooling;
 use crate::error::{Error, Result};
+use crate::parallel::parallel_map;
 
 /// Strings per forward pass in training (see [`TrainableEncoder::embed_for_training`]).
 const TRAIN_GROUP: usize = 32;
@@ -245,40 +246,6 @@ impl GroupedBatch {
             Ok(collect(&surrogate.backward()?))
         })
     }
-}
-
-/// `f(0..n)` on up to `threads` scoped threads (items taken in turn from a shared counter),
-/// results in item order. One thread runs inline.
-pub fn parallel_map<T: Send>(
-    n: usize,
-    threads: usize,
-    f: impl Fn(usize) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    if threads <= 1 || n <= 1 {
-        return (0..n).map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(n) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let r = f(i);
-                results.lock().expect("results lock")[i] = Some(r);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results lock")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
 }
 
 /// `modules.json` and `1_Pooling/config.json` for a base model that had none (a plain
