@@ -299,7 +299,7 @@ impl Bert {
         let attended = layer.attention_norm.forward(&(attended + xs)?, training)?;
         let inner = self.activation(&layer.intermediate.forward(&attended)?)?;
         let mut out = layer.output.forward(&inner)?;
-        if let Some(d) = dropout.as_deref_mut() {
+        if let Some(d) = dropout {
             out = d.apply(&out, d.hidden)?;
         }
         layer.output_norm.forward(&(out + attended)?, training)

@@ -296,7 +296,7 @@ impl Trainer<'_> {
         let started = Instant::now();
         let seconds_before = state.history.last().map_or(0.0, |r| r.seconds);
         let first_step = state.step;
-        let mut best_dir = self.out.join("best");
+        let best_dir = self.out.join("best");
         observer.message(&format!(
             "{} pairs over {} strings; step {} of {}",
             self.pairs.pairs.len(),
@@ -380,7 +380,7 @@ impl Trainer<'_> {
                 save_checkpoint(&last_dir, &encoder, &optimizer, &state)?;
             }
             if evaluate_now {
-                self.evaluate(&encoder, &mut state, &last_dir, &mut best_dir, observer)?;
+                self.evaluate(&encoder, &mut state, &last_dir, &best_dir, observer)?;
             }
         }
         let steps_this_run = state.step - first_step;
@@ -389,7 +389,7 @@ impl Trainer<'_> {
         }
         let evaluated_here = state.evaluations.last().map(|e| e.step) == Some(state.step);
         if self.dev.is_some() && !evaluated_here && steps_this_run > 0 {
-            self.evaluate(&encoder, &mut state, &last_dir, &mut best_dir, observer)?;
+            self.evaluate(&encoder, &mut state, &last_dir, &best_dir, observer)?;
         }
         Ok(TrainSummary {
             best: state.best.as_ref().map(|_| best_dir.clone()),
@@ -406,7 +406,7 @@ impl Trainer<'_> {
         encoder: &TrainableEncoder,
         state: &mut TrainerState,
         last_dir: &Path,
-        best_dir: &mut PathBuf,
+        best_dir: &Path,
         observer: &mut dyn TrainObserver,
     ) -> Result<()> {
         let Some(dev) = self.dev else { return Ok(()) };

@@ -320,8 +320,7 @@ fn resume_refuses_other_options_or_data() {
     }
     .run(Start::Resume, &StopRule::default(), &mut Silent);
     let err = other_options
-        .err()
-        .expect("other options refused")
+        .expect_err("other options refused")
         .to_string();
     assert!(err.contains("other options"), "{err}");
 
@@ -335,6 +334,6 @@ fn resume_refuses_other_options_or_data() {
         dev: None,
     }
     .run(Start::Resume, &StopRule::default(), &mut Silent);
-    let err = other_data.err().expect("other pairs refused").to_string();
+    let err = other_data.expect_err("other pairs refused").to_string();
     assert!(err.contains("training pairs differ"), "{err}");
 }
