@@ -10,12 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
+use crate::bert::{self, Bert, Config as BertConfig};
 use crate::error::{Error, Result};
 
 /// Something that turns strings into unit vectors of a fixed dimension.
@@ -69,6 +69,8 @@ pub struct EncoderOptions {
     /// Overrides the pooling read from `1_Pooling/config.json`.
     pub pooling: Option<Pooling>,
     pub device: Device,
+    /// Worker threads, each encoding whole batches (0: one per CPU).
+    pub threads: usize,
 }
 
 impl Default for EncoderOptions {
@@ -78,16 +80,18 @@ impl Default for EncoderOptions {
             batch_size: 128,
             pooling: None,
             device: Device::Cpu,
+            threads: 0,
         }
     }
 }
 
 /// A BERT-family encoder run by candle.
 pub struct BertEncoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     batch_size: usize,
+    threads: usize,
     identity: ModelIdentity,
 }
 
@@ -108,31 +112,10 @@ impl BertEncoder {
                 options.max_length, options.batch_size
             )));
         }
-        let file = |name: &str| -> Result<PathBuf> {
-            let p = dir.join(name);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(Error::MissingAsset(format!(
-                    "{} has no {name}: a model directory needs config.json, model.safetensors and tokenizer.json",
-                    dir.display()
-                )))
-            }
-        };
-        let config_path = file("config.json")?;
-        let weights_path = file("model.safetensors")?;
-        let tokenizer_path = file("tokenizer.json")?;
-
-        let config_text =
-            std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: BertConfig = serde_json::from_str(&config_text).map_err(|e| {
-            Error::parse(
-                &config_path,
-                e.line(),
-                None,
-                format!("not a BERT config: {e}"),
-            )
-        })?;
+        let files = model_files(dir)?;
+        let (config_path, weights_path, tokenizer_path) =
+            (files.config, files.weights, files.tokenizer);
+        let config = read_config(&config_path)?;
         let pooling = match options.pooling {
             Some(p) => p,
             None => read_pooling(dir)?,
@@ -154,7 +137,7 @@ impl BertEncoder {
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &options.device)?
         };
-        let model = BertModel::load(vb, &config)?;
+        let model = Bert::load(vb, &config)?;
         let name = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())
@@ -166,6 +149,7 @@ impl BertEncoder {
             tokenizer,
             device: options.device.clone(),
             batch_size: options.batch_size,
+            threads: crate::parallel::threads(options.threads),
             identity: ModelIdentity {
                 name,
                 pooling,
@@ -177,38 +161,51 @@ impl BertEncoder {
     }
 
     fn encode_batch(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
-        let len = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut ids = vec![0u32; batch.len() * len];
-        let mut mask = vec![0u32; batch.len() * len];
-        for (row, enc) in batch.iter().enumerate() {
-            let n = enc.get_ids().len();
-            ids[row * len..row * len + n].copy_from_slice(enc.get_ids());
-            mask[row * len..row * len + n].fill(1);
-        }
-        let shape = (batch.len(), len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        let pooled = match self.identity.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean => {
-                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-                let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-                summed.broadcast_div(&counts)?
-            }
-        };
-        let norms = pooled
-            .sqr()?
-            .sum_keepdim(1)?
-            .sqrt()?
-            .clamp(1e-12, f64::MAX)?;
-        Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
+        let (ids, mask) = bert::batch_tensors(batch, &self.device)?;
+        let hidden = self.model.forward(&ids, &mask, None)?;
+        let pooled = bert::pool(&hidden, &mask, self.identity.pooling)?;
+        Ok(pooled.to_vec2::<f32>()?)
     }
 }
 
-fn read_pooling(dir: &Path) -> Result<Pooling> {
+/// The three files every model directory needs.
+pub(crate) struct ModelFiles {
+    pub config: PathBuf,
+    pub weights: PathBuf,
+    pub tokenizer: PathBuf,
+}
+
+pub(crate) fn model_files(dir: &Path) -> Result<ModelFiles> {
+    let file = |name: &str| -> Result<PathBuf> {
+        let p = dir.join(name);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::MissingAsset(format!(
+                "{} has no {name}: a model directory needs config.json, model.safetensors and tokenizer.json",
+                dir.display()
+            )))
+        }
+    };
+    Ok(ModelFiles {
+        config: file("config.json")?,
+        weights: file("model.safetensors")?,
+        tokenizer: file("tokenizer.json")?,
+    })
+}
+
+/// Reads and checks a BERT `config.json`.
+pub(crate) fn read_config(path: &Path) -> Result<BertConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let config: BertConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::parse(path, e.line(), None, format!("not a BERT config: {e}")))?;
+    config
+        .validate()
+        .map_err(|m| Error::parse(path, 1, None, m))?;
+    Ok(config)
+}
+
+pub(crate) fn read_pooling(dir: &Path) -> Result<Pooling> {
     let path = dir.join("1_Pooling/config.json");
     if !path.is_file() {
         // Plain transformers checkpoints (SapBERT) use the [CLS] vector.
@@ -248,10 +245,20 @@ impl Encoder for BertEncoder {
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let threads = if self.device.is_cpu() {
+            self.threads
+        } else {
+            1
+        };
+        let vectors = crate::parallel::parallel_map(chunks.len(), threads, |c| {
+            let batch: Vec<&tokenizers::Encoding> =
+                chunks[c].iter().map(|&i| &encodings[i]).collect();
+            self.encode_batch(&batch)
+        })?;
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
-            for (&i, vector) in chunk.iter().zip(self.encode_batch(&batch)?) {
+        for (chunk, vs) in chunks.iter().zip(vectors) {
+            for (&i, vector) in chunk.iter().zip(vs) {
                 out[i] = vector;
             }
         }

@@ -4,6 +4,7 @@
 //! SNOMED CT RF2, ICD-10-CM XML, MeSH and custom TSV/JSONL files into one [`ontology::Dictionary`].
 
 pub mod assets;
+pub mod bert;
 pub mod cli;
 pub mod encoder;
 pub mod error;
@@ -12,7 +13,10 @@ pub mod fsutil;
 pub mod index;
 pub mod linker;
 pub mod ontology;
+pub mod parallel;
 pub mod progress;
+pub mod rng;
 pub mod text;
+pub mod train;
 
 pub use error::{Error, ErrorKind, Result};

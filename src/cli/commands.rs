@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
         Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
+        Command::Train(command) => super::train::run(command, &cache),
         Command::Eval(EvalCommand::Ner { gold, predicted }) => {
             let gold = gold.parse::<crate::eval::CorpusSpec>()?.load()?;
             let predicted = predicted.parse::<crate::eval::CorpusSpec>()?.load()?;

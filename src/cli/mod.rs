@@ -4,6 +4,7 @@
 
 mod commands;
 mod progress;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Benchmark runs: linking accuracy on annotated corpora.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Train models: the bi-encoder on ontology synonyms and annotated mentions.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
 }
 
 #[derive(Subcommand, Debug)]

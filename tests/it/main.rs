@@ -17,3 +17,4 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
+mod train;

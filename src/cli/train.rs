@@ -1,0 +1,235 @@
+//! `medlink train encoder`: arguments and the progress display of a training run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::assets::{self, DEFAULT_MODEL};
+use crate::eval::CorpusSpec;
+use crate::ontology::{self, LoadOptions, OntologySpec};
+use crate::train::dev::DevSet;
+use crate::train::pairs::PairSet;
+use crate::train::{Start, StepRecord, StopRule, TrainObserver, TrainOptions, Trainer};
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Contrastive (SapBERT-style) training of the bi-encoder on ontology synonyms and,
+    /// optionally, training-corpus mentions.
+    Encoder(Box<TrainEncoderArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainEncoderArgs {
+    /// FORMAT:PATH of an ontology whose synonyms make positive pairs; repeat to combine.
+    #[arg(long = "ontology", value_name = "FORMAT:PATH", required = true)]
+    pub ontologies: Vec<String>,
+    /// Annotated corpus (FORMAT:PATH) whose mentions are paired with their gold concept's
+    /// names (the supervised setting); repeat for several.
+    #[arg(long = "train-corpus", value_name = "FORMAT:PATH")]
+    pub train_corpora: Vec<String>,
+    /// Times each mention pair is repeated per epoch.
+    #[arg(long, default_value_t = 1)]
+    pub mention_repeat: usize,
+    /// Write the training pairs as TSV (label, text, text) to this file and exit.
+    #[arg(long, value_name = "FILE")]
+    pub write_pairs: Option<PathBuf>,
+    /// Base model directory [default: all-MiniLM-L6-v2, fetched into the cache].
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// Output directory: `last/` (newest checkpoint) and `best/` (best dev acc@1).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the run in `--out` from `last/` (same options and data required).
+    #[arg(long)]
+    pub resume: bool,
+    /// Dev corpus (FORMAT:PATH) scored during training (dense, exact, concept-level acc@1).
+    #[arg(long, value_name = "FORMAT:PATH")]
+    pub dev_corpus: Option<String>,
+    /// Entity types of the dev corpus to score (e.g. Disease); default all.
+    #[arg(long, value_delimiter = ',', value_name = "TYPE,...")]
+    pub dev_entity_types: Vec<String>,
+    /// Positive pairs per micro-batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_pairs: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub accumulation: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub learning_rate: f64,
+    /// Optimizer steps of the schedule (warm-up, then linear decay to zero here).
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 100)]
+    pub warmup_steps: usize,
+    /// Stop this invocation after this many minutes (resume later with --resume).
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Stop this invocation after this many steps (resume later with --resume).
+    #[arg(long)]
+    pub run_steps: Option<usize>,
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: usize,
+    /// Steps between dev evaluations (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Synonym pairs kept per concept (SapBERT: 50).
+    #[arg(long, default_value_t = 50)]
+    pub pairs_per_concept: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Worker threads [default 0: one per CPU]. Results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 25)]
+    pub max_length: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+}
+
+pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
+    let TrainCommand::Encoder(args) = command;
+    let threads = crate::parallel::threads(args.threads);
+    let specs = args
+        .ontologies
+        .iter()
+        .map(|s| s.parse::<OntologySpec>())
+        .collect::<crate::Result<Vec<_>>>()?;
+    let dictionary = ontology::load_dictionary(&specs, &LoadOptions::default())?;
+    let options = TrainOptions {
+        batch_pairs: args.batch_pairs,
+        accumulation: args.accumulation,
+        learning_rate: args.learning_rate,
+        warmup_steps: args.warmup_steps,
+        steps: args.steps,
+        seed: args.seed,
+        max_length: args.max_length,
+        checkpoint_every: args.checkpoint_every,
+        eval_every: args.eval_every,
+        weight_decay: args.weight_decay,
+        max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        ..TrainOptions::default()
+    };
+    options.validate()?;
+
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&dictionary, args.pairs_per_concept, args.seed);
+    for spec in &args.train_corpora {
+        let corpus = spec.parse::<CorpusSpec>()?.load()?;
+        pairs.add_mention_pairs(&corpus, &dictionary, args.seed, args.mention_repeat);
+    }
+    eprintln!(
+        "{} synonym pairs, {} mention pairs ({} mentions skipped: composite, no id or not in the dictionary)",
+        pairs.synonym_pairs, pairs.mention_pairs, pairs.mentions_skipped
+    );
+    if let Some(path) = &args.write_pairs {
+        pairs.write_tsv(path)?;
+        eprintln!("wrote {} pairs to {}", pairs.pairs.len(), path.display());
+        return Ok(());
+    }
+    let dev = match &args.dev_corpus {
+        Some(spec) => {
+            let corpus = spec.parse::<CorpusSpec>()?.load()?;
+            Some(DevSet::new(&corpus, &dictionary, &args.dev_entity_types))
+        }
+        None => None,
+    };
+    let base = match &args.base {
+        Some(dir) => dir.clone(),
+        None => assets::fetch(&DEFAULT_MODEL, cache)?,
+    };
+    let start = if args.resume {
+        Start::Resume
+    } else {
+        if args.out.join("last").exists() {
+            anyhow::bail!(crate::Error::InvalidInput(format!(
+                "{} already holds a training run: pass --resume to continue it, or another --out",
+                args.out.display()
+            )));
+        }
+        Start::Base(&base)
+    };
+    let trainer = Trainer {
+        out: &args.out,
+        threads,
+        options,
+        pairs: &pairs,
+        dev: dev.as_ref(),
+    };
+    let stop = StopRule {
+        run_steps: args.run_steps,
+        max_seconds: args.max_minutes.map(|m| m * 60.0),
+    };
+    let mut bar = Bar::new();
+    let summary = trainer
+        .run(start, &stop, &mut bar)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    bar.finish();
+    let s = &summary.state;
+    eprintln!(
+        "step {} of {} ({} this run, {:.0} s); last checkpoint {}",
+        s.step,
+        s.options.steps,
+        summary.steps_this_run,
+        summary.seconds_this_run,
+        summary.last.display()
+    );
+    if let (Some(best), Some(dir)) = (&s.best, &summary.best) {
+        eprintln!(
+            "best dev acc@1 {:.4} at step {}: {}",
+            best.acc1,
+            best.step,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Progress bar with loss, pairs/s and ETA; hidden when stderr is not a terminal, where a
+/// log line every 50 steps is written instead.
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} step {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("static template"),
+        );
+        Bar { bar }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl TrainObserver for Bar {
+    fn step(&mut self, r: &StepRecord, total_steps: usize, pairs_per_second: f64) {
+        self.bar.set_length(total_steps as u64);
+        self.bar.set_position(r.step as u64);
+        let text = format!(
+            "loss {:.4} lr {:.2e} |g| {:.2} {:.1} pairs/s",
+            r.loss, r.learning_rate, r.grad_norm, pairs_per_second
+        );
+        if self.bar.is_hidden() && r.step % 50 == 0 {
+            eprintln!(
+                "step {}/{} {text} ({:.0} s)",
+                r.step, total_steps, r.seconds
+            );
+        }
+        self.bar.set_message(text);
+    }
+
+    fn message(&mut self, text: &str) {
+        self.bar.suspend(|| eprintln!("{text}"));
+    }
+}

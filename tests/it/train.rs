@@ -1,0 +1,339 @@
+//! The contrastive trainer: gradients reach the weights, the loss matches hand-computed values,
+//! a tiny model learns toy synonyms, and a killed-and-resumed run repeats the uninterrupted one.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use medlink::bert::{Bert, Config, Dropout};
+use medlink::encoder::{BertEncoder, Encoder, EncoderOptions};
+use medlink::ontology::{load_dictionary, Dictionary, LoadOptions, OntologySpec};
+use medlink::rng::SplitMix64;
+use medlink::train::loss::{mine, MultiSimilarity};
+use medlink::train::model::TrainableEncoder;
+use medlink::train::optim::{AdamW, AdamWConfig};
+use medlink::train::pairs::PairSet;
+use medlink::train::{Silent, Start, StopRule, TrainOptions, Trainer};
+
+use crate::common::default_model;
+
+#[test]
+fn gradients_reach_every_encoder_weight() {
+    let encoder = TrainableEncoder::load(&default_model(), 25).unwrap();
+    // Labels that pair each string with its less similar neighbour, so that mining keeps
+    // pairs and the loss is not zero (the base model already separates true synonyms here).
+    let texts = [
+        "breast cancer",
+        "carcinoma of the breast",
+        "lung cancer",
+        "carcinoma of the lung",
+    ];
+    let tokens = encoder.tokenize(&texts.map(String::from)).unwrap();
+    let refs: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
+    let forward = encoder
+        .forward_groups(&refs, 2, |g| {
+            Dropout::new(encoder.config(), SplitMix64::new(g as u64))
+        })
+        .unwrap();
+    let embeddings = Var::from_tensor(&forward.embeddings().unwrap()).unwrap();
+    let loss = MultiSimilarity::default()
+        .loss(embeddings.as_tensor(), &[0, 1, 0, 1])
+        .unwrap();
+    assert!(loss.positive_pairs > 0 && loss.negative_pairs > 0);
+    assert!(loss.loss.to_scalar::<f32>().unwrap() > 0.0);
+    let upstream = loss
+        .loss
+        .backward()
+        .unwrap()
+        .remove(embeddings.as_tensor())
+        .unwrap();
+    // What the trainer sums: the weight gradients of each group's pass.
+    let vars = encoder.vars();
+    let optimizer = AdamW::new(vars.clone(), AdamWConfig::default());
+    let parts = forward
+        .backward(&upstream, 2, |store| optimizer.collect(store))
+        .unwrap();
+    assert_eq!(parts.len(), 1, "4 strings make one group");
+    // all-MiniLM-L6-v2: 3 embedding tables + 1 LayerNorm (2) + 6 layers x 16 tensors.
+    assert_eq!(vars.len(), 101);
+    let named: Vec<_> = optimizer.named(&parts[0]).collect();
+    assert_eq!(named.len(), 101);
+    for (name, g) in named {
+        let g = g.unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            norm > 0.0 && norm.is_finite(),
+            "{name}: gradient norm {norm}"
+        );
+    }
+}
+
+/// Four unit vectors in the plane, labels [0, 0, 1, 1]:
+/// e0 = (1, 0), e1 = (0.6, 0.8), e2 = (0.8, 0.6), e3 = (0, 1).
+/// Similarities: s01 0.6, s02 0.8, s03 0, s12 0.96, s13 0.8, s23 0.6.
+/// Mining (margin 0.2): every positive is kept (0.6 - 0.2 is below each anchor's hardest
+/// negative); negatives are kept when s + 0.2 > 0.6, which drops only (0,3) and (3,0).
+/// Per anchor (alpha 1, beta 60, base 0.5):
+///   positive term ln(1 + e^{-(0.6 - 0.5)}) = ln(1 + e^{-0.1}) = 0.644397 for all four;
+///   negatives: anchor 0 {0.8}: ln(1 + e^{18}) / 60 = 0.300000;
+///   anchor 1 {0.8, 0.96}: ln(1 + e^{18} + e^{27.6}) / 60 = 0.460001; anchor 2 the same;
+///   anchor 3 {0.8}: 0.300000.
+/// Mean = 0.644397 + (0.3 + 0.460001 + 0.460001 + 0.3) / 4 = 1.024398.
+#[test]
+fn multi_similarity_loss_matches_hand_computed_values() {
+    let e = Tensor::new(
+        &[[1.0f32, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let out = MultiSimilarity::default().loss(&e, &[0, 0, 1, 1]).unwrap();
+    assert_eq!(out.positive_pairs, 4);
+    assert_eq!(out.negative_pairs, 6);
+    let loss = out.loss.to_scalar::<f32>().unwrap();
+    assert!((loss - 1.024398).abs() < 1e-4, "loss {loss}");
+
+    let sim = e.matmul(&e.t().unwrap()).unwrap();
+    let mined = mine(
+        &sim.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        &[0, 0, 1, 1],
+        0.2,
+    );
+    assert_eq!(mined.negative[3], 0.0, "(0,3) is an easy negative");
+    assert_eq!(mined.negative[2], 1.0, "(0,2) is a hard negative");
+}
+
+/// A batch where every positive is already far closer than every negative mines nothing and
+/// costs nothing.
+#[test]
+fn easy_batch_mines_no_pairs_and_has_zero_loss() {
+    let e = Tensor::new(&[[1.0f32, 0.0], [1.0, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
+    let out = MultiSimilarity::default().loss(&e, &[0, 0, 1]).unwrap();
+    assert_eq!((out.positive_pairs, out.negative_pairs), (0, 0));
+    assert_eq!(out.loss.to_scalar::<f32>().unwrap(), 0.0);
+}
+
+/// A randomly initialised 2-layer BERT (hidden 32) with the default model's tokenizer.
+fn tiny_model(dir: &Path) -> PathBuf {
+    let base = default_model();
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for file in ["tokenizer.json", "1_Pooling/config.json", "modules.json"] {
+        std::fs::copy(base.join(file), dir.join(file)).unwrap();
+    }
+    let config = serde_json::json!({
+        "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let varmap = VarMap::new();
+    let parsed: Config = serde_json::from_value(config).unwrap();
+    Bert::load(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        &parsed,
+    )
+    .unwrap();
+    varmap.save(dir.join("model.safetensors")).unwrap();
+    dir.to_path_buf()
+}
+
+fn toy_dictionary(dir: &Path) -> Dictionary {
+    let rows = [
+        "T:1\theart attack\tmyocardial infarction|MI|cardiac infarction",
+        "T:2\tbreast cancer\tbreast carcinoma|mammary cancer|cancer of breast",
+        "T:3\thigh blood pressure\thypertension|HTN|elevated blood pressure",
+        "T:4\tkidney failure\trenal failure|renal insufficiency|kidney insufficiency",
+        "T:5\tfever\tpyrexia|elevated temperature|febrile",
+        "T:6\theadache\tcephalalgia|head pain|cephalgia",
+        "T:7\tdiabetes mellitus\tDM|diabetes|sugar diabetes",
+        "T:8\tstroke\tcerebrovascular accident|CVA|brain attack",
+    ];
+    let path = dir.join("toy.tsv");
+    std::fs::write(&path, format!("id\tname\tsynonyms\n{}\n", rows.join("\n"))).unwrap();
+    let spec: OntologySpec = format!("tsv:{}", path.display()).parse().unwrap();
+    load_dictionary(&[spec], &LoadOptions::default()).unwrap()
+}
+
+fn tiny_options(steps: usize) -> TrainOptions {
+    TrainOptions {
+        batch_pairs: 8,
+        learning_rate: 1e-3,
+        warmup_steps: 2,
+        steps,
+        checkpoint_every: 0,
+        seed: 11,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn tiny_model_learns_toy_synonyms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_model(&tmp.path().join("base"));
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&toy_dictionary(tmp.path()), 50, 1);
+    assert_eq!(
+        pairs.synonym_pairs,
+        8 * 6,
+        "4 names per concept -> 6 pairs each"
+    );
+    let out = tmp.path().join("run");
+    let trainer = Trainer {
+        out: &out,
+        threads: 2,
+        options: tiny_options(80),
+        pairs: &pairs,
+        dev: None,
+    };
+    let summary = trainer
+        .run(Start::Base(&base), &StopRule::default(), &mut Silent)
+        .unwrap();
+    let losses: Vec<f32> = summary.state.history.iter().map(|r| r.loss).collect();
+    assert_eq!(losses.len(), 80);
+    let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
+    let (first, last) = (mean(&losses[..10]), mean(&losses[70..]));
+    assert!(
+        last < 0.7 * first,
+        "loss did not fall: first 10 steps {first:.4}, last 10 {last:.4}"
+    );
+
+    // The checkpoint is a model directory the encoder (and so `index build`) loads.
+    let encoder = BertEncoder::load(&summary.last, &EncoderOptions::default()).unwrap();
+    let v = encoder.encode(&["heart attack", "MI"]).unwrap();
+    assert_eq!(v[0].len(), 32);
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "1_Pooling/config.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(summary.last.join(file).is_file(), "checkpoint lacks {file}");
+    }
+}
+
+#[test]
+fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_model(&tmp.path().join("base"));
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&toy_dictionary(tmp.path()), 50, 1);
+    let run = |out: &Path, start: Start, stop: StopRule, threads: usize| {
+        Trainer {
+            out,
+            threads,
+            options: tiny_options(12),
+            pairs: &pairs,
+            dev: None,
+        }
+        .run(start, &stop, &mut Silent)
+        .unwrap()
+    };
+    // The uninterrupted run uses one thread, the interrupted one two: neither may matter.
+    let whole = run(
+        &tmp.path().join("whole"),
+        Start::Base(&base),
+        StopRule::default(),
+        1,
+    );
+
+    let parts = tmp.path().join("parts");
+    let first = run(
+        &parts,
+        Start::Base(&base),
+        StopRule {
+            run_steps: Some(5),
+            ..StopRule::default()
+        },
+        2,
+    );
+    assert_eq!(first.state.step, 5);
+    // "Kill": nothing survives but the checkpoint on disk.
+    drop(first);
+    let resumed = run(&parts, Start::Resume, StopRule::default(), 2);
+    assert_eq!(resumed.steps_this_run, 7);
+
+    let curve = |s: &medlink::train::TrainSummary| -> Vec<(usize, f32)> {
+        s.state.history.iter().map(|r| (r.step, r.loss)).collect()
+    };
+    let (a, b) = (curve(&whole), curve(&resumed));
+    assert_eq!(a.len(), 12);
+    assert_eq!(b.len(), 12);
+    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
+        assert_eq!(sa, sb);
+        assert!(
+            (la - lb).abs() < 1e-6,
+            "step {sa}: {la} uninterrupted vs {lb} resumed"
+        );
+    }
+    // And the final weights agree.
+    let w = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (wa, wb) = (w(&whole.last), w(&resumed.last));
+    for (name, t) in &wa {
+        let d = (t - &wb[name]).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "{name} differs");
+    }
+}
+
+#[test]
+fn resume_refuses_other_options_or_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_model(&tmp.path().join("base"));
+    let dict = toy_dictionary(tmp.path());
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&dict, 50, 1);
+    let out = tmp.path().join("run");
+    Trainer {
+        out: &out,
+        threads: 1,
+        options: tiny_options(4),
+        pairs: &pairs,
+        dev: None,
+    }
+    .run(
+        Start::Base(&base),
+        &StopRule {
+            run_steps: Some(2),
+            ..StopRule::default()
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    let other_options = Trainer {
+        out: &out,
+        threads: 1,
+        options: TrainOptions {
+            learning_rate: 5e-4,
+            ..tiny_options(4)
+        },
+        pairs: &pairs,
+        dev: None,
+    }
+    .run(Start::Resume, &StopRule::default(), &mut Silent);
+    let err = other_options
+        .expect_err("other options refused")
+        .to_string();
+    assert!(err.contains("other options"), "{err}");
+
+    let mut fewer = PairSet::default();
+    fewer.add_synonym_pairs(&dict, 3, 1);
+    let other_data = Trainer {
+        out: &out,
+        threads: 1,
+        options: tiny_options(4),
+        pairs: &fewer,
+        dev: None,
+    }
+    .run(Start::Resume, &StopRule::default(), &mut Silent);
+    let err = other_data.expect_err("other pairs refused").to_string();
+    assert!(err.contains("training pairs differ"), "{err}");
+}
