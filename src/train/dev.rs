@@ -14,7 +14,7 @@ use candle_core::{Device, Tensor};
 use super::model::TrainableEncoder;
 use crate::error::Result;
 use crate::eval::abbrev::abbreviation_map;
-use crate::eval::metrics::{link_metrics, LinkMetrics, LinkOutcome};
+use crate::eval::metrics::{link_metrics, LinkMetrics, LinkOutcome, Predicted};
 use crate::eval::Corpus;
 use crate::ontology::ids::normalize_id;
 use crate::ontology::Dictionary;
@@ -115,7 +115,7 @@ impl DevSet {
             for (row, m) in scores.iter().zip(mentions) {
                 outcomes.push(LinkOutcome {
                     gold: m.gold.clone(),
-                    predicted: vec![self.rank_concepts(row)],
+                    predicted: Predicted::Concepts(vec![self.rank_concepts(row)]),
                     entity_type: m.entity_type.clone(),
                     seen_mention: None,
                     seen_concept: None,
