@@ -161,7 +161,8 @@ impl BertEncoder {
     }
 
     fn encode_batch(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
-        let (ids, mask) = bert::batch_tensors(batch, &self.device)?;
+        let tokens: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
+        let (ids, mask) = bert::batch_tensors(&tokens, &self.device)?;
         let hidden = self.model.forward(&ids, &mask, None)?;
         let pooled = bert::pool(&hidden, &mask, self.identity.pooling)?;
         Ok(pooled.to_vec2::<f32>()?)

@@ -333,18 +333,17 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Re
     pooled.broadcast_div(&norms)
 }
 
-/// Token ids and attention mask for a batch of encodings, padded to the longest member.
+/// Token ids and attention mask for a batch of token-id sequences, padded to the longest.
 pub fn batch_tensors(
-    batch: &[&tokenizers::Encoding],
+    batch: &[&[u32]],
     device: &candle_core::Device,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    let len = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+    let len = batch.iter().map(|t| t.len()).max().unwrap_or(0);
     let mut ids = vec![0u32; batch.len() * len];
     let mut mask = vec![0u32; batch.len() * len];
-    for (row, enc) in batch.iter().enumerate() {
-        let n = enc.get_ids().len();
-        ids[row * len..row * len + n].copy_from_slice(enc.get_ids());
-        mask[row * len..row * len + n].fill(1);
+    for (row, t) in batch.iter().enumerate() {
+        ids[row * len..row * len + t.len()].copy_from_slice(t);
+        mask[row * len..row * len + t.len()].fill(1);
     }
     let shape = (batch.len(), len);
     Ok((

@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 
 use super::model::TrainableEncoder;
 use crate::error::Result;
-use crate::eval::abbrev::abbreviation_map;
+use crate::eval::abbrev::expansion_map;
 use crate::eval::metrics::{link_metrics, LinkMetrics, LinkOutcome, Predicted};
 use crate::eval::Corpus;
 use crate::ontology::ids::normalize_id;
@@ -44,7 +44,7 @@ impl DevSet {
         let names = dictionary.names();
         let mut mentions = Vec::new();
         for doc in &corpus.documents {
-            let abbreviations = abbreviation_map(&doc.text);
+            let abbreviations = expansion_map(&doc.text);
             for m in &doc.mentions {
                 if !entity_types.is_empty()
                     && !entity_types
@@ -65,7 +65,6 @@ impl DevSet {
                     !gold.is_empty() && gold.iter().all(|g| dictionary.lookup_id(g).is_some());
                 let text = abbreviations
                     .get(m.text.as_str())
-                    .filter(|long| long.chars().count() > m.text.chars().count() + 2)
                     .cloned()
                     .unwrap_or_else(|| m.text.clone());
                 mentions.push(DevMention {

@@ -120,16 +120,7 @@ impl TrainableEncoder {
 
     /// Unit vectors `(n, dim)` for token-id sequences; with `dropout`, the training path.
     pub fn embed(&self, tokens: &[&[u32]], dropout: Option<&mut Dropout>) -> Result<Tensor> {
-        let len = tokens.iter().map(|t| t.len()).max().unwrap_or(0);
-        let mut ids = vec![0u32; tokens.len() * len];
-        let mut mask = vec![0u32; tokens.len() * len];
-        for (row, t) in tokens.iter().enumerate() {
-            ids[row * len..row * len + t.len()].copy_from_slice(t);
-            mask[row * len..row * len + t.len()].fill(1);
-        }
-        let shape = (tokens.len(), len);
-        let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
+        let (ids, mask) = bert::batch_tensors(tokens, &Device::Cpu)?;
         let hidden = self.model.forward(&ids, &mask, dropout)?;
         Ok(bert::pool(&hidden, &mask, self.pooling)?)
     }
