@@ -12,6 +12,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod index;
 pub mod linker;
+pub mod ner;
 pub mod ontology;
 pub mod parallel;
 pub mod progress;
