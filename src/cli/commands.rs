@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
+        Command::Annotate(args) => super::annotate::run(*args, &cache),
         Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
         Command::Train(command) => super::train::run(command, &cache),
         Command::Eval(EvalCommand::Ner { gold, predicted }) => {
@@ -205,7 +206,10 @@ fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
 }
 
 /// The index to query and the encoder of the model it was built with.
-fn open_index_and_encoder(args: &QueryArgs, cache: &Path) -> Result<(Index, BertEncoder)> {
+pub(super) fn open_index_and_encoder(
+    args: &QueryArgs,
+    cache: &Path,
+) -> Result<(Index, BertEncoder)> {
     let index = open_index(args, cache)?;
     let model = model_dir(&args.model, Some(&index.manifest), cache)?;
     let encoder = BertEncoder::load(
@@ -215,7 +219,7 @@ fn open_index_and_encoder(args: &QueryArgs, cache: &Path) -> Result<(Index, Bert
     Ok((index, encoder))
 }
 
-fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
+pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
     let options = LinkOptions {
         k: args.k,
         mode: args.mode.parse()?,

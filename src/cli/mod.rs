@@ -2,6 +2,7 @@
 //! printed once on stderr with their cause chain, and the exit code says whose fault it was:
 //! 2 for bad input, 1 for a runtime failure, 70 for a bug.
 
+mod annotate;
 mod commands;
 mod progress;
 mod train;
@@ -45,6 +46,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Link mentions read as JSON lines on stdin; write JSON lines to stdout.
     Link(LinkArgs),
+    /// Find and link the mentions in documents: text, JSONL or PubTator in; JSONL or PubTator out.
+    Annotate(Box<annotate::AnnotateArgs>),
     /// Embed lines of text from stdin; write one JSON array of floats per line to stdout.
     Embed(EmbedArgs),
     /// Benchmark runs: linking accuracy on annotated corpora.
