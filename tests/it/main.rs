@@ -1,5 +1,6 @@
 //! medlink integration tests: one binary, one module per area.
 
+mod annotate;
 mod cli;
 mod common;
 mod encoder;
@@ -11,6 +12,7 @@ mod eval_readers;
 mod index_dense;
 mod index_lexical;
 mod linker;
+mod ner_dictionary;
 mod ontology_custom;
 mod ontology_icd10cm;
 mod ontology_medic;
