@@ -8,6 +8,7 @@ mod eval_abbrev;
 mod eval_biosyn;
 mod eval_mentions;
 mod eval_metrics;
+mod eval_ner_corpora;
 mod eval_readers;
 mod index_dense;
 mod index_lexical;
