@@ -30,28 +30,12 @@ use crate::progress::Progress;
 /// (its other branches are frequencies, onsets, modifiers and modes of inheritance).
 pub const DEFAULT_HPO_TYPE: &str = "Phenotypic abnormality";
 
-#[derive(Args, Debug)]
-pub struct AnnotateArgs {
-    #[command(flatten)]
-    pub query: QueryArgs,
+/// How mentions are found and linked: shared by `annotate` and `eval e2e`.
+#[derive(Args, Debug, Clone)]
+pub struct DetectorArgs {
     /// Mention detector: `dictionary` matches the index's names (leftmost-longest, whole words).
     #[arg(long, default_value = "dictionary", value_parser = ["dictionary"])]
     pub ner: String,
-    /// Input file [default: stdin].
-    #[arg(long, value_name = "PATH")]
-    pub input: Option<PathBuf>,
-    /// Output file [default: stdout]; needed for --resume.
-    #[arg(long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
-    /// Continue an interrupted run into the same --output.
-    #[arg(long, requires = "output")]
-    pub resume: bool,
-    /// text: the whole input is one document; jsonl: {"id", "text"} per line; pubtator.
-    #[arg(long, default_value = "text", value_parser = ["text", "jsonl", "pubtator"])]
-    pub input_format: String,
-    /// jsonl: {"id", "mentions": [...]} per document; pubtator: annotation lines.
-    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "pubtator"])]
-    pub output_format: String,
     /// Link mentions of an entity type against some sources only, e.g.
     /// `--route Chemical=MESH --route Disease=CTD`; repeatable.
     #[arg(long = "route", value_name = "TYPE=SOURCE[+SOURCE]")]
@@ -69,6 +53,91 @@ pub struct AnnotateArgs {
     /// Documents per batch (detection and linking are batched across documents).
     #[arg(long, default_value_t = 32)]
     pub docs_per_batch: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct AnnotateArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
+    /// Input file [default: stdin].
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+    /// Output file [default: stdout]; needed for --resume.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Continue an interrupted run into the same --output.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+    /// text: the whole input is one document; jsonl: {"id", "text"} per line; pubtator.
+    #[arg(long, default_value = "text", value_parser = ["text", "jsonl", "pubtator"])]
+    pub input_format: String,
+    /// jsonl: {"id", "mentions": [...]} per document; pubtator: annotation lines.
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "pubtator"])]
+    pub output_format: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalE2eArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
+    /// Annotated corpus, FORMAT:PATH[#OPTIONS] as for `eval link` (its gold mentions need ids).
+    #[arg(long, value_name = "FORMAT:PATH[#OPTIONS]")]
+    pub corpus: String,
+    /// Score another system's annotations of the corpus instead of running medlink's
+    /// (FORMAT:PATH, any corpus format; each mention's first id is its concept).
+    #[arg(long, value_name = "FORMAT:PATH")]
+    pub predicted: Option<String>,
+    /// Print the full JSON report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Link options and annotate options from the flags, with the default index's phenotype
+/// filter when no `--index` and no `--type` are given.
+fn annotate_options(query: &mut QueryArgs, detector: &DetectorArgs) -> Result<AnnotateOptions> {
+    if detector.docs_per_batch == 0 {
+        anyhow::bail!(Error::InvalidInput(
+            "--docs-per-batch must be at least 1".into()
+        ));
+    }
+    if query.index.is_none() && query.types.is_empty() {
+        query.types = vec![DEFAULT_HPO_TYPE.to_string()];
+    }
+    let mut options = AnnotateOptions {
+        link: link_options(query)?,
+        abbreviations: !detector.no_abbreviations,
+        routes: BTreeMap::new(),
+    };
+    for (entity_type, sources) in pairs("--route", &detector.routes)? {
+        options.routes.insert(
+            entity_type,
+            sources.split('+').map(str::to_string).collect(),
+        );
+    }
+    Ok(options)
+}
+
+/// The mention detector the flags ask for, over `index`.
+fn detector(
+    query: &QueryArgs,
+    args: &DetectorArgs,
+    index: &crate::index::Index,
+) -> Result<Box<dyn MentionDetector>> {
+    let matcher_options = MatcherOptions {
+        min_chars: args.min_chars,
+        sources: query.sources.clone(),
+        types: query.types.clone(),
+        source_labels: pairs("--label", &args.labels)?.into_iter().collect(),
+        ..MatcherOptions::default()
+    };
+    Ok(Box::new(DictionaryMatcher::new(
+        &index.dictionary,
+        &matcher_options,
+    )?))
 }
 
 /// `FILE.progress`: how far an `--output` run got. Serialized (JSON).
@@ -121,27 +190,9 @@ impl<R: Read> Read for Counting<R> {
 }
 
 pub fn run(mut args: AnnotateArgs, cache: &Path) -> Result<()> {
-    if args.docs_per_batch == 0 {
-        anyhow::bail!(Error::InvalidInput(
-            "--docs-per-batch must be at least 1".into()
-        ));
-    }
     let input_format: InputFormat = args.input_format.parse()?;
     let output_format: OutputFormat = args.output_format.parse()?;
-    if args.query.index.is_none() && args.query.types.is_empty() {
-        args.query.types = vec![DEFAULT_HPO_TYPE.to_string()];
-    }
-    let mut options = AnnotateOptions {
-        link: link_options(&args.query)?,
-        abbreviations: !args.no_abbreviations,
-        routes: BTreeMap::new(),
-    };
-    for (entity_type, sources) in pairs("--route", &args.routes)? {
-        options.routes.insert(
-            entity_type,
-            sources.split('+').map(str::to_string).collect(),
-        );
-    }
+    let options = annotate_options(&mut args.query, &args.detector)?;
 
     // Open the output (and the resume point) before the slow model loading.
     let mut resume_from = RunProgress::default();
@@ -214,15 +265,7 @@ pub fn run(mut args: AnnotateArgs, cache: &Path) -> Result<()> {
 
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
     let linker = Linker::new(&index, &encoder)?;
-    let matcher_options = MatcherOptions {
-        min_chars: args.min_chars,
-        sources: args.query.sources.clone(),
-        types: args.query.types.clone(),
-        source_labels: pairs("--label", &args.labels)?.into_iter().collect(),
-        ..MatcherOptions::default()
-    };
-    let detector: Box<dyn MentionDetector> =
-        Box::new(DictionaryMatcher::new(&index.dictionary, &matcher_options)?);
+    let detector = detector(&args.query, &args.detector, &index)?;
     let annotator = Annotator::new(detector.as_ref(), &linker);
 
     // Skip what a resumed run already wrote.
@@ -247,8 +290,8 @@ pub fn run(mut args: AnnotateArgs, cache: &Path) -> Result<()> {
     let (mut annotated, mut mentions, mut refused) = (0usize, 0usize, 0usize);
     let mut first_refusal: Option<String> = None;
     loop {
-        let mut batch = Vec::with_capacity(args.docs_per_batch);
-        while batch.len() < args.docs_per_batch {
+        let mut batch = Vec::with_capacity(args.detector.docs_per_batch);
+        while batch.len() < args.detector.docs_per_batch {
             match documents.next_document()? {
                 Some(doc) => batch.push(doc),
                 None => break,
@@ -322,5 +365,96 @@ pub fn run(mut args: AnnotateArgs, cache: &Path) -> Result<()> {
             "{refused} input document(s) refused (answered by error objects in JSONL output); the first: {first}"
         )));
     }
+    Ok(())
+}
+
+/// `medlink eval e2e`: annotate a corpus's texts and score spans, linked mentions and
+/// document concept sets against its gold (see [`crate::eval::e2e`]).
+pub fn eval_e2e(mut args: EvalE2eArgs, cache: &Path) -> Result<()> {
+    let options = annotate_options(&mut args.query, &args.detector)?;
+    let corpus = args.corpus.parse::<crate::eval::CorpusSpec>()?.load()?;
+    let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
+    let started = std::time::Instant::now();
+    let predicted = match &args.predicted {
+        Some(spec) => {
+            let other = spec.parse::<crate::eval::CorpusSpec>()?.load()?;
+            crate::eval::e2e::predictions_from_corpus(&corpus, &other, &index)?
+        }
+        None => {
+            let linker = Linker::new(&index, &encoder)?;
+            let detector = detector(&args.query, &args.detector, &index)?;
+            let annotator = Annotator::new(detector.as_ref(), &linker);
+            let mut predicted = Vec::with_capacity(corpus.documents.len());
+            let bars = Bars::default();
+            bars.stage("annotating", corpus.documents.len() as u64);
+            for chunk in corpus.documents.chunks(args.detector.docs_per_batch) {
+                let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
+                for doc in annotator.annotate_batch(&texts, &options)? {
+                    predicted.push(doc.iter().map(Into::into).collect());
+                }
+                bars.advance(chunk.len() as u64);
+            }
+            bars.finish_stage();
+            predicted
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let report = crate::eval::e2e::evaluate(&corpus, &predicted, &index);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut json = serde_json::to_value(&report)?;
+        json["corpus"] = serde_json::json!(args.corpus);
+        if args.predicted.is_none() {
+            json["seconds"] = serde_json::json!(seconds);
+            json["documents_per_second"] =
+                serde_json::json!(corpus.documents.len() as f64 / seconds.max(1e-9));
+        }
+        serde_json::to_writer_pretty(&mut out, &json)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let speed = match args.predicted {
+        Some(_) => String::new(),
+        None => format!(
+            "  {:.1} documents/s",
+            report.documents as f64 / seconds.max(1e-9)
+        ),
+    };
+    writeln!(
+        out,
+        "corpus {}  documents {}  gold mentions {} ({} without id)  predicted {}{speed}",
+        args.corpus,
+        report.documents,
+        report.gold_mentions,
+        report.gold_without_id,
+        report.predicted_mentions,
+    )?;
+    let row = |name: &str, p: &crate::eval::metrics::Prf| {
+        format!(
+            "{name:<28} P {:.4}  R {:.4}  F1 {:.4}  (tp {} fp {} fn {})",
+            p.precision, p.recall, p.f1, p.tp, p.fp, p.fn_
+        )
+    };
+    writeln!(out, "{}", row("spans strict", &report.spans.strict.overall))?;
+    writeln!(
+        out,
+        "{}",
+        row("spans lenient", &report.spans.lenient.overall)
+    )?;
+    writeln!(
+        out,
+        "{}",
+        row("mentions + id strict", &report.mentions_strict)
+    )?;
+    writeln!(
+        out,
+        "{}",
+        row("mentions + id lenient", &report.mentions_lenient)
+    )?;
+    writeln!(
+        out,
+        "{}",
+        row("document concepts", &report.document_concepts)
+    )?;
     Ok(())
 }

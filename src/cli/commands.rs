@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed(args, &cache),
         Command::Annotate(args) => super::annotate::run(*args, &cache),
         Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
+        Command::Eval(EvalCommand::E2e(args)) => super::annotate::eval_e2e(*args, &cache),
         Command::Train(command) => super::train::run(command, &cache),
         Command::Eval(EvalCommand::Ner { gold, predicted }) => {
             let gold = gold.parse::<crate::eval::CorpusSpec>()?.load()?;

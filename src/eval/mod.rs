@@ -7,6 +7,7 @@ pub mod ade;
 pub mod biosyn;
 pub mod brat;
 pub mod conll;
+pub mod e2e;
 pub mod e3c;
 pub mod hpo_corpora;
 pub mod link;

@@ -19,6 +19,10 @@
 //! - **acronyms** — names written in capitals in the dictionary (`MI`, `ALL`, `AIDS`), at most
 //!   `acronym_max_chars` long and never written otherwise by any concept — match only text in
 //!   capitals, so "all" and "aids" in prose stay words;
+//! - words are compared by a **plural-folded key** ([`word_key`]: "tumors" = "tumor",
+//!   "nevi" = "nevus", "fistulae" = "fistula", "abscesses" = "abscess") on both sides, and the
+//!   articles "the", "a", "an" are skipped on both sides ("hypopigmentation of the skin" =
+//!   "Hypopigmentation of skin"); offsets still cover the text as written;
 //! - concepts can be restricted by source and type, e.g. HPO's "Phenotypic abnormality" branch,
 //!   which drops frequency, onset and modifier terms ("Frequent", "Mild", "Onset").
 //!
@@ -234,6 +238,10 @@ pub struct MatcherOptions {
     pub source_labels: BTreeMap<String, String>,
     /// Single words never matched alone (normal form). Defaults to [`STOP_WORDS`].
     pub stop_words: Vec<String>,
+    /// Compare words by [`word_key`] (plural folding) rather than as written.
+    pub fold_plurals: bool,
+    /// Words skipped in names and text alike (normal form). Defaults to the articles.
+    pub ignored_words: Vec<String>,
 }
 
 impl Default for MatcherOptions {
@@ -245,6 +253,8 @@ impl Default for MatcherOptions {
             types: Vec::new(),
             source_labels: BTreeMap::new(),
             stop_words: STOP_WORDS.iter().map(|w| w.to_string()).collect(),
+            fold_plurals: true,
+            ignored_words: ["the", "a", "an"].map(String::from).to_vec(),
         }
     }
 }
@@ -276,6 +286,44 @@ pub struct DictionaryMatcher {
     labels: Vec<String>,
     /// Source index of each concept.
     concept_sources: Vec<u16>,
+    fold_plurals: bool,
+    ignored_words: std::collections::HashSet<String>,
+}
+
+/// The key a normalised word is compared by when plurals are folded: regular English plurals
+/// and the Latin ones of medical words map to their singular. Applied to names and text alike,
+/// so a rule that also changes some singular ("diabetes" -> "diabete") costs nothing; words
+/// under four letters and words ending in "ss", "us" or "is" are left alone.
+pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let n = word.len();
+    if n < 4 || !word.is_ascii() {
+        return Cow::Borrowed(word);
+    }
+    if let Some(stem) = word.strip_suffix("ies") {
+        return Cow::Owned(format!("{stem}y"));
+    }
+    if word.ends_with("sses")
+        || word.ends_with("xes")
+        || word.ends_with("ches")
+        || word.ends_with("shes")
+    {
+        return Cow::Borrowed(&word[..n - 2]);
+    }
+    if word.ends_with('s')
+        && !word.ends_with("ss")
+        && !word.ends_with("us")
+        && !word.ends_with("is")
+    {
+        return Cow::Borrowed(&word[..n - 1]);
+    }
+    if word.ends_with("ae") {
+        return Cow::Borrowed(&word[..n - 1]);
+    }
+    if word.ends_with('i') && !word.ends_with("ii") {
+        return Cow::Owned(format!("{}us", &word[..n - 1]));
+    }
+    Cow::Borrowed(word)
 }
 
 /// Word codes have 21 bits: three bytes, 7 bits each, the first byte's high bit set.
@@ -305,6 +353,8 @@ impl DictionaryMatcher {
     pub fn new(dictionary: &Dictionary, options: &MatcherOptions) -> Result<Self> {
         let stop: std::collections::HashSet<&str> =
             options.stop_words.iter().map(String::as_str).collect();
+        let ignored: std::collections::HashSet<String> =
+            options.ignored_words.iter().cloned().collect();
         let wanted_source: Vec<bool> = dictionary
             .sources()
             .iter()
@@ -368,10 +418,18 @@ impl DictionaryMatcher {
                 continue;
             }
             let mut code = Vec::with_capacity(form.len());
-            for word in form.split(' ') {
+            for word in form.split(' ').filter(|w| !ignored.contains(*w)) {
+                let key = if options.fold_plurals {
+                    word_key(word)
+                } else {
+                    word.into()
+                };
                 let next = words.len() as u32 + 1;
-                let id = *words.entry(word.to_string()).or_insert(next);
+                let id = *words.entry(key.into_owned()).or_insert(next);
                 push_code(&mut code, id);
+            }
+            if code.is_empty() {
+                continue;
             }
             concepts.sort_unstable();
             patterns.push(Pattern { concepts, acronym });
@@ -406,6 +464,8 @@ impl DictionaryMatcher {
             words,
             labels,
             concept_sources,
+            fold_plurals: options.fold_plurals,
+            ignored_words: ignored,
         })
     }
 
@@ -420,14 +480,26 @@ impl DictionaryMatcher {
         if normalized.text.is_empty() || self.patterns.is_empty() {
             return Vec::new();
         }
-        // Word spans in the normal form (bytes), and the text's word codes.
+        // The text's word codes, and the span (bytes of the normal form) of each coded word.
         let mut spans: Vec<(usize, usize)> = Vec::new();
         let mut codes = Vec::new();
         let mut start = 0;
         for word in normalized.text.split(' ') {
-            spans.push((start, start + word.len()));
-            push_code(&mut codes, self.words.get(word).copied().unwrap_or(0));
+            let at = start;
             start += word.len() + 1;
+            if self.ignored_words.contains(word) {
+                continue;
+            }
+            let key = if self.fold_plurals {
+                word_key(word)
+            } else {
+                word.into()
+            };
+            spans.push((at, at + word.len()));
+            push_code(
+                &mut codes,
+                self.words.get(key.as_ref()).copied().unwrap_or(0),
+            );
         }
         let chars: Vec<char> = text.chars().collect();
         let mut out = Vec::new();

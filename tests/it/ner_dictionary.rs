@@ -197,7 +197,8 @@ fn oracle(dict: &Dictionary, text: &str) -> Vec<String> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// With the guards off (no stop words, no minimum, no acronym names in the pieces), the
+    /// With the guards and folding off (no stop words, no minimum, no plural keys, no skipped
+    /// words, no acronym names in the pieces), the
     /// matcher finds exactly the oracle's forms, and every span slices back to its text.
     #[test]
     fn matches_equal_the_word_oracle(pieces in prop::collection::vec(
@@ -211,6 +212,8 @@ proptest! {
         let matcher = DictionaryMatcher::new(&dict, &MatcherOptions {
             min_chars: 0,
             stop_words: Vec::new(),
+            fold_plurals: false,
+            ignored_words: Vec::new(),
             ..MatcherOptions::default()
         }).unwrap();
         let text = pieces.join(" ");
