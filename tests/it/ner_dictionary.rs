@@ -22,6 +22,10 @@ T:10\tAcquired immunodeficiency syndrome\tAIDS\tPhenotypic abnormality
 T:11\tEar\tPinna\tPhenotypic abnormality
 T:12\tCOPD\t\tPhenotypic abnormality
 T:13\tObstructive lung disease\tcopd\tPhenotypic abnormality
+T:14\tNevus\t\tPhenotypic abnormality
+T:15\tBranchial fistula\t\tPhenotypic abnormality
+T:16\tHypopigmentation of skin\t\tPhenotypic abnormality
+T:17\tAbscess\t\tPhenotypic abnormality
 ";
 
 fn dictionary() -> Dictionary {
@@ -66,11 +70,11 @@ fn whole_words_leftmost_longest_character_offsets() {
         "The patient has a big head and seizures.",
         [(18, 26, "big head"), (31, 39, "seizures")]
     );
-    // "head" inside "ahead" is no word; "epileptic seizures" is not "epileptic seizure".
+    // "head" inside "ahead" is no word; plurals fold ("epileptic seizures").
     t!(
         matcher,
         "ahead of epileptic seizures",
-        [(19, 27, "seizures")]
+        [(9, 27, "epileptic seizures")]
     );
     // The longest name wins at a position; the shorter one inside it is not reported twice.
     t!(matcher, "big head", [(0, 8, "big head")]);
@@ -84,6 +88,47 @@ fn whole_words_leftmost_longest_character_offsets() {
     t!(matcher, "Größe: Big   Head!", [(7, 17, "Big   Head")]);
     t!(matcher, "", []);
     t!(matcher, "?!", []);
+}
+
+#[test]
+fn plurals_fold_and_articles_are_skipped_on_both_sides() {
+    let matcher = DictionaryMatcher::new(&dictionary(), &MatcherOptions::default()).unwrap();
+    t!(
+        matcher,
+        "Multiple nevi, branchial fistulae, abscesses and hypopigmentation of the skin.",
+        [
+            (9, 13, "nevi"),
+            (15, 33, "branchial fistulae"),
+            (35, 44, "abscesses"),
+            (49, 77, "hypopigmentation of the skin"),
+        ]
+    );
+    let literal = DictionaryMatcher::new(
+        &dictionary(),
+        &MatcherOptions {
+            fold_plurals: false,
+            ignored_words: Vec::new(),
+            ..MatcherOptions::default()
+        },
+    )
+    .unwrap();
+    t!(literal, "nevi, abscesses, hypopigmentation of the skin", []);
+    let cases = [
+        ("tumors", "tumor"),
+        ("ovaries", "ovary"),
+        ("abscesses", "abscess"),
+        ("patches", "patch"),
+        ("nevi", "nevus"),
+        ("fistulae", "fistula"),
+        ("abscess", "abscess"),
+        ("virus", "virus"),
+        ("arthritis", "arthritis"),
+        ("gas", "gas"),
+        ("ii", "ii"),
+    ];
+    for (word, key) in cases {
+        assert_eq!(medlink::ner::dictionary::word_key(word), key, "{word}");
+    }
 }
 
 #[test]
