@@ -67,7 +67,8 @@ pub enum EvalCommand {
     E2e(Box<annotate::EvalE2eArgs>),
     /// Score predicted mention spans against gold spans: strict and lenient P/R/F1 per type.
     Ner {
-        /// Gold corpus, FORMAT:PATH (pubtator, phenobert, phenotagger, medprocner, brat).
+        /// Gold corpus, FORMAT:PATH (pubtator, phenobert, phenotagger, medprocner, brat, ade,
+        /// conll, e3c).
         #[arg(long, value_name = "FORMAT:PATH")]
         gold: String,
         /// Predicted spans in any corpus format (ids are ignored).
@@ -81,7 +82,8 @@ pub struct EvalLinkArgs {
     #[command(flatten)]
     pub query: QueryArgs,
     /// FORMAT:PATH[#OPTIONS], FORMAT one of pubtator, phenobert, phenotagger, medprocner,
-    /// brat; OPTIONS types=T1+T2, split=train|dev, dev-fraction=F, seed=N (comma-separated).
+    /// brat, ade, conll, e3c; OPTIONS types=T1+T2, split=train|dev, dev-fraction=F, seed=N,
+    /// part=train|test (e3c's published split), comma-separated.
     #[arg(long, value_name = "FORMAT:PATH[#OPTIONS]")]
     pub corpus: String,
     /// Training corpus for the seen / unseen breakdown (same syntax as --corpus).
