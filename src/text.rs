@@ -45,16 +45,20 @@ pub fn normalize_with_offsets(text: &str) -> NormalizedText {
     let mut pending_space = false;
     let mut last_char = 0u32;
     // (decomposed character, index of the original character it came from)
-    let chars: Vec<(char, u32)> = text
-        .chars()
-        .enumerate()
-        .flat_map(|(i, c)| {
-            std::iter::once(c)
-                .nfkd()
-                .filter(|d| !is_combining_mark(*d))
-                .map(move |d| (d, i as u32))
-        })
-        .collect();
+    let mut chars: Vec<(char, u32)> = Vec::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        // ASCII decomposes to itself: skip the decomposition machinery for most text.
+        if c.is_ascii() {
+            chars.push((c, i as u32));
+        } else {
+            chars.extend(
+                std::iter::once(c)
+                    .nfkd()
+                    .filter(|d| !is_combining_mark(*d))
+                    .map(|d| (d, i as u32)),
+            );
+        }
+    }
     let mut i = 0;
     while i < chars.len() {
         let (c, from) = chars[i];
