@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 pub mod annotate;
+pub mod combine;
 pub mod dictionary;
 pub mod io;
 
