@@ -50,6 +50,10 @@ pub struct DetectorArgs {
     /// Shortest dictionary name matched (characters of its normal form; acronyms exempt).
     #[arg(long, default_value_t = 3)]
     pub min_chars: usize,
+    /// Shortest acronym the dictionary matcher matches on its own ("HT" and "RA" mean too many
+    /// things; a short form defined in the document is still found).
+    #[arg(long, default_value_t = 3)]
+    pub min_acronym_chars: usize,
     /// Documents per batch (detection and linking are batched across documents).
     #[arg(long, default_value_t = 32)]
     pub docs_per_batch: usize,
@@ -129,6 +133,7 @@ fn detector(
 ) -> Result<Box<dyn MentionDetector>> {
     let matcher_options = MatcherOptions {
         min_chars: args.min_chars,
+        acronym_min_chars: args.min_acronym_chars,
         sources: query.sources.clone(),
         types: query.types.clone(),
         source_labels: pairs("--label", &args.labels)?.into_iter().collect(),

@@ -16,9 +16,10 @@
 //!   acronyms (see below);
 //! - names made only of stop words (`the`, `all`, `type`, `normal`, ...: [`STOP_WORDS`]) are
 //!   dropped;
-//! - **acronyms** — names written in capitals in the dictionary (`MI`, `ALL`, `AIDS`), at most
+//! - **acronyms** — names written in capitals in the dictionary (`ALL`, `AIDS`), at most
 //!   `acronym_max_chars` long and never written otherwise by any concept — match only text in
-//!   capitals, so "all" and "aids" in prose stay words;
+//!   capitals, so "all" and "aids" in prose stay words; acronyms shorter than
+//!   `acronym_min_chars` (3: "HT", "RA") are not matched at all;
 //! - words are compared by a **plural-folded key** ([`word_key`]: "tumors" = "tumor",
 //!   "nevi" = "nevus", "fistulae" = "fistula", "abscesses" = "abscess") on both sides, and the
 //!   articles "the", "a", "an" are skipped on both sides ("hypopigmentation of the skin" =
@@ -229,6 +230,10 @@ pub struct MatcherOptions {
     pub min_chars: usize,
     /// Longest name (in characters) treated as an acronym that must match capitals.
     pub acronym_max_chars: usize,
+    /// Shortest acronym matched on its own: two-letter ones ("HT", "RA", "AT") mean too many
+    /// things. A shorter one defined in the document is still found through the annotate
+    /// pipeline's abbreviations.
+    pub acronym_min_chars: usize,
     /// Keep only concepts of these sources (`HPO`, `MEDIC`); empty keeps all.
     pub sources: Vec<String>,
     /// Keep only concepts with one of these types (`Phenotypic abnormality`); empty keeps all.
@@ -249,6 +254,7 @@ impl Default for MatcherOptions {
         MatcherOptions {
             min_chars: 3,
             acronym_max_chars: 5,
+            acronym_min_chars: 3,
             sources: Vec::new(),
             types: Vec::new(),
             source_labels: BTreeMap::new(),
@@ -351,8 +357,13 @@ fn looks_like_acronym(text: &str, max_chars: usize) -> bool {
 impl DictionaryMatcher {
     /// Builds the automaton over every (filtered) name of `dictionary`.
     pub fn new(dictionary: &Dictionary, options: &MatcherOptions) -> Result<Self> {
-        let stop: std::collections::HashSet<&str> =
-            options.stop_words.iter().map(String::as_str).collect();
+        // A stop word's plural-folded key is a stop word too ("syndromes" -> "syndrome").
+        let stop: std::collections::HashSet<String> = options
+            .stop_words
+            .iter()
+            .flat_map(|w| [w.clone(), word_key(w).into_owned()])
+            .collect();
+        let is_stop = |w: &str| stop.contains(w) || stop.contains(word_key(w).as_ref());
         let ignored: std::collections::HashSet<String> =
             options.ignored_words.iter().cloned().collect();
         let wanted_source: Vec<bool> = dictionary
@@ -411,7 +422,10 @@ impl DictionaryMatcher {
         let mut patterns = Vec::new();
         let mut encoded: Vec<Vec<u8>> = Vec::new();
         for (form, (mut concepts, acronym)) in forms {
-            if form.split(' ').all(|w| stop.contains(w)) && !acronym {
+            if form.split(' ').all(is_stop) && !acronym {
+                continue;
+            }
+            if acronym && form.chars().count() < options.acronym_min_chars {
                 continue;
             }
             if form.chars().count() < options.min_chars && !acronym {

@@ -72,7 +72,7 @@ fn jsonl_documents_refused_in_place_and_the_rest_annotated() {
     let dir = tempfile::tempdir().unwrap();
     let index = build_sample_index(dir.path());
     let mut input = Vec::new();
-    input.extend_from_slice(b"{\"id\": \"a\", \"text\": \"History of MI.\"}\n");
+    input.extend_from_slice(b"{\"id\": \"a\", \"text\": \"History of AMI.\"}\n");
     input.extend_from_slice(b"{\"id\": \"b\", \"txt\": \"wrong field\"}\n");
     input.extend_from_slice(b"{\"id\": \"c\", \"text\": \"bad \xff byte\"}\n");
     input.extend_from_slice(b"\n{\"id\": \"d\", \"text\": \"\"}\n");
@@ -97,7 +97,7 @@ fn jsonl_documents_refused_in_place_and_the_rest_annotated() {
     assert_eq!(answers.len(), 5);
     assert_eq!(
         mentions(&answers[0]),
-        vec![(11, 13, "MI".into(), "CARD:0003".into())]
+        vec![(11, 14, "AMI".into(), "CARD:0003".into())]
     );
     assert_eq!(answers[1]["id"], "b");
     assert!(
