@@ -44,6 +44,10 @@ pub struct DetectorArgs {
     /// [default: the source's name].
     #[arg(long = "label", value_name = "SOURCE=TYPE")]
     pub labels: Vec<String>,
+    /// Keep only detected mentions of this entity type (repeatable), e.g. a tagger's
+    /// `Disease` mentions when linking against a disease vocabulary.
+    #[arg(long = "mention-type", value_name = "TYPE")]
+    pub mention_types: Vec<String>,
     /// Do not use abbreviations defined in the document.
     #[arg(long)]
     pub no_abbreviations: bool,
@@ -115,6 +119,7 @@ fn annotate_options(query: &mut QueryArgs, detector: &DetectorArgs) -> Result<An
         link: link_options(query)?,
         abbreviations: !detector.no_abbreviations,
         routes: BTreeMap::new(),
+        mention_types: detector.mention_types.clone(),
     };
     for (entity_type, sources) in pairs("--route", &detector.routes)? {
         options.routes.insert(

@@ -32,6 +32,8 @@ pub struct AnnotateOptions {
     /// Entity type (case-insensitive) -> the index sources its mentions are linked against;
     /// a type not listed uses `link.sources`.
     pub routes: BTreeMap<String, Vec<String>>,
+    /// Keep only detected mentions of these entity types (case-insensitive); empty keeps all.
+    pub mention_types: Vec<String>,
 }
 
 /// One mention with its ranked concepts.
@@ -88,7 +90,15 @@ impl<'a> Annotator<'a> {
         let documents: Vec<Vec<Pending>> = texts
             .iter()
             .zip(detected)
-            .map(|(text, mentions)| {
+            .map(|(text, mut mentions)| {
+                if !options.mention_types.is_empty() {
+                    mentions.retain(|m| {
+                        options
+                            .mention_types
+                            .iter()
+                            .any(|t| t.eq_ignore_ascii_case(&m.entity_type))
+                    });
+                }
                 if options.abbreviations {
                     with_abbreviations(text, mentions)
                 } else {
