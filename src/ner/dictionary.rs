@@ -41,186 +41,26 @@ use crate::text::normalize_with_offsets;
 /// Single words that never make a mention on their own, in the normal form. Names made only
 /// of them ("All", "Large", "Other") are not matched. English function words, plus words so
 /// general in clinical prose that a vocabulary term spelled that way is almost never meant.
+#[rustfmt::skip]
 pub const STOP_WORDS: &[&str] = &[
-    "a",
-    "about",
-    "above",
-    "after",
-    "again",
-    "against",
-    "all",
-    "also",
-    "am",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "been",
-    "before",
-    "being",
-    "below",
-    "between",
-    "both",
-    "but",
-    "by",
-    "can",
-    "could",
-    "did",
-    "do",
-    "does",
-    "doing",
-    "down",
-    "during",
-    "each",
-    "either",
-    "few",
-    "for",
-    "from",
-    "further",
-    "had",
-    "has",
-    "have",
-    "having",
-    "he",
-    "her",
-    "here",
-    "hers",
-    "him",
-    "his",
-    "how",
-    "i",
-    "if",
-    "in",
-    "into",
-    "is",
-    "it",
-    "its",
-    "itself",
-    "just",
-    "may",
-    "me",
-    "might",
-    "more",
-    "most",
-    "must",
-    "my",
-    "no",
-    "nor",
-    "not",
-    "now",
-    "of",
-    "off",
-    "on",
-    "once",
-    "one",
-    "only",
-    "or",
-    "other",
-    "our",
-    "out",
-    "over",
-    "own",
-    "same",
-    "she",
-    "should",
-    "so",
-    "some",
-    "such",
-    "than",
-    "that",
-    "the",
-    "their",
-    "them",
-    "then",
-    "there",
-    "these",
-    "they",
-    "this",
-    "those",
-    "through",
-    "to",
-    "too",
-    "two",
-    "under",
-    "until",
-    "up",
-    "upon",
-    "very",
-    "was",
-    "we",
-    "were",
-    "what",
-    "when",
-    "where",
-    "which",
-    "while",
-    "who",
-    "whom",
-    "why",
-    "will",
-    "with",
-    "within",
-    "without",
-    "would",
-    "you",
-    "your",
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
+    "are", "as", "at", "be", "been", "before", "being", "below", "between", "both", "but", "by",
+    "can", "could", "did", "do", "does", "doing", "down", "during", "each", "either", "few", "for",
+    "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his",
+    "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "may", "me", "might",
+    "more", "most", "must", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "one",
+    "only", "or", "other", "our", "out", "over", "own", "same", "she", "should", "so", "some",
+    "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this",
+    "those", "through", "to", "too", "two", "under", "until", "up", "upon", "very", "was", "we",
+    "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with",
+    "within", "without", "would", "you", "your",
     // general words that are also vocabulary terms
-    "abnormal",
-    "abnormality",
-    "absent",
-    "acute",
-    "case",
-    "cases",
-    "cell",
-    "cells",
-    "change",
-    "changes",
-    "chronic",
-    "clinical",
-    "condition",
-    "course",
-    "death",
-    "decreased",
-    "defect",
-    "disease",
-    "diseases",
-    "disorder",
-    "disorders",
-    "early",
-    "finding",
-    "form",
-    "high",
-    "increased",
-    "large",
-    "late",
-    "left",
-    "level",
-    "levels",
-    "low",
-    "mild",
-    "moderate",
-    "normal",
-    "onset",
-    "patient",
-    "patients",
-    "present",
-    "problem",
-    "right",
-    "severe",
-    "sign",
-    "signs",
-    "single",
-    "small",
-    "symptom",
-    "symptoms",
-    "syndrome",
-    "total",
-    "type",
-    "unknown",
-    "various",
+    "abnormal", "abnormality", "absent", "acute", "case", "cases", "cell", "cells", "change",
+    "changes", "chronic", "clinical", "condition", "course", "death", "decreased", "defect",
+    "disease", "diseases", "disorder", "disorders", "early", "finding", "form", "high", "increased",
+    "large", "late", "left", "level", "levels", "low", "mild", "moderate", "normal", "onset",
+    "patient", "patients", "present", "problem", "right", "severe", "sign", "signs", "single",
+    "small", "symptom", "symptoms", "syndrome", "total", "type", "unknown", "various",
 ];
 
 /// What the matcher matches and how it names what it found.
@@ -419,9 +259,12 @@ impl DictionaryMatcher {
         }
 
         let mut words: HashMap<String, u32> = HashMap::new();
-        let mut patterns = Vec::new();
+        let mut patterns: Vec<Pattern> = Vec::new();
         let mut encoded: Vec<Vec<u8>> = Vec::new();
-        for (form, (mut concepts, acronym)) in forms {
+        // Forms that fold to the same words ("seizure", "seizures") are one pattern carrying
+        // the concepts of both: the automaton must not hold two identical patterns.
+        let mut by_code: HashMap<Vec<u8>, usize> = HashMap::new();
+        for (form, (concepts, acronym)) in forms {
             if form.split(' ').all(is_stop) && !acronym {
                 continue;
             }
@@ -445,9 +288,22 @@ impl DictionaryMatcher {
             if code.is_empty() {
                 continue;
             }
-            concepts.sort_unstable();
-            patterns.push(Pattern { concepts, acronym });
-            encoded.push(code);
+            match by_code.get(&code) {
+                Some(&i) => {
+                    let pattern = &mut patterns[i];
+                    pattern.acronym &= acronym;
+                    pattern.concepts.extend(concepts);
+                    pattern.concepts.sort_unstable();
+                    pattern.concepts.dedup();
+                }
+                None => {
+                    by_code.insert(code.clone(), patterns.len());
+                    let mut concepts = concepts;
+                    concepts.sort_unstable();
+                    patterns.push(Pattern { concepts, acronym });
+                    encoded.push(code);
+                }
+            }
         }
         if words.len() >= MAX_WORDS {
             return Err(Error::InvalidInput(format!(

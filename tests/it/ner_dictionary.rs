@@ -27,6 +27,8 @@ T:15\tBranchial fistula\t\tPhenotypic abnormality
 T:16\tHypopigmentation of skin\t\tPhenotypic abnormality
 T:17\tAbscess\t\tPhenotypic abnormality
 T:18\tSyndromes\t\tPhenotypic abnormality
+T:19\tFits\t\tPhenotypic abnormality
+T:20\tFit\t\tPhenotypic abnormality
 ";
 
 fn dictionary() -> Dictionary {
@@ -207,6 +209,14 @@ fn labels_name_the_entity_type_by_source() {
     assert_eq!(found[0].mention.entity_type, "Phenotype");
     assert_eq!(found[0].mention.score, 1.0);
     assert_eq!(dict.concept(found[0].concepts[0]).id, "T:2");
+    // Names that fold to the same words are one pattern carrying every concept.
+    let found = matcher.find("two fits");
+    let ids: Vec<&str> = found[0]
+        .concepts
+        .iter()
+        .map(|&c| dict.concept(c).id.as_str())
+        .collect();
+    assert_eq!(ids, ["T:19", "T:20"]);
 }
 
 #[test]
