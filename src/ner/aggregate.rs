@@ -47,11 +47,9 @@ impl FromStr for Strategy {
             "first" => Strategy::First,
             "average" => Strategy::Average,
             "max" => Strategy::Max,
-            _ => {
-                return Err(Error::InvalidInput(format!(
-                    "unknown aggregation strategy `{s}` (expected none, simple, first, average or max)"
-                )))
-            }
+            _ => return Err(Error::InvalidInput(format!(
+                "unknown aggregation strategy `{s}` (expected none, simple, first, average or max)"
+            ))),
         })
     }
 }
@@ -385,7 +383,10 @@ mod tests {
         ];
         let out = aggregate(&tokens, Strategy::Simple, &labels(), &["O"], &join);
         assert_eq!(out.len(), 2);
-        assert_eq!((out[0].start, out[0].end, out[0].word.as_str()), (0, 3, "a b"));
+        assert_eq!(
+            (out[0].start, out[0].end, out[0].word.as_str()),
+            (0, 3, "a b")
+        );
         assert_eq!((out[1].start, out[1].end), (4, 5));
     }
 
@@ -399,9 +400,17 @@ mod tests {
             end: e,
             index: None,
         };
-        let merged = merge_overlapping(vec![e(0, 4, 0.9), e(10, 12, 0.5), e(2, 8, 0.1), e(10, 12, 0.6)]);
+        let merged = merge_overlapping(vec![
+            e(0, 4, 0.9),
+            e(10, 12, 0.5),
+            e(2, 8, 0.1),
+            e(10, 12, 0.6),
+        ]);
         assert_eq!(
-            merged.iter().map(|x| (x.start, x.end, x.score)).collect::<Vec<_>>(),
+            merged
+                .iter()
+                .map(|x| (x.start, x.end, x.score))
+                .collect::<Vec<_>>(),
             vec![(2, 8, 0.1), (10, 12, 0.6)]
         );
     }

@@ -41,7 +41,10 @@ impl LabelSet {
     /// Labels in id order; they must be distinct and non-empty.
     pub fn new(labels: Vec<String>) -> Result<Self> {
         let distinct: BTreeSet<&String> = labels.iter().collect();
-        if labels.is_empty() || distinct.len() != labels.len() || labels.iter().any(String::is_empty) {
+        if labels.is_empty()
+            || distinct.len() != labels.len()
+            || labels.iter().any(String::is_empty)
+        {
             return Err(Error::InvalidInput(format!(
                 "labels must be distinct and non-empty (got {labels:?})"
             )));
@@ -70,7 +73,9 @@ impl LabelSet {
             *slot = Some(label.to_string());
         }
         let labels: Vec<String> = labels.into_iter().map(|l| l.unwrap_or_default()).collect();
-        LabelSet::new(labels).map(Some).map_err(|e| bad(e.to_string()))
+        LabelSet::new(labels)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -157,7 +162,11 @@ pub struct TokenInfo {
 
 /// Token labels of one window under first-sub-token labelling (module docs); `spans` must be
 /// non-overlapping and sorted by start (see [`resolve_overlaps`]).
-pub fn align_labels(tokens: &[TokenInfo], spans: &[CharSpan], labels: &LabelSet) -> Result<Vec<i64>> {
+pub fn align_labels(
+    tokens: &[TokenInfo],
+    spans: &[CharSpan],
+    labels: &LabelSet,
+) -> Result<Vec<i64>> {
     let mut out = vec![IGNORE; tokens.len()];
     let mut i = 0;
     while i < tokens.len() {

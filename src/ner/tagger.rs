@@ -19,7 +19,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use tokenizers::{Decoder, Encoding, Tokenizer, TruncationParams};
+use tokenizers::{Decoder, Encoding, Tokenizer};
 
 use super::aggregate::{self, Entity, PreEntity, Strategy};
 use super::labels::LabelSet;
@@ -114,6 +114,9 @@ pub struct Tagger {
     unk_id: Option<u32>,
     subword_prefix: Option<String>,
     max_length: usize,
+    /// Special tokens the post-processor adds to every window.
+    specials: usize,
+    stride: usize,
     batch_size: usize,
     threads: usize,
     strategy: Strategy,
@@ -180,13 +183,11 @@ impl Tagger {
                 options.stride, options.batch_size
             )));
         }
+        // Windows are cut by `windows()`, not by the tokenizer: tokenizers 0.23.2 drops the
+        // last token of the last overflowing window when it truncates inside `encode`.
         tokenizer.with_padding(None);
         tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                stride: options.stride,
-                ..Default::default()
-            }))
+            .with_truncation(None)
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
         let (unk_id, subword_prefix) = match tokenizer.get_model() {
             tokenizers::ModelWrapper::WordPiece(wp) => (
@@ -194,7 +195,9 @@ impl Tagger {
                 Some(wp.continuing_subword_prefix.clone()),
             ),
             tokenizers::ModelWrapper::BPE(bpe) => (
-                bpe.unk_token.as_deref().and_then(|u| tokenizer.token_to_id(u)),
+                bpe.unk_token
+                    .as_deref()
+                    .and_then(|u| tokenizer.token_to_id(u)),
                 bpe.continuing_subword_prefix.clone(),
             ),
             _ => (tokenizer.token_to_id("[UNK]"), None),
@@ -206,6 +209,8 @@ impl Tagger {
             unk_id,
             subword_prefix: subword_prefix.filter(|p| !p.is_empty()),
             max_length,
+            specials,
+            stride: options.stride,
             batch_size: options.batch_size,
             threads: crate::parallel::threads(options.threads),
             strategy: options.strategy,
@@ -229,14 +234,28 @@ impl Tagger {
         &self.model
     }
 
-    /// The windows of `text`: the tokenizer's encoding and its overflowing parts, in order.
+    /// The windows of `text`, in order: `max_length` tokens each (special tokens included),
+    /// consecutive windows sharing `stride` tokens, as a fast tokenizer's overflowing
+    /// encodings with `stride` are. Offsets are byte offsets into `text`.
     pub fn windows(&self, text: &str) -> Result<Vec<Encoding>> {
         let mut encoding = self
             .tokenizer
-            .encode(text, true)
+            .encode(text, false)
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
+        encoding.truncate(
+            self.max_length - self.specials,
+            self.stride,
+            tokenizers::TruncationDirection::Right,
+        );
         let overflow = encoding.take_overflowing();
-        Ok(std::iter::once(encoding).chain(overflow).collect())
+        std::iter::once(encoding)
+            .chain(overflow)
+            .map(|w| match self.tokenizer.get_post_processor() {
+                Some(p) => tokenizers::PostProcessor::process(p, w, None, true)
+                    .map_err(|e| Error::model(format!("tokenizer post-processor: {e}"))),
+                None => Ok(w),
+            })
+            .collect()
     }
 
     /// Logits of every window of every text: `[text][window][token][label]`.
@@ -391,8 +410,8 @@ impl MentionDetector for Tagger {
 
 /// The tokenizer of a model directory, with no padding (batches pad themselves).
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_file(path)
-        .map_err(|e| Error::model(format!("{}: {e}", path.display())))?;
+    let mut tokenizer =
+        Tokenizer::from_file(path).map_err(|e| Error::model(format!("{}: {e}", path.display())))?;
     tokenizer.with_padding(None);
     Ok(tokenizer)
 }
