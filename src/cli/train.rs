@@ -11,7 +11,7 @@ use crate::eval::CorpusSpec;
 use crate::ontology::{self, LoadOptions, OntologySpec};
 use crate::train::dev::DevSet;
 use crate::train::pairs::PairSet;
-use crate::train::{Start, StepRecord, StopRule, TrainObserver, TrainOptions, Trainer};
+use crate::train::{Start, StepReport, StopRule, TrainObserver, TrainOptions, Trainer};
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {
@@ -213,17 +213,17 @@ impl Bar {
 }
 
 impl TrainObserver for Bar {
-    fn step(&mut self, r: &StepRecord, total_steps: usize, pairs_per_second: f64) {
-        self.bar.set_length(total_steps as u64);
+    fn step(&mut self, r: &StepReport) {
+        self.bar.set_length(r.total_steps as u64);
         self.bar.set_position(r.step as u64);
         let text = format!(
-            "loss {:.4} lr {:.2e} |g| {:.2} {:.1} pairs/s",
-            r.loss, r.learning_rate, r.grad_norm, pairs_per_second
+            "loss {:.4} lr {:.2e} |g| {:.2} {:.1} {}/s",
+            r.loss, r.learning_rate, r.grad_norm, r.rate, r.unit
         );
         if self.bar.is_hidden() && r.step % 50 == 0 {
             eprintln!(
                 "step {}/{} {text} ({:.0} s)",
-                r.step, total_steps, r.seconds
+                r.step, r.total_steps, r.seconds
             );
         }
         self.bar.set_message(text);

@@ -47,9 +47,11 @@ impl FromStr for Strategy {
             "first" => Strategy::First,
             "average" => Strategy::Average,
             "max" => Strategy::Max,
-            _ => return Err(Error::InvalidInput(format!(
+            _ => {
+                return Err(Error::InvalidInput(format!(
                 "unknown aggregation strategy `{s}` (expected none, simple, first, average or max)"
-            ))),
+            )))
+            }
         })
     }
 }
