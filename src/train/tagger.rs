@@ -368,7 +368,8 @@ pub struct TrainableTagger {
 
 impl TrainableTagger {
     /// Loads `dir` with trainable weights. `labels`: the training labels; when `dir` already
-    /// has a classification head, its labels must be the same. A new head is drawn from `seed`.
+    /// has a classification head, its labels must be the same (in any order: the checkpoint's
+    /// ids are kept). A new head is drawn from `seed`.
     pub fn load(dir: &Path, labels: &LabelSet, options: &TaggerOptions, seed: u64) -> Result<Self> {
         let files = crate::encoder::model_files(dir)?;
         let config = crate::encoder::read_config(&files.config)?;
@@ -376,17 +377,28 @@ impl TrainableTagger {
         let weights = candle_core::safetensors::load(&files.weights, &Device::Cpu)
             .map_err(|e| Error::model(format!("{}: {e}", files.weights.display())))?;
         let has_head = weights.contains_key("classifier.weight");
+        let mut labels = labels.clone();
         if has_head {
             let theirs = LabelSet::from_config(&config_json, &files.config)?;
-            if theirs.as_ref() != Some(labels) {
-                return Err(Error::InvalidInput(format!(
+            let sorted = |l: &LabelSet| {
+                let mut v = l.labels().to_vec();
+                v.sort();
+                v
+            };
+            // The same labels in another order: keep the checkpoint's ids.
+            match theirs {
+                Some(t) if sorted(&t) == sorted(&labels) => labels = t,
+                theirs => {
+                    return Err(Error::InvalidInput(format!(
                     "{}: the checkpoint's labels [{}] differ from the training corpus's [{}]: train from a base without a classification head, or on corpora with the same entity types",
                     files.config.display(),
                     theirs.map(|l| l.labels().join(", ")).unwrap_or_default(),
                     labels.labels().join(", ")
                 )));
+                }
             }
         }
+        let labels = &labels;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model =
@@ -614,6 +626,7 @@ impl TaggerTrainer<'_> {
                 (model, state)
             }
         };
+        state.labels = model.tagger.labels().labels().to_vec();
         let data = WindowSet::new(self.train, &model.tagger)?;
         let fingerprint = data.fingerprint();
         if state.step > 0 && state.windows_fingerprint != fingerprint {

@@ -263,3 +263,331 @@ fn iob2_decoding_follows_seqeval() {
     t!(["B-D", "I-C"], [(0, 1, "D"), (1, 2, "C")]);
     t!(["O", "O"], Vec::<(usize, usize, &str)>::new());
 }
+
+// ---- the trainer ------------------------------------------------------------------------
+
+use medlink::eval::{Corpus, Document, GoldMention};
+use medlink::rng::SplitMix64;
+use medlink::train::tagger::{
+    evaluate_tagger, token_loss, TaggerStart, TaggerTrainOptions, TaggerTrainer, TokenLoss,
+    TrainableTagger, WindowSet,
+};
+use medlink::train::StopRule;
+
+/// Seeded toy documents: diseases and chemicals in a few sentence templates, over words the
+/// tiny fixture's vocabulary knows.
+fn toy_corpus(docs: usize, seed: u64) -> Corpus {
+    let diseases = [
+        "fever",
+        "headache",
+        "hypotension",
+        "lung cancer",
+        "breast cancer",
+        "seizures",
+        "hepatotoxicity",
+    ];
+    let chemicals = [
+        "ibuprofen",
+        "cisplatin",
+        "aspirin",
+        "naloxone",
+        "paclitaxel",
+        "acetaminophen",
+    ];
+    let templates = [
+        "the patient had {D} after {C} .",
+        "{C} induced {D} in rats .",
+        "{D} and {D} were treated with {C} .",
+        "der patient hatte {D} nach {C} .",
+    ];
+    let mut rng = SplitMix64::new(seed);
+    let documents = (0..docs)
+        .map(|d| {
+            let mut text = String::new();
+            let mut mentions = Vec::new();
+            for _ in 0..2 {
+                let template = templates[rng.below(templates.len())];
+                for (k, piece) in template.split(' ').enumerate() {
+                    if k > 0 || !text.is_empty() {
+                        text.push(' ');
+                    }
+                    let (word, t) = match piece {
+                        "{D}" => (diseases[rng.below(diseases.len())], Some("Disease")),
+                        "{C}" => (chemicals[rng.below(chemicals.len())], Some("Chemical")),
+                        w => (w, None),
+                    };
+                    let start = text.chars().count();
+                    text.push_str(word);
+                    if let Some(t) = t {
+                        mentions.push(GoldMention {
+                            start,
+                            end: start + word.chars().count(),
+                            text: word.into(),
+                            entity_type: t.into(),
+                            ids: vec![],
+                        });
+                    }
+                }
+            }
+            Document {
+                id: format!("d{d}"),
+                text,
+                mentions,
+            }
+        })
+        .collect();
+    Corpus {
+        documents,
+        span_mismatches: vec![],
+    }
+}
+
+fn toy_options(steps: usize) -> TaggerTrainOptions {
+    TaggerTrainOptions {
+        batch_size: 8,
+        learning_rate: 3e-3,
+        warmup_steps: 5,
+        steps,
+        seed: 7,
+        max_length: 16,
+        stride: 4,
+        checkpoint_every: 0,
+        eval_every: 0,
+        weight_decay: 0.01,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tagger_loss_values_match_hand_computed_ones() {
+    use candle_core::{Device, Tensor};
+    let ln2 = std::f32::consts::LN_2;
+    // Row 1: logits (0, 0), target 0: p = 1/2. Row 2: logits (ln 3, 0), target 1: p = 1/4.
+    let logits = Tensor::new(&[[0f32, 0.0], [3f32.ln(), 0.0]], &Device::Cpu).unwrap();
+    let value = |loss, coefficients: &[f32], gamma| {
+        token_loss(&logits, &[0, 1], coefficients, loss, gamma)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let close = |a: f32, b: f32| assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    // Mean cross-entropy: (ln 2 + ln 4) / 2.
+    close(value(TokenLoss::Ce, &[0.5, 0.5], 0.0), 1.5 * ln2);
+    // Class weights (1, 3), normalised by their sum 4: (ln 2 + 3 ln 4) / 4.
+    close(
+        value(TokenLoss::WeightedCe, &[0.25, 0.75], 0.0),
+        7.0 * ln2 / 4.0,
+    );
+    // Focal, gamma 2: ((1/2)^2 ln 2 + (3/4)^2 ln 4) / 2; gamma 0 is cross-entropy.
+    close(
+        value(TokenLoss::Focal, &[0.5, 0.5], 2.0),
+        (0.25 + 1.125) * ln2 / 2.0,
+    );
+    close(value(TokenLoss::Focal, &[0.5, 0.5], 0.0), 1.5 * ln2);
+
+    let set = WindowSet {
+        label_counts: vec![6, 2, 0],
+        ..Default::default()
+    };
+    assert_eq!(set.class_weights(), vec![8.0 / 18.0, 8.0 / 6.0, 1.0]);
+}
+
+#[test]
+fn tagger_gradients_reach_every_weight_including_a_new_head() {
+    use medlink::bert::Dropout;
+    use medlink::train::optim::{AdamW, AdamWConfig};
+    // all-MiniLM-L6-v2 has no head: one is created.
+    let labels = LabelSet::iob2(["Disease", "Chemical"]);
+    let options = TaggerOptions {
+        max_length: Some(32),
+        stride: 8,
+        ..Default::default()
+    };
+    let model =
+        TrainableTagger::load(&crate::common::default_model(), &labels, &options, 1).unwrap();
+    let corpus = toy_corpus(4, 1);
+    let set = WindowSet::new(&corpus, &model.tagger).unwrap();
+    let windows: Vec<_> = set.windows.iter().collect();
+    let vars = model.vars();
+    assert_eq!(
+        vars.len(),
+        103,
+        "101 encoder weights + classifier weight and bias"
+    );
+    let optimizer = AdamW::new(vars, AdamWConfig::default());
+    for loss in [TokenLoss::Ce, TokenLoss::WeightedCe, TokenLoss::Focal] {
+        let mut dropout = Dropout::new(model.config(), SplitMix64::new(3));
+        let value = model
+            .group_loss(&windows, &mut dropout, &|_| 0.01, loss, 2.0)
+            .unwrap();
+        let grads = optimizer.collect(&value.backward().unwrap());
+        for (name, g) in optimizer.named(&grads) {
+            let g = g.unwrap_or_else(|| panic!("{loss:?}: no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{loss:?}: {name}: gradient norm {norm}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tiny_tagger_learns_a_toy_tagging_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = toy_corpus(48, 1);
+    let dev = toy_corpus(12, 2);
+    let trainer = TaggerTrainer {
+        out: dir.path(),
+        threads: 2,
+        options: TaggerTrainOptions {
+            eval_every: 40,
+            ..toy_options(80)
+        },
+        train: &train,
+        dev: Some(&dev),
+    };
+    let summary = trainer
+        .run(
+            TaggerStart::Base(&tiny()),
+            &StopRule::default(),
+            &mut medlink::train::Silent,
+        )
+        .unwrap();
+    let history = &summary.state.history;
+    let first: f32 = history[..5].iter().map(|r| r.loss).sum::<f32>() / 5.0;
+    let last: f32 = history[history.len() - 5..]
+        .iter()
+        .map(|r| r.loss)
+        .sum::<f32>()
+        / 5.0;
+    assert!(last < first * 0.3, "loss {first} -> {last}");
+    let best = summary.state.best.as_ref().unwrap();
+    assert!(best.f1 > 0.9, "dev strict F1 {}", best.f1);
+    // best/ is a tagger directory that reproduces the recorded F1.
+    let tagger = Tagger::load(
+        &dir.path().join("best"),
+        &TaggerOptions {
+            max_length: Some(16),
+            stride: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let report = evaluate_tagger(&tagger, &dev).unwrap();
+    assert!((report.strict.overall.f1 - best.f1).abs() < 1e-9);
+    assert!(dir.path().join("last/optimizer.safetensors").is_file());
+}
+
+#[test]
+fn killed_and_resumed_tagger_run_equals_the_uninterrupted_one() {
+    let train = toy_corpus(24, 3);
+    let run = |dir: &Path, stops: &[Option<usize>]| {
+        for (i, &stop) in stops.iter().enumerate() {
+            let trainer = TaggerTrainer {
+                out: dir,
+                threads: 2,
+                options: TaggerTrainOptions {
+                    checkpoint_every: 2,
+                    ..toy_options(6)
+                },
+                train: &train,
+                dev: None,
+            };
+            let start = if i == 0 {
+                TaggerStart::Base(&tiny())
+            } else {
+                TaggerStart::Resume
+            };
+            trainer
+                .run(
+                    start,
+                    &StopRule {
+                        run_steps: stop,
+                        max_seconds: None,
+                    },
+                    &mut medlink::train::Silent,
+                )
+                .unwrap();
+        }
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("last/trainer_state.json")).unwrap(),
+        )
+        .unwrap();
+        let losses: Vec<f64> = state["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["loss"].as_f64().unwrap())
+            .collect();
+        (
+            losses,
+            std::fs::read(dir.join("last/model.safetensors")).unwrap(),
+        )
+    };
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (losses_a, weights_a) = run(a.path(), &[None]);
+    let (losses_b, weights_b) = run(b.path(), &[Some(2), Some(3), None]);
+    assert_eq!(losses_a.len(), 6);
+    assert_eq!(losses_a, losses_b);
+    assert!(weights_a == weights_b, "weights differ after resuming");
+}
+
+#[test]
+fn tagger_trainer_refuses_a_base_whose_labels_differ() {
+    let mut corpus = toy_corpus(4, 1);
+    corpus.documents[0].mentions[0].entity_type = "Gene".into();
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = TaggerTrainer {
+        out: dir.path(),
+        threads: 1,
+        options: toy_options(2),
+        train: &corpus,
+        dev: None,
+    };
+    let err = trainer
+        .run(
+            TaggerStart::Base(&tiny()),
+            &StopRule::default(),
+            &mut medlink::train::Silent,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("B-Gene") && err.contains("B-Disease"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tagger_trainer_reports_a_span_outside_its_document() {
+    let mut corpus = toy_corpus(2, 1);
+    corpus.documents[1].mentions[0].end = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = TaggerTrainer {
+        out: dir.path(),
+        threads: 1,
+        options: toy_options(2),
+        train: &corpus,
+        dev: None,
+    };
+    let err = trainer
+        .run(
+            TaggerStart::Base(&tiny()),
+            &StopRule::default(),
+            &mut medlink::train::Silent,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("document d1") && err.contains("10000"),
+        "{err}"
+    );
+}
