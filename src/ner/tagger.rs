@@ -122,6 +122,9 @@ pub struct Tagger {
     strategy: Strategy,
 }
 
+/// A window's encoding and its logits `[token][label]`.
+pub type WindowLogits = (Encoding, Vec<Vec<f32>>);
+
 /// One window of a text: its encoding and which text it belongs to.
 struct Window {
     text: usize,
@@ -259,7 +262,7 @@ impl Tagger {
     }
 
     /// Logits of every window of every text: `[text][window][token][label]`.
-    pub fn logits_batch(&self, texts: &[&str]) -> Result<Vec<Vec<(Encoding, Vec<Vec<f32>>)>>> {
+    pub fn logits_batch(&self, texts: &[&str]) -> Result<Vec<Vec<WindowLogits>>> {
         let mut windows = Vec::new();
         for (t, text) in texts.iter().enumerate() {
             for encoding in self.windows(text)? {
@@ -285,7 +288,7 @@ impl Tagger {
                 per_window[i] = Some(rows);
             }
         }
-        let mut out: Vec<Vec<(Encoding, Vec<Vec<f32>>)>> = vec![Vec::new(); texts.len()];
+        let mut out: Vec<Vec<WindowLogits>> = vec![Vec::new(); texts.len()];
         for (w, logits) in windows.into_iter().zip(per_window) {
             out[w.text].push((w.encoding, logits.unwrap_or_default()));
         }
@@ -309,7 +312,7 @@ impl Tagger {
     fn entities(
         &self,
         text: &str,
-        windows: &[(Encoding, Vec<Vec<f32>>)],
+        windows: &[WindowLogits],
         strategy: Strategy,
     ) -> Vec<Entity> {
         let chars = CharOffsets::new(text);
