@@ -18,7 +18,10 @@ use medlink::ner::tagger::{Tagger, TaggerOptions};
 fn main() -> anyhow::Result<()> {
     medlink::parallel::single_threaded_candle();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    anyhow::ensure!(args.len() >= 2, "usage: tag_throughput MODEL_DIR TEXTS.txt [options]");
+    anyhow::ensure!(
+        args.len() >= 2,
+        "usage: tag_throughput MODEL_DIR TEXTS.txt [options]"
+    );
     let (model, texts_path) = (PathBuf::from(&args[0]), PathBuf::from(&args[1]));
     let mut options = TaggerOptions::default();
     let mut entities_out = None;
@@ -41,7 +44,11 @@ fn main() -> anyhow::Result<()> {
     let tagger = Tagger::load(&model, &options)?;
     let tokens: usize = texts
         .iter()
-        .map(|t| tagger.windows(t).map(|w| w.iter().map(|e| e.len()).sum::<usize>()))
+        .map(|t| {
+            tagger
+                .windows(t)
+                .map(|w| w.iter().map(|e| e.len()).sum::<usize>())
+        })
         .sum::<medlink::Result<usize>>()?;
     let started = Instant::now();
     let entities = tagger.tag_batch(&texts, Strategy::First)?;

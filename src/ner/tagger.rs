@@ -309,12 +309,7 @@ impl Tagger {
         Ok(self.tag_batch(&[text], strategy)?.pop().unwrap_or_default())
     }
 
-    fn entities(
-        &self,
-        text: &str,
-        windows: &[WindowLogits],
-        strategy: Strategy,
-    ) -> Vec<Entity> {
+    fn entities(&self, text: &str, windows: &[WindowLogits], strategy: Strategy) -> Vec<Entity> {
         let chars = CharOffsets::new(text);
         let decode = |tokens: &[String]| -> String {
             match self.tokenizer.get_decoder() {
