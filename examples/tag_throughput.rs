@@ -3,7 +3,7 @@
 //! transformers pipeline on the same texts and model.
 //!
 //!     cargo run --release --example tag_throughput -- MODEL_DIR TEXTS.txt \
-//!         [--threads N] [--batch-size B] [--stride S] [--max-length L] [--entities OUT.jsonl]
+//!         [--threads N] [--batch-size B] [--batch-tokens T] [--stride S] [--max-length L] [--entities OUT.jsonl]
 //!
 //! Tokens are counted as the model sees them: every token of every window, special tokens
 //! included (what the pipeline's `input_ids` hold).
@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         match flag.as_str() {
             "--threads" => options.threads = value.parse()?,
             "--batch-size" => options.batch_size = value.parse()?,
+            "--batch-tokens" => options.batch_tokens = value.parse()?,
             "--stride" => options.stride = value.parse()?,
             "--max-length" => options.max_length = Some(value.parse()?),
             "--entities" => entities_out = Some(PathBuf::from(value)),

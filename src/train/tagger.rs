@@ -559,9 +559,9 @@ impl TaggerTrainer<'_> {
         TaggerOptions {
             max_length: Some(self.options.max_length),
             stride: self.options.stride,
-            batch_size: 16,
             threads: self.threads,
             strategy: Strategy::First,
+            ..TaggerOptions::default()
         }
     }
 
