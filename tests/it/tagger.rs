@@ -591,3 +591,73 @@ fn tagger_trainer_reports_a_span_outside_its_document() {
         "{err}"
     );
 }
+
+/// The toy corpus as a PubTator file (the first sentence as title, the rest as abstract).
+fn write_pubtator(corpus: &Corpus, path: &Path) {
+    let mut out = String::new();
+    for doc in &corpus.documents {
+        let cut = doc.text.find(" . ").map_or(doc.text.len(), |i| i + 2);
+        let (title, abstract_) = doc.text.split_at(cut);
+        let abstract_ = abstract_.strip_prefix(' ').unwrap_or(abstract_);
+        let id = &doc.id[1..];
+        out.push_str(&format!("{id}|t|{title}\n{id}|a|{abstract_}\n"));
+        for m in &doc.mentions {
+            out.push_str(&format!(
+                "{id}\t{}\t{}\t{}\t{}\t-1\n",
+                m.start, m.end, m.text, m.entity_type
+            ));
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn train_tagger_command_trains_and_refuses_to_overwrite_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.txt");
+    write_pubtator(&toy_corpus(8, 5), &train);
+    let spec = format!("pubtator:{}", train.display());
+    let out = dir.path().join("run");
+    let command = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_medlink"));
+        c.args(["train", "tagger", "--base"])
+            .arg(tiny())
+            .args([
+                "--train-corpus",
+                &spec,
+                "--dev-corpus",
+                &spec,
+                "--steps",
+                "3",
+                "--warmup-steps",
+                "1",
+            ])
+            .args([
+                "--max-length",
+                "16",
+                "--stride",
+                "4",
+                "--batch-size",
+                "4",
+                "--threads",
+                "1",
+                "--out",
+            ])
+            .arg(&out);
+        c
+    };
+    let first = command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(stderr.contains("best dev strict F1"), "{stderr}");
+    assert!(
+        out.join("best/config.json").is_file() && out.join("last/trainer_state.json").is_file()
+    );
+    let again = command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains("--resume"),
+        "{stderr}"
+    );
+}
