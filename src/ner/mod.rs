@@ -9,6 +9,10 @@
 //! Offsets are always **character** offsets (Unicode scalar values) into the text as given,
 //! end exclusive — what PubTator, brat and Python's `str` slicing count — never byte offsets.
 
+pub mod aggregate;
+pub mod labels;
+pub mod tagger;
+
 use serde::Serialize;
 
 pub mod annotate;

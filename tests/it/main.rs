@@ -20,4 +20,5 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
+mod tagger;
 mod train;
