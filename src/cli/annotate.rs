@@ -72,6 +72,10 @@ pub struct DetectorArgs {
     /// things; a short form defined in the document is still found).
     #[arg(long, default_value_t = 3)]
     pub min_acronym_chars: usize,
+    /// Also report dictionary names nested inside a match ("colitis" in "ulcerative colitis"),
+    /// for corpora annotated that way.
+    #[arg(long)]
+    pub nested: bool,
     /// Documents per batch (detection and linking are batched across documents).
     #[arg(long, default_value_t = 32)]
     pub docs_per_batch: usize,
@@ -194,6 +198,7 @@ fn dictionary_matcher(
     let matcher_options = MatcherOptions {
         min_chars: args.min_chars,
         acronym_min_chars: args.min_acronym_chars,
+        nested: args.nested,
         sources: query.sources.clone(),
         types: query.types.clone(),
         source_labels: pairs("--label", &args.labels)?.into_iter().collect(),

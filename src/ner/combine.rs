@@ -49,6 +49,7 @@ mod tests {
                             text: String::new(),
                             entity_type: String::new(),
                             score: 1.0,
+                            concepts: Vec::new(),
                         })
                         .collect()
                 })

@@ -35,6 +35,10 @@ pub struct Mention {
     pub entity_type: String,
     /// Detector confidence in 0..=1 (the dictionary matcher reports 1).
     pub score: f32,
+    /// Ids of the concepts whose name the detector matched (dictionary matcher); empty when
+    /// the detector does not know (a tagger). The annotate pipeline ranks these first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub concepts: Vec<String>,
 }
 
 /// Finds mention spans in texts. Implementations are synchronous and batch-first: the

@@ -419,6 +419,7 @@ impl MentionDetector for Tagger {
                         end: e.end,
                         entity_type: e.entity_group,
                         score: e.score,
+                        concepts: Vec::new(),
                     })
                     .collect()
             })
