@@ -17,4 +17,5 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
+mod server;
 mod train;
