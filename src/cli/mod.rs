@@ -250,7 +250,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
     /// Require `Authorization: Bearer KEY` on every /v1 route [default: $MEDLINK_API_KEY].
-    #[arg(long, value_name = "KEY", env = "MEDLINK_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "MEDLINK_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
     /// Allow cross-origin requests from this origin (`*` for any); repeat for several.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
@@ -327,6 +332,8 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: `medlink serve` logs usually go to a file or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -52,9 +52,16 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, bound) in self.bounds.iter().enumerate() {
             cumulative += self.counts[i];
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let braces = |s: &str| {
             if s.is_empty() {
                 String::new()
@@ -197,9 +204,8 @@ mod tests {
         assert!(text.contains(
             "medlink_request_duration_seconds_bucket{route=\"/v1/link\",le=\"0.025\"} 2"
         ));
-        assert!(text.contains(
-            "medlink_request_duration_seconds_bucket{route=\"/v1/link\",le=\"+Inf\"} 3"
-        ));
+        assert!(text
+            .contains("medlink_request_duration_seconds_bucket{route=\"/v1/link\",le=\"+Inf\"} 3"));
         assert!(text.contains("medlink_batch_size_count 0"));
     }
 }

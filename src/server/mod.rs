@@ -189,10 +189,7 @@ async fn v1_guard(State(state): State<AppState>, request: Request, next: Next) -
             state.metrics.reject("timeout");
             ApiError::unavailable(
                 "timeout",
-                format!(
-                    "the request took longer than {:.1}s",
-                    timeout.as_secs_f64()
-                ),
+                format!("the request took longer than {:.1}s", timeout.as_secs_f64()),
                 1,
             )
             .into_response()
@@ -248,7 +245,9 @@ pub fn serve(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("bind {addr}"), e))?;
-        let local = listener.local_addr().map_err(|e| Error::io("listener", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("listener", e))?;
         eprintln!("medlink serve: listening on http://{local}/ (loading indexes)");
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<BoxError>();
         let loading = state.clone();

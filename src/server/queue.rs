@@ -161,10 +161,9 @@ fn worker(
             .collect();
         let started = Instant::now();
         // A panic in the model must not kill the worker and strand every later request.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            encoder.encode(&texts)
-        }))
-        .unwrap_or_else(|_| Err(Error::Internal("the encoder panicked".into())));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encoder.encode(&texts)))
+                .unwrap_or_else(|_| Err(Error::Internal("the encoder panicked".into())));
         metrics.observe_batch(texts.len(), started.elapsed().as_secs_f64());
         match result {
             Ok(vectors) if vectors.len() == texts.len() => {

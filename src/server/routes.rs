@@ -32,7 +32,11 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 pub(super) fn indexes(state: &AppState) -> Result<&Indexes, ApiError> {
     state.indexes.get().ok_or_else(|| {
-        ApiError::unavailable("not_ready", "the indexes are still loading; retry shortly", 5)
+        ApiError::unavailable(
+            "not_ready",
+            "the indexes are still loading; retry shortly",
+            5,
+        )
     })
 }
 
@@ -43,7 +47,12 @@ fn pick(indexes: &Indexes, name: Option<&str>) -> Result<&'static ServedIndex, A
             format!(
                 "no index named `{}` (served: {})",
                 name.unwrap_or_default(),
-                indexes.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+                indexes
+                    .by_name
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })
@@ -437,7 +446,9 @@ pub async fn concept(
     security(("api_key" = [])),
     tag = "concepts"
 )]
-pub async fn list_indexes(State(state): State<AppState>) -> Result<Json<IndexesResponse>, ApiError> {
+pub async fn list_indexes(
+    State(state): State<AppState>,
+) -> Result<Json<IndexesResponse>, ApiError> {
     let indexes = indexes(&state)?;
     Ok(Json(IndexesResponse {
         indexes: indexes
@@ -505,7 +516,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")), tag = "operations")]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

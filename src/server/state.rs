@@ -237,11 +237,11 @@ impl AppState {
             let mut types: Vec<(&str, usize)> = type_counts.into_iter().collect();
             types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let served: &'static ServedIndex = Box::leak(Box::new(ServedIndex {
-                    name: spec.name,
-                    index: spec.index,
-                    linker,
-                    queue,
-                    children,
+                name: spec.name,
+                index: spec.index,
+                linker,
+                queue,
+                children,
                 types: types.into_iter().map(|(t, _)| t.to_string()).collect(),
             }));
             by_name.insert(served.name.clone(), served);

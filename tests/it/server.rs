@@ -302,27 +302,63 @@ async fn search_answers_and_validates() {
     let source = sample_index().dictionary.sources()[0].name.clone();
     let a = get(
         &app,
-        &format!("/v1/search?q=angina&source={source}&source=OTHER"),
+        &format!("/v1/search?q=angina&source={source}&source={source}"),
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = get(&app, "/v1/search?q=angina&source=OTHER").await;
+    assert_eq!(a.error(StatusCode::UNPROCESSABLE_ENTITY), "invalid_request");
 
     for (uri, status, code) in [
-        ("/v1/search", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("/v1/search?q=", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("/v1/search?q=a&k=0", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("/v1/search?q=a&k=101", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("/v1/search?q=a&k=-1", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("/v1/search?q=a&kk=3", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("/v1/search?q=a&index=nope", StatusCode::NOT_FOUND, "unknown_index"),
-        ("/v1/search?q=%FF%FE", StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (
+            "/v1/search",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "/v1/search?q=",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "/v1/search?q=a&k=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "/v1/search?q=a&k=101",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "/v1/search?q=a&k=-1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "/v1/search?q=a&kk=3",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "/v1/search?q=a&index=nope",
+            StatusCode::NOT_FOUND,
+            "unknown_index",
+        ),
+        (
+            "/v1/search?q=%FF%FE",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
     ] {
         let a = get(&app, uri).await;
         assert_eq!(a.error(status), code, "{uri}");
     }
     let long = format!("/v1/search?q={}", "a".repeat(1001));
     assert_eq!(
-        get(&app, &long).await.error(StatusCode::UNPROCESSABLE_ENTITY),
+        get(&app, &long)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY),
         "invalid_request"
     );
 }
@@ -385,17 +421,34 @@ async fn api_key_guards_every_v1_route_only() {
         ..ServerConfig::default()
     }));
     let body = json!({"mentions": [{"mention": "angina"}]}).to_string();
-    for auth in [None, Some("Bearer wrong"), Some("Bearer s3cret-ke"), Some("s3cret-key")] {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cret-ke"),
+        Some("s3cret-key"),
+    ] {
         let mut request = Request::post("/v1/link");
         if let Some(auth) = auth {
             request = request.header(header::AUTHORIZATION, auth);
         }
         let a = send(&app, request.body(Body::from(body.clone())).unwrap()).await;
-        assert_eq!(a.error(StatusCode::UNAUTHORIZED), "unauthorized", "{auth:?}");
+        assert_eq!(
+            a.error(StatusCode::UNAUTHORIZED),
+            "unauthorized",
+            "{auth:?}"
+        );
         assert_eq!(a.headers[header::WWW_AUTHENTICATE], "Bearer");
     }
-    for uri in ["/v1/search?q=angina", "/v1/concepts/CARD:0001", "/v1/indexes"] {
-        assert_eq!(get(&app, uri).await.status, StatusCode::UNAUTHORIZED, "{uri}");
+    for uri in [
+        "/v1/search?q=angina",
+        "/v1/concepts/CARD:0001",
+        "/v1/indexes",
+    ] {
+        assert_eq!(
+            get(&app, uri).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
     }
     let a = send(
         &app,
@@ -424,7 +477,10 @@ async fn concurrency_limit_is_429_and_full_queue_is_503() {
     let a = get(&app, "/v1/search?q=angina").await;
     assert_eq!(a.error(StatusCode::TOO_MANY_REQUESTS), "too_many_requests");
     drop(held);
-    assert_eq!(get(&app, "/v1/search?q=angina").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/v1/search?q=angina").await.status,
+        StatusCode::OK
+    );
 
     // Fill the encoder queue: the request is refused before any work, with Retry-After.
     let served = state.indexes.get().unwrap().get(None).unwrap();
@@ -463,9 +519,21 @@ async fn limits_are_configurable() {
         },
         ..ServerConfig::default()
     }));
-    let a = link(&app, json!({"mentions": [{"mention": "a"}, {"mention": "b"}, {"mention": "c"}]})).await;
+    let a = link(
+        &app,
+        json!({"mentions": [{"mention": "a"}, {"mention": "b"}, {"mention": "c"}]}),
+    )
+    .await;
     assert_eq!(a.error(StatusCode::PAYLOAD_TOO_LARGE), "too_many_mentions");
-    let a = post(&app, "/v1/link", format!("{{\"mentions\": [{{\"mention\": \"{}\"}}]}}", "a".repeat(300))).await;
+    let a = post(
+        &app,
+        "/v1/link",
+        format!(
+            "{{\"mentions\": [{{\"mention\": \"{}\"}}]}}",
+            "a".repeat(300)
+        ),
+    )
+    .await;
     assert_eq!(a.error(StatusCode::PAYLOAD_TOO_LARGE), "payload_too_large");
     let a = link(
         &app,
@@ -495,13 +563,25 @@ async fn limits_are_configurable() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = app();
-    assert_eq!(get(&app, "/v2/link").await.error(StatusCode::NOT_FOUND), "no_route");
     assert_eq!(
-        get(&app, "/v1/link").await.error(StatusCode::METHOD_NOT_ALLOWED),
+        get(&app, "/v2/link").await.error(StatusCode::NOT_FOUND),
+        "no_route"
+    );
+    assert_eq!(
+        get(&app, "/v1/link")
+            .await
+            .error(StatusCode::METHOD_NOT_ALLOWED),
         "method_not_allowed"
     );
-    let a = send(&app, Request::delete("/v1/search").body(Body::empty()).unwrap()).await;
-    assert_eq!(a.error(StatusCode::METHOD_NOT_ALLOWED), "method_not_allowed");
+    let a = send(
+        &app,
+        Request::delete("/v1/search").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        a.error(StatusCode::METHOD_NOT_ALLOWED),
+        "method_not_allowed"
+    );
 }
 
 #[tokio::test]
@@ -519,13 +599,19 @@ async fn request_ids_are_echoed_or_made() {
     let a = send(
         &app,
         Request::get("/healthz")
-            .header("x-request-id", "bad id with spaces\u{7f}")
+            .header("x-request-id", "bad id with spaces")
             .body(Body::empty())
             .unwrap(),
     )
     .await;
-    assert!(a.headers["x-request-id"].to_str().unwrap().starts_with("req-"));
-    assert!(get(&app, "/healthz").await.headers.contains_key("x-request-id"));
+    assert!(a.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req-"));
+    assert!(get(&app, "/healthz")
+        .await
+        .headers
+        .contains_key("x-request-id"));
 }
 
 #[tokio::test]
@@ -555,7 +641,11 @@ async fn cors_is_off_unless_an_origin_is_given() {
 #[tokio::test]
 async fn metrics_count_requests_batches_and_queue() {
     let app = app();
-    link(&app, json!({"mentions": [{"mention": "angina"}, {"mention": "MI"}]})).await;
+    link(
+        &app,
+        json!({"mentions": [{"mention": "angina"}, {"mention": "MI"}]}),
+    )
+    .await;
     get(&app, "/v1/search?q=angina&k=0").await;
     get(&app, "/v1/concepts/CARD:0001").await;
     let a = get(&app, "/metrics").await;
@@ -656,36 +746,112 @@ async fn openapi_document_matches_the_routes() {
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
 }
 
-/// Log lines name route, status and request id, never bodies or mention text.
-#[tokio::test]
-async fn mention_text_never_reaches_the_log() {
-    #[derive(Clone, Default)]
-    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
+/// One HTTP/1.1 exchange over a fresh connection: (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The real binary: listens on a loopback port, answers, logs route / status / request id but
+/// never bodies, query strings or mention text (even at trace level), and exits 0 on SIGTERM.
+#[test]
+fn serve_binary_logs_no_mention_text_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let index_dir = sample_index().dir.clone();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medlink"))
+        .env("MEDLINK_CACHE", crate::common::cache_dir())
+        .env("RUST_LOG", "trace")
+        .args(["serve", "--addr", "127.0.0.1:0", "--index"])
+        .arg(format!("cardio={}", index_dir.display()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+    });
+    let mut log = String::new();
+    let mut addr = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split('/').next().map(str::to_string);
+        }
+        if line.contains("ready in") {
+            break;
         }
     }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let app = app();
-    link(&app, json!({"mentions": [{"mention": "zebrasecret angina"}]})).await;
-    link(&app, json!({"mentions": [{"mention": "zebrasecret"}], "k": 0})).await;
-    post(&app, "/v1/link", "{\"mentions\": [\"zebrasecret").await;
-    get(&app, "/v1/search?q=zebrasecret").await;
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("/v1/link"), "{log}");
+    let addr = addr.unwrap_or_else(|| panic!("the server did not start:\n{log}"));
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/v1/link",
+        r#"{"mentions": [{"mention": "zebrasecret angina"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("CARD:0004"), "{body}");
+    let (status, _) = http(&addr, "POST", "/v1/link", r#"{"mentions": ["zebrasecret"#);
+    assert_eq!(status, 400);
+    let (status, _) = http(
+        &addr,
+        "POST",
+        "/v1/link",
+        r#"{"mentions": [{"mention": "zebrasecret"}], "k": 0}"#,
+    );
+    assert_eq!(status, 422);
+    let (status, _) = http(&addr, "GET", "/v1/search?q=zebrasecret", "");
+    assert_eq!(status, 200);
+    let (status, _) = http(&addr, "GET", "/healthz", "");
+    assert_eq!(status, 200);
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(2)) {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert!(exit.success(), "exit {exit:?}:\n{log}");
+    assert!(log.contains("route=\"/v1/link\""), "{log}");
     assert!(log.contains("status=422"), "{log}");
-    assert!(!log.contains("zebrasecret"), "{log}");
+    assert!(log.contains("shutdown signal received"), "{log}");
+    assert!(
+        !log.contains("zebrasecret"),
+        "mention text in the log:\n{log}"
+    );
 }
 
 /// The acceptance query on the real HPO index.
@@ -704,7 +870,12 @@ async fn big_head_is_macrocephaly_on_hpo() {
     );
     let a = get(&app, "/v1/search?q=big%20head&k=5").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-    assert_eq!(a.json()["candidates"][0]["name"], "Macrocephaly", "{}", a.text);
+    assert_eq!(
+        a.json()["candidates"][0]["name"],
+        "Macrocephaly",
+        "{}",
+        a.text
+    );
     let a = get(&app, "/v1/concepts/HP:0000256").await;
     let c = a.json();
     assert_eq!(c["name"], "Macrocephaly");
