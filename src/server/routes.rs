@@ -406,7 +406,7 @@ pub async fn concept(
                 .collect()
         })
         .unwrap_or_default();
-    children.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    children.sort_by_key(|c| c.name.to_lowercase());
     Ok(Json(ConceptResponse {
         index: served.name.clone(),
         id: concept.id.clone(),
