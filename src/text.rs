@@ -12,18 +12,62 @@ use unicode_normalization::UnicodeNormalization;
 
 /// Canonical form of a name or mention for exact matching.
 pub fn normalize(text: &str) -> String {
+    normalize_with_offsets(text).text
+}
+
+/// A normal form together with where each of its bytes came from in the original text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedText {
+    /// Exactly [`normalize`]'s output.
+    pub text: String,
+    /// For every byte of `text`, the character index (not byte) in the original text of the
+    /// character it came from. A separating space maps to the character that ended the
+    /// previous word.
+    pub origin: Vec<u32>,
+}
+
+impl NormalizedText {
+    /// The original character span `start..end` (end exclusive) of the normalised bytes
+    /// `from..to`, which must start and end inside words (not on a separating space).
+    pub fn original_span(&self, from: usize, to: usize) -> (usize, usize) {
+        (self.origin[from] as usize, self.origin[to - 1] as usize + 1)
+    }
+}
+
+/// [`normalize`], remembering the original character of every output byte, so that a match
+/// found in normalised text (the dictionary matcher's) maps back to character offsets of the
+/// text as given. Each original character is decomposed on its own; since every character
+/// that canonical reordering could move is a combining mark, and combining marks are dropped,
+/// this equals decomposing the whole string.
+pub fn normalize_with_offsets(text: &str) -> NormalizedText {
     let mut out = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len());
     let mut pending_space = false;
-    let chars: Vec<char> = text.nfkd().filter(|c| !is_combining_mark(*c)).collect();
+    let mut last_char = 0u32;
+    // (decomposed character, index of the original character it came from)
+    let mut chars: Vec<(char, u32)> = Vec::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        // ASCII decomposes to itself: skip the decomposition machinery for most text.
+        if c.is_ascii() {
+            chars.push((c, i as u32));
+        } else {
+            chars.extend(
+                std::iter::once(c)
+                    .nfkd()
+                    .filter(|d| !is_combining_mark(*d))
+                    .map(|d| (d, i as u32)),
+            );
+        }
+    }
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
+        let (c, from) = chars[i];
         // Possessive: "Crohn's" -> "crohn", "Alzheimer’s" -> "alzheimer".
         if (c == '\'' || c == '\u{2019}')
             && i > 0
-            && chars[i - 1].is_alphanumeric()
-            && matches!(chars.get(i + 1), Some('s') | Some('S'))
-            && !chars.get(i + 2).is_some_and(|n| n.is_alphanumeric())
+            && chars[i - 1].0.is_alphanumeric()
+            && matches!(chars.get(i + 1), Some(('s', _)) | Some(('S', _)))
+            && !chars.get(i + 2).is_some_and(|n| n.0.is_alphanumeric())
         {
             i += 2;
             continue;
@@ -31,15 +75,20 @@ pub fn normalize(text: &str) -> String {
         if c.is_alphanumeric() {
             if pending_space && !out.is_empty() {
                 out.push(' ');
+                origin.push(last_char);
             }
             pending_space = false;
-            out.extend(c.to_lowercase());
+            for lower in c.to_lowercase() {
+                out.push(lower);
+                origin.extend(std::iter::repeat_n(from, lower.len_utf8()));
+            }
+            last_char = from;
         } else {
             pending_space = true;
         }
         i += 1;
     }
-    out
+    NormalizedText { text: out, origin }
 }
 
 /// A singular form of a normalised text, if its last word looks like a regular English plural.
@@ -96,6 +145,21 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(normalize(input), expected, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn offsets_point_back_to_original_characters() {
+        let n = normalize_with_offsets("Ä Crohn's  Dísease, ＣＯＶＩＤ");
+        assert_eq!(n.text, "a crohn disease covid");
+        assert_eq!(n.origin.len(), n.text.len());
+        let span = |word: &str| {
+            let from = n.text.find(word).unwrap();
+            n.original_span(from, from + word.len())
+        };
+        assert_eq!(span("a"), (0, 1));
+        assert_eq!(span("crohn"), (2, 7));
+        assert_eq!(span("crohn disease"), (2, 18));
+        assert_eq!(span("covid"), (20, 25));
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
+        Command::Annotate(args) => super::annotate::run(*args, &cache),
         Command::Serve(args) => serve(*args, cache),
         Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
+        Command::Eval(EvalCommand::E2e(args)) => super::annotate::eval_e2e(*args, &cache),
         Command::Train(command) => super::train::run(command, &cache),
         Command::Eval(EvalCommand::Ner { gold, predicted }) => {
             let gold = gold.parse::<crate::eval::CorpusSpec>()?.load()?;
@@ -207,7 +209,10 @@ pub(super) fn open_index(index: Option<&Path>, model: &ModelArgs, cache: &Path) 
 }
 
 /// The index to query and the encoder of the model it was built with.
-fn open_index_and_encoder(args: &QueryArgs, cache: &Path) -> Result<(Index, BertEncoder)> {
+pub(super) fn open_index_and_encoder(
+    args: &QueryArgs,
+    cache: &Path,
+) -> Result<(Index, BertEncoder)> {
     let index = open_index(args.index.as_deref(), &args.model, cache)?;
     let encoder = encoder_for(&index, &args.model, cache)?;
     Ok((index, encoder))
@@ -222,7 +227,7 @@ pub(super) fn encoder_for(index: &Index, model: &ModelArgs, cache: &Path) -> Res
     )?)
 }
 
-fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
+pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
     let options = LinkOptions {
         k: args.k,
         mode: args.mode.parse()?,

@@ -2,6 +2,7 @@
 //! printed once on stderr with their cause chain, and the exit code says whose fault it was:
 //! 2 for bad input, 1 for a runtime failure, 70 for a bug.
 
+mod annotate;
 mod commands;
 mod progress;
 mod train;
@@ -45,6 +46,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Link mentions read as JSON lines on stdin; write JSON lines to stdout.
     Link(LinkArgs),
+    /// Find and link the mentions in documents: text, JSONL or PubTator in; JSONL or PubTator out.
+    Annotate(Box<annotate::AnnotateArgs>),
     /// Embed lines of text from stdin; write one JSON array of floats per line to stdout.
     Embed(EmbedArgs),
     /// Serve the HTTP API and the web page (default http://127.0.0.1:8080/).
@@ -61,9 +64,13 @@ pub enum Command {
 pub enum EvalCommand {
     /// Link the gold mentions of a corpus and report acc@k and MRR.
     Link(Box<EvalLinkArgs>),
+    /// End-to-end concept recognition: annotate a corpus's texts, then score spans, linked
+    /// mentions (span + concept) and document concept sets.
+    E2e(Box<annotate::EvalE2eArgs>),
     /// Score predicted mention spans against gold spans: strict and lenient P/R/F1 per type.
     Ner {
-        /// Gold corpus, FORMAT:PATH (pubtator, phenobert, phenotagger, medprocner, brat).
+        /// Gold corpus, FORMAT:PATH (pubtator, phenobert, phenotagger, medprocner, brat, ade,
+        /// conll, e3c).
         #[arg(long, value_name = "FORMAT:PATH")]
         gold: String,
         /// Predicted spans in any corpus format (ids are ignored).
@@ -77,7 +84,8 @@ pub struct EvalLinkArgs {
     #[command(flatten)]
     pub query: QueryArgs,
     /// FORMAT:PATH[#OPTIONS], FORMAT one of pubtator, phenobert, phenotagger, medprocner,
-    /// brat; OPTIONS types=T1+T2, split=train|dev, dev-fraction=F, seed=N (comma-separated).
+    /// brat, ade, conll, e3c; OPTIONS types=T1+T2, split=train|dev, dev-fraction=F, seed=N,
+    /// part=train|test (e3c's published split), comma-separated.
     #[arg(long, value_name = "FORMAT:PATH[#OPTIONS]")]
     pub corpus: String,
     /// Training corpus for the seen / unseen breakdown (same syntax as --corpus).

@@ -144,7 +144,9 @@ impl SeenSets {
     }
 }
 
-fn primary_id(index: &Index, id: &str) -> String {
+/// The primary id of the concept `id` names in the index (secondary ids resolve to their
+/// concept), else `id` normalised.
+pub(crate) fn primary_id(index: &Index, id: &str) -> String {
     index
         .dictionary
         .get(id)

@@ -294,7 +294,7 @@ pub struct Prf {
 }
 
 impl Prf {
-    fn from_counts(tp: usize, fp: usize, fn_: usize) -> Self {
+    pub fn from_counts(tp: usize, fp: usize, fn_: usize) -> Self {
         let precision = ratio(tp as f64, tp + fp);
         let recall = ratio(tp as f64, tp + fn_);
         let f1 = if precision + recall > 0.0 {

@@ -3,8 +3,12 @@
 //! as extra dictionary names.
 
 pub mod abbrev;
+pub mod ade;
 pub mod biosyn;
 pub mod brat;
+pub mod conll;
+pub mod e2e;
+pub mod e3c;
 pub mod hpo_corpora;
 pub mod link;
 pub mod medprocner;

@@ -7,6 +7,9 @@
 //! | `phenotagger` | `GOLD.tsv,INPUT.PubTator` (GSC+ in the PhenoTagger layout)  |
 //! | `medprocner`  | the MedProcNER directory or its TSV                         |
 //! | `brat`        | a directory of `.txt` + `.ann` pairs                        |
+//! | `ade`         | the ADE corpus v2 directory or its `DRUG-AE.rel`            |
+//! | `conll`       | a CoNLL-style IOB file (token and label per line)           |
+//! | `e3c`         | an E3C `layer1` directory of one language (UIMA XMI)        |
 //!
 //! Options, after `#`, separated by commas, select part of the corpus:
 //! - `types=T1+T2`: keep only gold mentions of these entity types (case-insensitive); every
@@ -15,6 +18,7 @@
 //! - `split=train|dev`: one side of the deterministic document split of [`super::split`],
 //!   with `dev-fraction=F` (0 < F < 1, default 0.2) and `seed=N` (default 0). The two sides
 //!   of one fraction and seed never share a document.
+//! - `part=train|test`: the corpus's own published split, where it has one (`e3c`).
 //!
 //! `medprocner:DIR#split=dev,dev-fraction=0.2,seed=0` is the held-out fifth of MedProcNER;
 //! `pubtator:CDR_TrainingSet.PubTator.txt#types=Disease` the disease mentions of BC5CDR train.
@@ -25,11 +29,11 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use super::{brat, hpo_corpora, medprocner, pubtator, split, Corpus};
+use super::{ade, brat, conll, e3c, hpo_corpora, medprocner, pubtator, split, Corpus};
 use crate::error::{Error, Result};
 
-const CORPUS_FORMATS: &str = "pubtator, phenobert, phenotagger, medprocner, brat";
-const OPTIONS: &str = "types, split, dev-fraction, seed";
+const CORPUS_FORMATS: &str = "pubtator, phenobert, phenotagger, medprocner, brat, ade, conll, e3c";
+const OPTIONS: &str = "types, split, dev-fraction, seed, part";
 const DEFAULT_DEV_FRACTION: f64 = 0.2;
 
 /// Which side of a document split a spec keeps.
@@ -55,6 +59,8 @@ pub struct CorpusSpec {
     /// Entity types of gold mentions to keep; empty keeps all.
     pub types: Vec<String>,
     pub split: Option<SplitPart>,
+    /// The corpus's published part (`part=train|test`), for formats that have one.
+    pub part: Option<String>,
 }
 
 impl FromStr for CorpusSpec {
@@ -84,6 +90,7 @@ impl FromStr for CorpusSpec {
             path: path.to_string(),
             types: Vec::new(),
             split: None,
+            part: None,
         };
         let (mut side, mut fraction, mut seed) = (None, None, None);
         let mut seen = Vec::new();
@@ -108,6 +115,17 @@ impl FromStr for CorpusSpec {
                         "dev" => Side::Dev,
                         _ => return Err(bad(format!("split must be train or dev, not `{value}`"))),
                     })
+                }
+                "part" => {
+                    if format != "e3c" {
+                        return Err(bad(format!(
+                            "part= needs a corpus with a published split (e3c), not {format}"
+                        )));
+                    }
+                    if value != "train" && value != "test" {
+                        return Err(bad(format!("part must be train or test, not `{value}`")));
+                    }
+                    spec.part = Some(value.to_string());
                 }
                 "dev-fraction" => {
                     let f: f64 = value
@@ -155,6 +173,9 @@ impl fmt::Display for CorpusSpec {
         if !self.types.is_empty() {
             options.push(format!("types={}", self.types.join("+")));
         }
+        if let Some(part) = &self.part {
+            options.push(format!("part={part}"));
+        }
         if let Some(part) = &self.split {
             let side = match part.side {
                 Side::Train => "train",
@@ -188,11 +209,25 @@ impl CorpusSpec {
             }
             "medprocner" => medprocner::load(path),
             "brat" => brat::load_dir(path),
+            "ade" => ade::load(path),
+            "conll" => conll::load(path),
+            "e3c" => e3c::load_dir(path),
             other => Err(Error::UnknownFormat {
                 found: other.to_string(),
                 expected: CORPUS_FORMATS.to_string(),
             }),
         }?;
+        if let Some(part) = &self.part {
+            let train = e3c::official_training_ids(path)?;
+            corpus
+                .documents
+                .retain(|d| train.contains(&d.id) == (part == "train"));
+            if corpus.documents.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "corpus `{self}`: the {part} part has no document"
+                )));
+            }
+        }
         if let Some(part) = &self.split {
             let (train, dev) = split::split(&corpus, part.dev_fraction, part.seed);
             corpus = match part.side {

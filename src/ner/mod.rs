@@ -1,7 +1,7 @@
 //! The NER stage: finding mention spans in running text.
 //!
 //! Two detectors share one seam, [`MentionDetector`]: a dictionary matcher over an index's
-//! names ([`dictionary`]) and a transformer token classifier ([`tagger`], Hugging Face
+//! names ([`dictionary`]) and a transformer token classifier (`tagger`, Hugging Face
 //! `BertForTokenClassification` layout). The annotate pipeline ([`annotate`]) runs a detector,
 //! expands abbreviations defined in the document and links every mention with the
 //! [`crate::linker::Linker`].
@@ -10,6 +10,11 @@
 //! end exclusive — what PubTator, brat and Python's `str` slicing count — never byte offsets.
 
 use serde::Serialize;
+
+pub mod annotate;
+pub mod combine;
+pub mod dictionary;
+pub mod io;
 
 use crate::error::Result;
 

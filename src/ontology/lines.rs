@@ -81,6 +81,21 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
+    /// The next line as raw bytes, line end included (for readers that must keep the input
+    /// byte for byte); `None` at end of file.
+    pub fn next_raw_line(&mut self) -> Result<Option<(usize, &[u8])>> {
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| Error::io(&self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        Ok(Some((self.line_no, &self.buf)))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -5,13 +5,13 @@ use std::process::{Command, Stdio};
 
 use crate::common::{cache_dir, shared_data};
 
-fn medlink() -> Command {
+pub(crate) fn medlink() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_medlink"));
     cmd.env("MEDLINK_CACHE", cache_dir());
     cmd
 }
 
-fn run(cmd: &mut Command, stdin: &[u8]) -> (i32, String, String) {
+pub(crate) fn run(cmd: &mut Command, stdin: &[u8]) -> (i32, String, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -28,7 +28,7 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> (i32, String, String) {
 }
 
 /// `medlink index build` over the sample cardiology vocabulary into `parent/cardio`.
-fn build_sample_index(parent: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn build_sample_index(parent: &std::path::Path) -> std::path::PathBuf {
     let out = parent.join("cardio");
     let sample = format!(
         "tsv:{}/ontologies/samples/custom.tsv",

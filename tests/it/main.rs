@@ -1,5 +1,6 @@
 //! medlink integration tests: one binary, one module per area.
 
+mod annotate;
 mod cli;
 mod common;
 mod encoder;
@@ -7,10 +8,12 @@ mod eval_abbrev;
 mod eval_biosyn;
 mod eval_mentions;
 mod eval_metrics;
+mod eval_ner_corpora;
 mod eval_readers;
 mod index_dense;
 mod index_lexical;
 mod linker;
+mod ner_dictionary;
 mod ontology_custom;
 mod ontology_icd10cm;
 mod ontology_medic;
