@@ -481,9 +481,11 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
         .collect();
     let model = args.model.clone();
     let load: crate::server::Loader = Box::new(move || {
-        let opened: Vec<(String, Index)> = if named.is_empty() {
+        // The default HPO index annotates phenotypes only, as `medlink annotate` does.
+        let opened: Vec<(String, Index, Vec<String>)> = if named.is_empty() {
             let index = open_index(None, &model, &cache)?;
-            vec![("hpo".to_string(), index)]
+            let phenotypes = vec![super::annotate::DEFAULT_HPO_TYPE.to_string()];
+            vec![("hpo".to_string(), index, phenotypes)]
         } else {
             named
                 .iter()
@@ -495,14 +497,14 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_else(|| "index".into())
                     });
-                    Ok((name, open_index(Some(dir), &model, &cache)?))
+                    Ok((name, open_index(Some(dir), &model, &cache)?, Vec::new()))
                 })
                 .collect::<Result<_>>()?
         };
         // One encoder (and so one queue and worker) per distinct model.
         let mut encoders: Vec<&'static BertEncoder> = Vec::new();
         let mut specs = Vec::new();
-        for (name, index) in opened {
+        for (name, index, annotate_types) in opened {
             let index: &'static Index = Box::leak(Box::new(index));
             let shared = encoders
                 .iter()
@@ -524,6 +526,7 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
                 name,
                 index,
                 encoder,
+                annotate_types,
             });
         }
         Ok(specs)

@@ -231,3 +231,79 @@ pub struct HealthResponse {
     /// `ok`, or `loading` on `/readyz` before the indexes are open.
     pub status: String,
 }
+
+/// `POST /v1/annotate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotateRequest {
+    /// Documents to annotate (1..=max mentions per request), answered in order.
+    #[schema(example = json!(["The boy had a big head and recurrent seizures."]))]
+    pub texts: Vec<String>,
+    /// Concepts per mention (1..=100, default 10).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Index name; default: the server's default index.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// `hybrid` (default), `dense` or `lexical`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Weight of the dense score in hybrid mode (0..=1, default 0.6).
+    #[serde(default)]
+    pub alpha: Option<f32>,
+    /// Link only against concepts of these sources.
+    #[serde(default, alias = "source")]
+    pub sources: Vec<String>,
+    /// Link only against concepts of these types [default: the index's annotate types; the
+    /// default HPO index: `Phenotypic abnormality`].
+    #[serde(default, alias = "type")]
+    pub types: Vec<String>,
+    /// Use abbreviations defined in the text (default true).
+    #[serde(default)]
+    pub abbreviations: Option<bool>,
+}
+
+/// One mention found in a text, with its ranked concepts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AnnotatedMention {
+    /// Character offsets (Unicode scalar values) into the text, end exclusive.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    /// Entity type: the detector's label (the matched concept's source for the dictionary).
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    /// Detector confidence (1 for dictionary matches).
+    pub score: f32,
+    /// The long form the mention was linked by, when it is an abbreviation defined in the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_text: Option<String>,
+    pub candidates: Vec<CandidateDto>,
+}
+
+impl From<crate::ner::annotate::LinkedMention> for AnnotatedMention {
+    fn from(m: crate::ner::annotate::LinkedMention) -> Self {
+        AnnotatedMention {
+            start: m.start,
+            end: m.end,
+            text: m.text,
+            entity_type: m.entity_type,
+            score: m.score,
+            linked_text: m.linked_text,
+            candidates: m.candidates.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AnnotatedText {
+    /// Mentions sorted by start.
+    pub mentions: Vec<AnnotatedMention>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AnnotateResponse {
+    pub index: String,
+    /// One entry per text, in request order.
+    pub results: Vec<AnnotatedText>,
+}

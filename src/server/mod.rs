@@ -46,6 +46,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/link", post(routes::link))
+        .route("/v1/annotate", post(routes::annotate))
         .route("/v1/search", get(routes::search))
         .route("/v1/concepts/{id}", get(routes::concept))
         .route("/v1/indexes", get(routes::list_indexes))

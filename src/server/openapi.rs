@@ -15,6 +15,7 @@ use super::routes;
     ),
     paths(
         routes::link,
+        routes::annotate,
         routes::search,
         routes::concept,
         routes::list_indexes,
@@ -31,6 +32,10 @@ use super::routes;
         LinkRequest,
         LinkResult,
         LinkResponse,
+        AnnotateRequest,
+        AnnotatedMention,
+        AnnotatedText,
+        AnnotateResponse,
         CandidateDto,
         SearchResponse,
         ConceptResponse,

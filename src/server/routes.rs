@@ -274,6 +274,92 @@ pub async fn link(
     }))
 }
 
+/// Find mentions in texts and link them (the NER stage's dictionary matcher + the linker).
+#[utoipa::path(
+    post,
+    path = "/v1/annotate",
+    request_body = AnnotateRequest,
+    responses(
+        (status = 200, description = "Mentions with character offsets and candidates, one entry per text", body = AnnotateResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong API key", body = ErrorResponse),
+        (status = 404, description = "Unknown index", body = ErrorResponse),
+        (status = 413, description = "Body too large or too many texts", body = ErrorResponse),
+        (status = 422, description = "Wrong types, no texts, a text too long, k out of range", body = ErrorResponse),
+        (status = 429, description = "Too many concurrent requests", body = ErrorResponse),
+        (status = 503, description = "Queue full, timeout or not ready (Retry-After)", body = ErrorResponse),
+    ),
+    security(("api_key" = [])),
+    tag = "linking"
+)]
+pub async fn annotate(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AnnotateResponse>, ApiError> {
+    use crate::ner::annotate::{AnnotateOptions, Annotator};
+    let body = body_bytes(body)?;
+    let request: AnnotateRequest = parse_json(&body)?;
+    let limits = &state.config.limits;
+    if request.texts.is_empty() {
+        return Err(ApiError::invalid("`texts` is empty: send at least one"));
+    }
+    if request.texts.len() > limits.max_mentions {
+        state.metrics.reject("too_many_texts");
+        return Err(ApiError::too_large(
+            "too_many_texts",
+            format!(
+                "{} texts in one request; the limit is {}",
+                request.texts.len(),
+                limits.max_mentions
+            ),
+        ));
+    }
+    for (i, text) in request.texts.iter().enumerate() {
+        let chars = text.chars().count();
+        if chars > limits.max_text_chars {
+            return Err(ApiError::invalid(format!(
+                "text {} is {chars} characters long; the limit is {}",
+                i + 1,
+                limits.max_text_chars
+            )));
+        }
+    }
+    let served = pick(indexes(&state)?, request.index.as_deref())?;
+    let types = if request.types.is_empty() {
+        served.annotate_types.clone()
+    } else {
+        request.types
+    };
+    let options = AnnotateOptions {
+        link: link_options(
+            request.k,
+            request.mode.as_deref(),
+            request.alpha,
+            request.sources,
+            types,
+        )?,
+        abbreviations: request.abbreviations.unwrap_or(true),
+        ..AnnotateOptions::default()
+    };
+    let texts = request.texts;
+    // Queue room is taken per text: how many mentions a text holds is known only after
+    // detection, which runs on the blocking thread.
+    let annotated = run_blocking(&state, served, texts.len(), move |served| {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Annotator::new(&served.matcher, &served.linker).annotate_batch(&refs, &options)
+    })
+    .await?;
+    Ok(Json(AnnotateResponse {
+        index: served.name.clone(),
+        results: annotated
+            .into_iter()
+            .map(|mentions| AnnotatedText {
+                mentions: mentions.into_iter().map(Into::into).collect(),
+            })
+            .collect(),
+    }))
+}
+
 /// Parses `/v1/search`'s query string; `source` and `type` may repeat, so serde_urlencoded
 /// reads pairs rather than a struct.
 fn search_params(raw: Option<&str>) -> Result<SearchParams, ApiError> {

@@ -21,6 +21,7 @@ use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::linker::{Linker, MAX_MENTION_CHARS};
+use crate::ner::dictionary::{DictionaryMatcher, MatcherOptions};
 use crate::ontology::ConceptIdx;
 
 /// Request limits. Defaults suit one client sending batches and a page typing queries.
@@ -113,6 +114,9 @@ pub struct IndexSpec {
     pub index: &'static Index,
     /// Indexes given the same encoder (the same reference) share one queue and worker.
     pub encoder: &'static dyn Encoder,
+    /// Concept types `/v1/annotate` detects and links when the request names none; empty:
+    /// every type. The default HPO index keeps its phenotype branch, as `medlink annotate` does.
+    pub annotate_types: Vec<String>,
 }
 
 /// One served index: its linker and what the concept view needs.
@@ -125,6 +129,10 @@ pub struct ServedIndex {
     pub children: HashMap<ConceptIdx, Vec<ConceptIdx>>,
     /// Concept types by frequency, most frequent first.
     pub types: Vec<String>,
+    /// The annotate route's mention detector over this index's names.
+    pub matcher: DictionaryMatcher,
+    /// See [`IndexSpec::annotate_types`].
+    pub annotate_types: Vec<String>,
 }
 
 /// The loaded indexes, by name.
@@ -236,6 +244,13 @@ impl AppState {
             }
             let mut types: Vec<(&str, usize)> = type_counts.into_iter().collect();
             types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let matcher = DictionaryMatcher::new(
+                dict,
+                &MatcherOptions {
+                    types: spec.annotate_types.clone(),
+                    ..MatcherOptions::default()
+                },
+            )?;
             let served: &'static ServedIndex = Box::leak(Box::new(ServedIndex {
                 name: spec.name,
                 index: spec.index,
@@ -243,6 +258,8 @@ impl AppState {
                 queue,
                 children,
                 types: types.into_iter().map(|(t, _)| t.to_string()).collect(),
+                matcher,
+                annotate_types: spec.annotate_types,
             }));
             by_name.insert(served.name.clone(), served);
         }

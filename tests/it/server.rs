@@ -21,6 +21,7 @@ fn state_with(config: ServerConfig) -> AppState {
             name: "cardio".into(),
             index: sample_index(),
             encoder: encoder(),
+            annotate_types: Vec::new(),
         }],
     )
     .unwrap()
@@ -277,6 +278,115 @@ async fn bad_link_requests_get_the_right_4xx() {
     let a = link(&app, json!({"mentions": [{"mention": "angina"}]})).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.json()["results"][0]["candidates"][0]["id"], "CARD:0004");
+}
+
+#[tokio::test]
+async fn annotate_finds_links_and_expands_mentions() {
+    let app = app();
+    let text = "He had a heart attack and high blood pressure; atrial fibrillation (AF) was seen, then AF recurred.";
+    let a = post(
+        &app,
+        "/v1/annotate",
+        json!({"texts": [text, "Nothing here."], "k": 3}).to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let json = a.json();
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results[1]["mentions"].as_array().unwrap().is_empty());
+    let mentions = results[0]["mentions"].as_array().unwrap();
+    let found: Vec<(String, String)> = mentions
+        .iter()
+        .map(|m| {
+            (
+                m["text"].as_str().unwrap().to_string(),
+                m["candidates"][0]["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let chars: Vec<char> = text.chars().collect();
+    for m in mentions {
+        let (start, end) = (
+            m["start"].as_u64().unwrap() as usize,
+            m["end"].as_u64().unwrap() as usize,
+        );
+        let covered: String = chars[start..end].iter().collect();
+        assert_eq!(
+            covered,
+            m["text"].as_str().unwrap(),
+            "offsets are characters"
+        );
+        assert!(m["type"].is_string());
+    }
+    for (mention, id) in [
+        ("heart attack", "CARD:0003"),
+        ("high blood pressure", "CARD:0012"),
+        ("atrial fibrillation", "CARD:0006"),
+    ] {
+        assert!(
+            found.contains(&(mention.to_string(), id.to_string())),
+            "{mention} -> {id} missing: {found:?}"
+        );
+    }
+    assert!(
+        found
+            .iter()
+            .filter(|(m, id)| m == "AF" && id == "CARD:0006")
+            .count()
+            >= 1,
+        "{found:?}"
+    );
+
+    for (body, status, code) in [
+        (
+            json!({"texts": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"texts": "one"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"text": ["one"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"texts": ["a"], "k": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"texts": ["a"], "k": 101}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"texts": ["a"], "index": "nope"}),
+            StatusCode::NOT_FOUND,
+            "unknown_index",
+        ),
+        (
+            json!({"texts": ["a".repeat(100_001)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"texts": vec!["a"; 10_000]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_texts",
+        ),
+    ] {
+        let a = post(&app, "/v1/annotate", body.to_string()).await;
+        assert_eq!(a.error(status), code, "{body}");
+    }
+    let a = post(&app, "/v1/annotate", "{\"texts\": [\"x").await;
+    assert_eq!(a.error(StatusCode::BAD_REQUEST), "bad_json");
+    let a = post(&app, "/v1/annotate", b"{\"texts\": [\"\xff\"]}".to_vec()).await;
+    assert_eq!(a.error(StatusCode::BAD_REQUEST), "bad_json");
 }
 
 #[tokio::test]
@@ -697,6 +807,7 @@ async fn openapi_document_matches_the_routes() {
     }
     let expected: BTreeSet<(String, String)> = [
         ("POST", "/v1/link"),
+        ("POST", "/v1/annotate"),
         ("GET", "/v1/search"),
         ("GET", "/v1/concepts/{id}"),
         ("GET", "/v1/indexes"),
@@ -709,13 +820,7 @@ async fn openapi_document_matches_the_routes() {
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
     .collect();
-    // Optional routes (the NER stage's annotate) may be present on top of the fixed set.
-    let extra: BTreeSet<_> = documented.difference(&expected).cloned().collect();
-    assert!(
-        extra.iter().all(|(_, p)| p == "/v1/annotate"),
-        "documented but not expected: {extra:?}"
-    );
-    assert!(expected.is_subset(&documented), "{documented:?}");
+    assert_eq!(documented, expected);
     // Every documented route exists in the router: neither the 404 fallback nor a 405.
     for (method, path) in &documented {
         let uri = path.replace("{id}", "CARD:0001");
@@ -864,6 +969,7 @@ async fn big_head_is_macrocephaly_on_hpo() {
                 name: "hpo".into(),
                 index: hpo_index(),
                 encoder: encoder(),
+                annotate_types: vec!["Phenotypic abnormality".into()],
             }],
         )
         .unwrap(),
@@ -886,4 +992,18 @@ async fn big_head_is_macrocephaly_on_hpo() {
         .unwrap()
         .iter()
         .any(|x| x.as_str().unwrap().starts_with("UMLS:")));
+    let a = post(
+        &app,
+        "/v1/annotate",
+        json!({"texts": ["The boy had a big head and recurrent seizures."]}).to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let ids: Vec<String> = a.json()["results"][0]["mentions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["candidates"][0]["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(ids.contains(&"HP:0000256".to_string()), "{}", a.text);
 }
