@@ -169,7 +169,7 @@ impl<R: BufRead> DocumentReader<R> {
                     InputDocument::Refused {
                         id,
                         error: Error::parse(
-                            &self.name(),
+                            self.name(),
                             line_no,
                             None,
                             format!(
@@ -222,7 +222,7 @@ impl<R: BufRead> DocumentReader<R> {
                 _ => {
                     refused.get_or_insert_with(|| {
                         Error::parse(
-                            &self.name(),
+                            self.name(),
                             self.lines.line_no(),
                             None,
                             "expected `ID|t|title`, `ID|a|abstract` or a tab-separated annotation line",
