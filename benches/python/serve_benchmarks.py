@@ -80,33 +80,35 @@ def main():
     p.add_argument("--connections", default="1,8,64")
     p.add_argument("--medlink", default=str(ROOT / "target" / "release" / "medlink"))
     p.add_argument("--write", action="store_true")
+    p.add_argument("--note", default="", help="appended to the machine line (e.g. other load on it)")
     args = p.parse_args()
     levels = [int(c) for c in args.connections.split(",")]
     cache = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
     subprocess.run(["cargo", "bench", "-q", "--bench", "serve_load", "--no-run"], cwd=ROOT, check=True)
 
-    # medlink on the default index (built on first use, as `medlink search` does).
+    # Both services run side by side and take turns at each level, so a neighbour's load on a
+    # shared machine falls on both alike. medlink serves the default index (built on first use,
+    # as `medlink search` does); the reference reads the same model and ontology file.
     port = free_port()
     server = subprocess.Popen([args.medlink, "serve", "--addr", f"127.0.0.1:{port}"],
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/readyz", server)
     manifest = json.loads((cache / "indexes" / "hpo-all-MiniLM-L6-v2" / "manifest.json").read_text())
-    medlink = {}
-    for c in levels:
-        medlink[c] = load(f"http://127.0.0.1:{port}/v1/link", c, args.seconds)
-        print("medlink", json.dumps(medlink[c]), flush=True)
-    stop(server)
-
     ref_port = free_port()
     ref = subprocess.Popen([sys.executable, str(Path(__file__).parent / "serve_reference.py"),
                             "--model", manifest["model_path"], "--obo", manifest["sources"][0]["path"],
                             "--port", str(ref_port)])
     wait_ready(f"http://127.0.0.1:{ref_port}/healthz", ref)
-    reference = {}
-    for c in levels:
-        reference[c] = load(f"http://127.0.0.1:{ref_port}/v1/link", c, args.seconds)
-        print("reference", json.dumps(reference[c]), flush=True)
-    stop(ref)
+    medlink, reference = {}, {}
+    try:
+        for c in levels:
+            medlink[c] = load(f"http://127.0.0.1:{port}/v1/link", c, args.seconds)
+            print("medlink", json.dumps(medlink[c]), flush=True)
+            reference[c] = load(f"http://127.0.0.1:{ref_port}/v1/link", c, args.seconds)
+            print("reference", json.dumps(reference[c]), flush=True)
+    finally:
+        stop(server)
+        stop(ref)
 
     import sentence_transformers
     import torch
@@ -123,8 +125,8 @@ def main():
         f"\n\nMachine: {cpu_model()}, {os.cpu_count()} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
         f"medlink {manifest['medlink_version']} (1 encoder worker, batches up to 128); reference: FastAPI + uvicorn "
         f"(1 worker), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
-        f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names. "
-        f"Measured {time.strftime('%Y-%m-%d')}.")
+        f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
+        f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")
     print(body)
     if args.write:
         replace_block("SERVE", body)
