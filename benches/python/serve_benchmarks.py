@@ -80,6 +80,9 @@ def main():
     p.add_argument("--connections", default="1,8,64")
     p.add_argument("--medlink", default=str(ROOT / "target" / "release" / "medlink"))
     p.add_argument("--write", action="store_true")
+    p.add_argument("--ref-threads", type=int, default=1,
+                   help="torch threads of the reference: with 2, a neighbour's load on the other "
+                        "core stalled torch's OpenMP workers (8 req/s instead of 67 at 1 connection)")
     p.add_argument("--note", default="", help="appended to the machine line (e.g. other load on it)")
     args = p.parse_args()
     levels = [int(c) for c in args.connections.split(",")]
@@ -97,7 +100,8 @@ def main():
     ref_port = free_port()
     ref = subprocess.Popen([sys.executable, str(Path(__file__).parent / "serve_reference.py"),
                             "--model", manifest["model_path"], "--obo", manifest["sources"][0]["path"],
-                            "--port", str(ref_port)])
+                            "--port", str(ref_port)],
+                           env={**os.environ, "OMP_NUM_THREADS": str(args.ref_threads)})
     wait_ready(f"http://127.0.0.1:{ref_port}/healthz", ref)
     medlink, reference = {}, {}
     try:
@@ -124,7 +128,7 @@ def main():
     body = "\n".join(rows) + (
         f"\n\nMachine: {cpu_model()}, {os.cpu_count()} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
         f"medlink {manifest['medlink_version']} (1 encoder worker, batches up to 128); reference: FastAPI + uvicorn "
-        f"(1 worker), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
+        f"(1 worker, torch {args.ref_threads} thread(s)), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
         f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")
     print(body)

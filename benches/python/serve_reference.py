@@ -62,6 +62,13 @@ class LinkRequest(BaseModel):
 
 
 def build_app(model_dir, obo, cache):
+    import os
+
+    import torch
+
+    # OMP_NUM_THREADS (set by serve_benchmarks.py) decides torch's intra-op threads.
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     model = SentenceTransformer(model_dir, device="cpu")
     rows = read_obo(obo)
     key = hashlib.sha256((model_dir + str(len(rows)) + Path(obo).read_text()[:100000]).encode()).hexdigest()[:16]
