@@ -393,6 +393,9 @@ def main():
                        ("medlink", "fasthpocr"))
 
     version = metadata.version("fasthpocr")
+    medlink_version = medlink("--version").stdout.strip()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
     cpu = cpu_model()
     rows = [
         {"system": "medlink dictionary matcher (default HPO index, hybrid linker)",
@@ -415,7 +418,8 @@ def main():
     body = "\n".join([
         f"`python3 benches/python/hpo_ner_reference.py --write` — GSC+ dev (PhenoTagger split, {n} "
         f"documents, {summary(ours_report)['gold_mentions']} gold mentions), hp.obo "
-        f"`{HPO_OBO.name}` sha256 `{sha256(HPO_OBO)[:12]}`, {cpu}, {os.cpu_count()} cores shared "
+        f"`{HPO_OBO.name}` sha256 `{sha256(HPO_OBO)[:12]}`, {medlink_version} (release build, "
+        f"checkout `{commit}`), {cpu}, {os.cpu_count()} cores shared "
         "with other work. Every row is scored by `medlink eval e2e` (FastHPOCR's output through "
         "`--predicted pubtator:FILE`); strict = same span and same HPO id (alt ids resolved).",
         "",
@@ -444,6 +448,8 @@ def main():
             "cores": os.cpu_count(),
             "hp_obo_sha256": sha256(HPO_OBO),
             "fasthpocr_version": version,
+            "medlink_version": medlink_version,
+            "git_commit": commit,
             "fasthpocr_index": str(index_file.relative_to(ROOT)),
             "fasthpocr_index_build_s": build_s,
             "fasthpocr_index_load_s": load_s,

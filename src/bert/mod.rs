@@ -90,6 +90,12 @@ impl Dropout {
         }
     }
 
+    /// Hidden-state dropout on `xs` (what a task head applies to the encoder's output).
+    pub fn hidden(&mut self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let p = self.hidden;
+        self.apply(xs, p)
+    }
+
     fn apply(&mut self, xs: &Tensor, p: f32) -> candle_core::Result<Tensor> {
         if p <= 0.0 {
             return Ok(xs.clone());

@@ -21,8 +21,10 @@ use super::QueryArgs;
 use crate::error::Error;
 use crate::linker::Linker;
 use crate::ner::annotate::{AnnotateOptions, Annotator};
+use crate::ner::combine::Combined;
 use crate::ner::dictionary::{DictionaryMatcher, MatcherOptions};
 use crate::ner::io::{write_document, DocumentReader, InputDocument, InputFormat, OutputFormat};
+use crate::ner::tagger::{Tagger, TaggerOptions};
 use crate::ner::MentionDetector;
 use crate::progress::Progress;
 
@@ -33,9 +35,21 @@ pub const DEFAULT_HPO_TYPE: &str = "Phenotypic abnormality";
 /// How mentions are found and linked: shared by `annotate` and `eval e2e`.
 #[derive(Args, Debug, Clone)]
 pub struct DetectorArgs {
-    /// Mention detector: `dictionary` matches the index's names (leftmost-longest, whole words).
-    #[arg(long, default_value = "dictionary", value_parser = ["dictionary"])]
-    pub ner: String,
+    /// Mention detector: `dictionary` matches the index's names (leftmost-longest, whole
+    /// words); `tagger` runs the token classifier of --tagger; `both` adds the dictionary's
+    /// mentions where the tagger found none [default: tagger with --tagger, else dictionary].
+    #[arg(long, value_parser = ["dictionary", "tagger", "both"])]
+    pub ner: Option<String>,
+    /// A trained tagger: a Hugging Face token-classification model directory (e.g. the
+    /// `best/` of `medlink train tagger`).
+    #[arg(long, value_name = "DIR")]
+    pub tagger: Option<PathBuf>,
+    /// How the tagger's token predictions become mentions (transformers' aggregation).
+    #[arg(long, default_value = "first", value_parser = ["simple", "first", "average", "max"])]
+    pub aggregation: String,
+    /// Tokens shared by consecutive tagger windows of a text longer than the model's window.
+    #[arg(long, default_value_t = 32)]
+    pub tagger_stride: usize,
     /// Link mentions of an entity type against some sources only, e.g.
     /// `--route Chemical=MESH --route Disease=CTD`; repeatable.
     #[arg(long = "route", value_name = "TYPE=SOURCE[+SOURCE]")]
@@ -58,6 +72,10 @@ pub struct DetectorArgs {
     /// things; a short form defined in the document is still found).
     #[arg(long, default_value_t = 3)]
     pub min_acronym_chars: usize,
+    /// Also report dictionary names nested inside a match ("colitis" in "ulcerative colitis"),
+    /// for corpora annotated that way.
+    #[arg(long)]
+    pub nested: bool,
     /// Documents per batch (detection and linking are batched across documents).
     #[arg(long, default_value_t = 32)]
     pub docs_per_batch: usize,
@@ -136,9 +154,51 @@ fn detector(
     args: &DetectorArgs,
     index: &crate::index::Index,
 ) -> Result<Box<dyn MentionDetector>> {
+    let ner = args.ner.as_deref().unwrap_or(if args.tagger.is_some() {
+        "tagger"
+    } else {
+        "dictionary"
+    });
+    let tagger = || -> Result<Box<dyn MentionDetector>> {
+        let dir = args.tagger.as_ref().ok_or_else(|| {
+            Error::InvalidInput(format!("--ner {ner} needs --tagger DIR (a trained tagger)"))
+        })?;
+        let options = TaggerOptions {
+            strategy: args.aggregation.parse()?,
+            stride: args.tagger_stride,
+            ..TaggerOptions::default()
+        };
+        Ok(Box::new(Tagger::load(dir, &options).with_context(
+            || format!("loading the tagger {}", dir.display()),
+        )?))
+    };
+    match ner {
+        "tagger" => return tagger(),
+        "both" => {
+            return Ok(Box::new(Combined {
+                primary: tagger()?,
+                secondary: dictionary_matcher(query, args, index)?,
+            }))
+        }
+        _ => {}
+    }
+    if args.tagger.is_some() {
+        anyhow::bail!(Error::InvalidInput(
+            "--tagger is given but --ner dictionary does not use it".into()
+        ));
+    }
+    dictionary_matcher(query, args, index)
+}
+
+fn dictionary_matcher(
+    query: &QueryArgs,
+    args: &DetectorArgs,
+    index: &crate::index::Index,
+) -> Result<Box<dyn MentionDetector>> {
     let matcher_options = MatcherOptions {
         min_chars: args.min_chars,
         acronym_min_chars: args.min_acronym_chars,
+        nested: args.nested,
         sources: query.sources.clone(),
         types: query.types.clone(),
         source_labels: pairs("--label", &args.labels)?.into_iter().collect(),

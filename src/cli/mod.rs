@@ -55,7 +55,8 @@ pub enum Command {
     /// Benchmark runs: linking accuracy on annotated corpora.
     #[command(subcommand)]
     Eval(EvalCommand),
-    /// Train models: the bi-encoder on ontology synonyms and annotated mentions.
+    /// Train models: the bi-encoder on ontology synonyms and annotated mentions, the NER tagger
+    /// on annotated corpora.
     #[command(subcommand)]
     Train(train::TrainCommand),
 }

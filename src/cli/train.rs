@@ -1,4 +1,5 @@
-//! `medlink train encoder`: arguments and the progress display of a training run.
+//! `medlink train encoder` and `medlink train tagger`: arguments and the progress display of a
+//! training run.
 
 use std::path::{Path, PathBuf};
 
@@ -11,13 +12,81 @@ use crate::eval::CorpusSpec;
 use crate::ontology::{self, LoadOptions, OntologySpec};
 use crate::train::dev::DevSet;
 use crate::train::pairs::PairSet;
-use crate::train::{Start, StepRecord, StopRule, TrainObserver, TrainOptions, Trainer};
+use crate::train::{Start, StepReport, StopRule, TrainObserver, TrainOptions, Trainer};
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {
     /// Contrastive (SapBERT-style) training of the bi-encoder on ontology synonyms and,
     /// optionally, training-corpus mentions.
     Encoder(Box<TrainEncoderArgs>),
+    /// Fine-tune a token classifier (the NER tagger, IOB2 labels) on annotated corpora; the
+    /// checkpoints are Hugging Face `BertForTokenClassification` directories.
+    Tagger(Box<TrainTaggerArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainTaggerArgs {
+    /// Training corpus (FORMAT:PATH[#types=..,split=..]); repeat to combine. Its entity types
+    /// make the IOB2 labels.
+    #[arg(long = "train-corpus", value_name = "FORMAT:PATH", required = true)]
+    pub train_corpora: Vec<String>,
+    /// Dev corpus scored by entity-level strict F1 during training; repeat to combine.
+    #[arg(long = "dev-corpus", value_name = "FORMAT:PATH")]
+    pub dev_corpora: Vec<String>,
+    /// Base model directory, with or without a classification head [default: all-MiniLM-L6-v2].
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// Output directory: `last/` (newest checkpoint) and `best/` (best dev F1).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the run in `--out` from `last/` (same options and data required).
+    #[arg(long)]
+    pub resume: bool,
+    /// Loss: ce, weighted-ce (class weights from label frequencies) or focal.
+    #[arg(long, default_value = "ce")]
+    pub loss: String,
+    #[arg(long, default_value_t = 2.0)]
+    pub focal_gamma: f32,
+    /// Windows per optimizer step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    pub learning_rate: f64,
+    /// Optimizer steps of the schedule (warm-up, then linear decay to zero here).
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 50)]
+    pub warmup_steps: usize,
+    /// Tokens per window, special tokens included.
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Tokens shared by consecutive windows of a document.
+    #[arg(long, default_value_t = 32)]
+    pub stride: usize,
+    /// Stop this invocation after this many minutes (resume later with --resume).
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Stop this invocation after this many steps (resume later with --resume).
+    #[arg(long)]
+    pub run_steps: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Steps between dev evaluations (0: only at the end).
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Dev evaluations without improvement before stopping (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Worker threads [default 0: one per CPU]. Results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
 }
 
 #[derive(Args, Debug)]
@@ -92,7 +161,10 @@ pub struct TrainEncoderArgs {
 }
 
 pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
-    let TrainCommand::Encoder(args) = command;
+    let args = match command {
+        TrainCommand::Encoder(args) => args,
+        TrainCommand::Tagger(args) => return run_tagger(*args, cache),
+    };
     let threads = crate::parallel::threads(args.threads);
     let specs = args
         .ontologies
@@ -189,7 +261,115 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Progress bar with loss, pairs/s and ETA; hidden when stderr is not a terminal, where a
+/// Reads and concatenates corpora given as specs.
+fn load_corpora(specs: &[String]) -> Result<crate::eval::Corpus> {
+    let mut all = crate::eval::Corpus::default();
+    for spec in specs {
+        let corpus = spec
+            .parse::<CorpusSpec>()?
+            .load()
+            .with_context(|| format!("reading corpus {spec}"))?;
+        if !corpus.span_mismatches.is_empty() {
+            eprintln!(
+                "{spec}: {} spans disagree with their text (first: {})",
+                corpus.span_mismatches.len(),
+                corpus.span_mismatches[0]
+            );
+        }
+        all.documents.extend(corpus.documents);
+        all.span_mismatches.extend(corpus.span_mismatches);
+    }
+    Ok(all)
+}
+
+fn run_tagger(args: TrainTaggerArgs, cache: &Path) -> Result<()> {
+    use crate::train::tagger::{TaggerStart, TaggerTrainOptions, TaggerTrainer};
+    let options = TaggerTrainOptions {
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        warmup_steps: args.warmup_steps,
+        steps: args.steps,
+        seed: args.seed,
+        max_length: args.max_length,
+        stride: args.stride,
+        checkpoint_every: args.checkpoint_every,
+        eval_every: args.eval_every,
+        patience: args.patience,
+        weight_decay: args.weight_decay,
+        max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        loss: args.loss.parse()?,
+        focal_gamma: args.focal_gamma,
+    };
+    options.validate()?;
+    let train = load_corpora(&args.train_corpora)?;
+    let dev = if args.dev_corpora.is_empty() {
+        None
+    } else {
+        Some(load_corpora(&args.dev_corpora)?)
+    };
+    let base = match &args.base {
+        Some(dir) => dir.clone(),
+        None => assets::fetch(&DEFAULT_MODEL, cache)?,
+    };
+    let start = if args.resume {
+        TaggerStart::Resume
+    } else {
+        if args.out.join("last").exists() {
+            anyhow::bail!(crate::Error::InvalidInput(format!(
+                "{} already holds a training run: pass --resume to continue it, or another --out",
+                args.out.display()
+            )));
+        }
+        TaggerStart::Base(&base)
+    };
+    let trainer = TaggerTrainer {
+        out: &args.out,
+        threads: crate::parallel::threads(args.threads),
+        options,
+        train: &train,
+        dev: dev.as_ref(),
+    };
+    let stop = StopRule {
+        run_steps: args.run_steps,
+        max_seconds: args.max_minutes.map(|m| m * 60.0),
+    };
+    let mut bar = Bar::new();
+    let summary = trainer
+        .run(start, &stop, &mut bar)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    bar.finish();
+    let s = &summary.state;
+    eprintln!(
+        "step {} of {} ({} this run, {:.0} s{}); last checkpoint {}",
+        s.step,
+        s.options.steps,
+        summary.steps_this_run,
+        summary.seconds_this_run,
+        if s.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        },
+        summary.last.display()
+    );
+    if let (Some(best), Some(dir)) = (&s.best, &summary.best) {
+        let per_type: Vec<String> = best
+            .per_type_f1
+            .iter()
+            .map(|(t, f)| format!("{t} {f:.4}"))
+            .collect();
+        eprintln!(
+            "best dev strict F1 {:.4} ({}) at step {}: {}",
+            best.f1,
+            per_type.join(", "),
+            best.step,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Progress bar with loss, pairs/s (encoder) or tokens/s (tagger) and ETA; hidden when stderr is not a terminal, where a
 /// log line every 50 steps is written instead.
 struct Bar {
     bar: ProgressBar,
@@ -213,17 +393,17 @@ impl Bar {
 }
 
 impl TrainObserver for Bar {
-    fn step(&mut self, r: &StepRecord, total_steps: usize, pairs_per_second: f64) {
-        self.bar.set_length(total_steps as u64);
+    fn step(&mut self, r: &StepReport) {
+        self.bar.set_length(r.total_steps as u64);
         self.bar.set_position(r.step as u64);
         let text = format!(
-            "loss {:.4} lr {:.2e} |g| {:.2} {:.1} pairs/s",
-            r.loss, r.learning_rate, r.grad_norm, pairs_per_second
+            "loss {:.4} lr {:.2e} |g| {:.2} {:.1} {}/s",
+            r.loss, r.learning_rate, r.grad_norm, r.rate, r.unit
         );
         if self.bar.is_hidden() && r.step % 50 == 0 {
             eprintln!(
                 "step {}/{} {text} ({:.0} s)",
-                r.step, total_steps, r.seconds
+                r.step, r.total_steps, r.seconds
             );
         }
         self.bar.set_message(text);

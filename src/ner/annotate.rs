@@ -10,7 +10,9 @@
 //!    unless it overlaps a mention already found;
 //! 3. every distinct text to link, across the whole batch, is linked once by the
 //!    [`Linker`] — with the sources its entity type is routed to, if any (`Chemical` → MeSH,
-//!    `Disease` → MEDIC in one index).
+//!    `Disease` → MEDIC in one index). Concepts the detector itself matched by name (the
+//!    dictionary matcher's) move to the top of their mention's candidates, in the linker's
+//!    order.
 //!
 //! Mention text is never logged.
 
@@ -153,10 +155,15 @@ impl<'a> Annotator<'a> {
                     .into_iter()
                     .map(|p| {
                         let text = p.linked_text.as_ref().unwrap_or(&p.mention.text);
-                        let candidates = linked
+                        let mut candidates = linked
                             .get(&(route_of(&p.mention.entity_type), text.clone()))
                             .cloned()
                             .unwrap_or_default();
+                        // A dictionary match names its concepts: they outrank whatever the
+                        // linker liked better ("ear anomalies" folds to "Ear anomaly").
+                        if !p.mention.concepts.is_empty() {
+                            candidates.sort_by_key(|c| !p.mention.concepts.contains(&c.id));
+                        }
                         LinkedMention {
                             start: p.mention.start,
                             end: p.mention.end,
@@ -219,6 +226,7 @@ fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
                 text: short.clone(),
                 entity_type: entity_type.clone(),
                 score: *score,
+                concepts: Vec::new(),
             });
         }
     }
@@ -267,6 +275,7 @@ mod tests {
             text: text.into(),
             entity_type: entity_type.into(),
             score: 0.9,
+            concepts: Vec::new(),
         }
     }
 

@@ -5,12 +5,12 @@
 use super::{Mention, MentionDetector};
 use crate::error::Result;
 
-pub struct Combined<'a> {
-    pub primary: &'a dyn MentionDetector,
-    pub secondary: &'a dyn MentionDetector,
+pub struct Combined {
+    pub primary: Box<dyn MentionDetector>,
+    pub secondary: Box<dyn MentionDetector>,
 }
 
-impl MentionDetector for Combined<'_> {
+impl MentionDetector for Combined {
     fn detect_batch(&self, texts: &[&str]) -> Result<Vec<Vec<Mention>>> {
         let primary = self.primary.detect_batch(texts)?;
         let secondary = self.secondary.detect_batch(texts)?;
@@ -49,6 +49,7 @@ mod tests {
                             text: String::new(),
                             entity_type: String::new(),
                             score: 1.0,
+                            concepts: Vec::new(),
                         })
                         .collect()
                 })
@@ -58,11 +59,9 @@ mod tests {
 
     #[test]
     fn secondary_mentions_fill_only_the_gaps() {
-        let tagger = Fixed(vec![(10, 20), (30, 35)]);
-        let dictionary = Fixed(vec![(0, 5), (15, 25), (35, 40), (20, 22)]);
         let both = Combined {
-            primary: &tagger,
-            secondary: &dictionary,
+            primary: Box::new(Fixed(vec![(10, 20), (30, 35)])),
+            secondary: Box::new(Fixed(vec![(0, 5), (15, 25), (35, 40), (20, 22)])),
         };
         let spans: Vec<(usize, usize)> = both
             .detect("x")

@@ -87,6 +87,12 @@ pub struct MatcherOptions {
     pub fold_plurals: bool,
     /// Words skipped in names and text alike (normal form). Defaults to the articles.
     pub ignored_words: Vec<String>,
+    /// Also match a name's content words in any order within one phrase ("thumb
+    /// abnormalities" = "Abnormality of the thumbs"), where no name matched as written.
+    pub any_order: bool,
+    /// Also report the names found inside a match once its first or last word is dropped
+    /// ("colitis" inside "ulcerative colitis"), for corpora that annotate nested mentions.
+    pub nested: bool,
 }
 
 impl Default for MatcherOptions {
@@ -101,6 +107,8 @@ impl Default for MatcherOptions {
             stop_words: STOP_WORDS.iter().map(|w| w.to_string()).collect(),
             fold_plurals: true,
             ignored_words: ["the", "a", "an"].map(String::from).to_vec(),
+            any_order: true,
+            nested: false,
         }
     }
 }
@@ -132,19 +140,49 @@ pub struct DictionaryMatcher {
     labels: Vec<String>,
     /// Source index of each concept.
     concept_sources: Vec<u16>,
+    /// Id of each concept.
+    concept_ids: Vec<String>,
     fold_plurals: bool,
     ignored_words: std::collections::HashSet<String>,
+    /// Sorted content-word codes of every name of two or more content words -> its pattern
+    /// in `bag_patterns`, for word-order variants (empty when `any_order` is off).
+    bags: HashMap<Vec<u32>, usize>,
+    bag_patterns: Vec<Pattern>,
+    /// Codes of the connector words a bag leaves out ("of", "in", "with", ...).
+    connectors: std::collections::HashSet<u32>,
+    /// Most content words in a bag.
+    longest_bag: usize,
+    nested: bool,
+}
+
+/// Words a bag of words leaves out: "Abnormality of the thumb" = "thumb abnormality".
+const CONNECTORS: &[&str] = &["of", "in", "on", "with", "at", "to", "for", "by", "from"];
+
+/// Characters that end a window of words for order-free matching: a phrase does not run
+/// across a comma, a full stop or a parenthesis.
+fn breaks_phrase(c: char) -> bool {
+    matches!(
+        c,
+        ',' | '.' | ';' | ':' | '(' | ')' | '[' | ']' | '{' | '}' | '!' | '?' | '"'
+    )
 }
 
 /// The key a normalised word is compared by when plurals are folded: regular English plurals
 /// and the Latin ones of medical words map to their singular. Applied to names and text alike,
 /// so a rule that also changes some singular ("diabetes" -> "diabete") costs nothing; words
-/// under four letters and words ending in "ss", "us" or "is" are left alone.
+/// under four letters and words ending in "ss", "us" or "is" are left alone; "abnormal" and
+/// "anomalous" fold to their nouns.
 pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
     let n = word.len();
     if n < 4 || !word.is_ascii() {
         return Cow::Borrowed(word);
+    }
+    // Adjectives that vocabularies spell as nouns ("abnormal ribs" = "Abnormality of the ribs").
+    match word {
+        "abnormal" | "abnormalities" => return Cow::Borrowed("abnormality"),
+        "anomalous" | "anomalies" => return Cow::Borrowed("anomaly"),
+        _ => {}
     }
     if let Some(stem) = word.strip_suffix("ies") {
         return Cow::Owned(format!("{stem}y"));
@@ -174,6 +212,10 @@ pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
 
 /// Word codes have 21 bits: three bytes, 7 bits each, the first byte's high bit set.
 const MAX_WORDS: usize = 1 << 21;
+
+fn decode(code: &[u8]) -> u32 {
+    (u32::from(code[0] & 0x7f) << 14) | (u32::from(code[1]) << 7) | u32::from(code[2])
+}
 
 fn push_code(out: &mut Vec<u8>, code: u32) {
     out.extend_from_slice(&[
@@ -305,6 +347,42 @@ impl DictionaryMatcher {
                 }
             }
         }
+        // Bags of content words, for order-free matching.
+        let connectors: std::collections::HashSet<u32> = CONNECTORS
+            .iter()
+            .filter_map(|w| words.get(*w).copied())
+            .collect();
+        let mut bags: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut bag_patterns: Vec<Pattern> = Vec::new();
+        let mut longest_bag = 0;
+        if options.any_order {
+            for (code, pattern) in encoded.iter().zip(&patterns) {
+                if pattern.acronym {
+                    continue;
+                }
+                let mut bag: Vec<u32> = code
+                    .chunks(3)
+                    .map(decode)
+                    .filter(|id| !connectors.contains(id))
+                    .collect();
+                if bag.len() < 2 {
+                    continue;
+                }
+                bag.sort_unstable();
+                longest_bag = longest_bag.max(bag.len());
+                let i = *bags.entry(bag).or_insert_with(|| {
+                    bag_patterns.push(Pattern {
+                        concepts: Vec::new(),
+                        acronym: false,
+                    });
+                    bag_patterns.len() - 1
+                });
+                let concepts = &mut bag_patterns[i].concepts;
+                concepts.extend(&pattern.concepts);
+                concepts.sort_unstable();
+                concepts.dedup();
+            }
+        }
         if words.len() >= MAX_WORDS {
             return Err(Error::InvalidInput(format!(
                 "dictionary matcher: the names use {} distinct words; the limit is {MAX_WORDS}",
@@ -328,14 +406,21 @@ impl DictionaryMatcher {
             })
             .collect();
         let concept_sources = dictionary.concepts().iter().map(|c| c.source).collect();
+        let concept_ids = dictionary.concepts().iter().map(|c| c.id.clone()).collect();
         Ok(DictionaryMatcher {
             automaton,
             patterns,
             words,
             labels,
             concept_sources,
+            concept_ids,
             fold_plurals: options.fold_plurals,
             ignored_words: ignored,
+            bags,
+            bag_patterns,
+            connectors,
+            longest_bag,
+            nested: options.nested,
         })
     }
 
@@ -372,36 +457,163 @@ impl DictionaryMatcher {
             );
         }
         let chars: Vec<char> = text.chars().collect();
-        let mut out = Vec::new();
+        // (first word, last word, pattern) of every accepted match, in text order.
+        let mut found: Vec<(usize, usize, &Pattern)> = Vec::new();
         for m in self.automaton.find_iter(&codes) {
             let pattern = &self.patterns[m.pattern().as_usize()];
             let (first, last) = (m.start() / 3, m.end() / 3 - 1);
-            let (from, to) = normalized.original_span(spans[first].0, spans[last].1);
-            let covered: String = chars[from..to].iter().collect();
-            if pattern.acronym && covered.chars().any(|c| c.is_lowercase()) {
+            if pattern.acronym {
+                let (from, to) = normalized.original_span(spans[first].0, spans[last].1);
+                if chars[from..to].iter().any(|c| c.is_lowercase()) {
+                    continue;
+                }
+            }
+            found.push((first, last, pattern));
+        }
+        if !self.bags.is_empty() {
+            self.find_any_order(&normalized, &spans, &codes, &chars, &mut found);
+        }
+        if self.nested {
+            self.find_nested(&normalized, &spans, &codes, &chars, &mut found);
+        }
+        found
+            .into_iter()
+            .map(|(first, last, pattern)| {
+                let (from, to) = normalized.original_span(spans[first].0, spans[last].1);
+                let source = self
+                    .concept_sources
+                    .get(pattern.concepts[0] as usize)
+                    .copied()
+                    .unwrap_or(0);
+                DictionaryMatch {
+                    mention: Mention {
+                        start: from,
+                        end: to,
+                        text: chars[from..to].iter().collect(),
+                        entity_type: self
+                            .labels
+                            .get(usize::from(source))
+                            .cloned()
+                            .unwrap_or_default(),
+                        score: 1.0,
+                        concepts: pattern
+                            .concepts
+                            .iter()
+                            .map(|&c| self.concept_ids[c as usize].clone())
+                            .collect(),
+                    },
+                    concepts: pattern.concepts.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Adds, for every match of two or more words, the matches inside it without its first
+    /// word and without its last word (one level of nesting), each found once.
+    fn find_nested<'a>(
+        &'a self,
+        normalized: &crate::text::NormalizedText,
+        spans: &[(usize, usize)],
+        codes: &[u8],
+        chars: &[char],
+        found: &mut Vec<(usize, usize, &'a Pattern)>,
+    ) {
+        let mut added: Vec<(usize, usize, &Pattern)> = Vec::new();
+        for &(first, last, _) in found.iter() {
+            for (from, to) in [(first + 1, last), (first, last.saturating_sub(1))] {
+                if last == first || from > to {
+                    continue;
+                }
+                for m in self.automaton.find_iter(&codes[from * 3..(to + 1) * 3]) {
+                    let pattern = &self.patterns[m.pattern().as_usize()];
+                    let (a, b) = (from + m.start() / 3, from + m.end() / 3 - 1);
+                    if pattern.acronym {
+                        let (x, y) = normalized.original_span(spans[a].0, spans[b].1);
+                        if chars[x..y].iter().any(|c| c.is_lowercase()) {
+                            continue;
+                        }
+                    }
+                    if !added
+                        .iter()
+                        .chain(found.iter())
+                        .any(|&(f, l, _)| (f, l) == (a, b))
+                    {
+                        added.push((a, b, pattern));
+                    }
+                }
+            }
+        }
+        if !added.is_empty() {
+            found.extend(added);
+            found.sort_by_key(|&(first, last, _)| (first, last));
+        }
+    }
+
+    /// Adds order-free matches in the words no match covers: at each uncovered word, the
+    /// longest window of uncovered words, within one phrase, that starts and ends on a content
+    /// word and whose content words are some name's bag.
+    fn find_any_order<'a>(
+        &'a self,
+        normalized: &crate::text::NormalizedText,
+        spans: &[(usize, usize)],
+        codes: &[u8],
+        chars: &[char],
+        found: &mut Vec<(usize, usize, &'a Pattern)>,
+    ) {
+        let ids: Vec<u32> = codes.chunks(3).map(decode).collect();
+        let mut covered = vec![false; ids.len()];
+        for &(first, last, _) in found.iter() {
+            covered[first..=last].iter_mut().for_each(|c| *c = true);
+        }
+        // Does a phrase break sit between word k - 1 and word k?
+        let break_before = |k: usize| {
+            let (_, prev_end) = normalized.original_span(spans[k - 1].0, spans[k - 1].1);
+            let (next_start, _) = normalized.original_span(spans[k].0, spans[k].1);
+            chars[prev_end..next_start]
+                .iter()
+                .any(|&c| breaks_phrase(c))
+        };
+        let mut added = Vec::new();
+        let mut i = 0;
+        while i < ids.len() {
+            if covered[i] || ids[i] == 0 || self.connectors.contains(&ids[i]) {
+                i += 1;
                 continue;
             }
-            let source = self
-                .concept_sources
-                .get(pattern.concepts[0] as usize)
-                .copied()
-                .unwrap_or(0);
-            out.push(DictionaryMatch {
-                mention: Mention {
-                    start: from,
-                    end: to,
-                    text: covered,
-                    entity_type: self
-                        .labels
-                        .get(usize::from(source))
-                        .cloned()
-                        .unwrap_or_default(),
-                    score: 1.0,
-                },
-                concepts: pattern.concepts.clone(),
-            });
+            let mut best = None;
+            let mut bag: Vec<u32> = Vec::new();
+            let mut j = i;
+            while j < ids.len() && !covered[j] && (j == i || !break_before(j)) {
+                if ids[j] == 0 {
+                    break;
+                }
+                if !self.connectors.contains(&ids[j]) {
+                    bag.push(ids[j]);
+                    if bag.len() > self.longest_bag {
+                        break;
+                    }
+                    if bag.len() >= 2 {
+                        let mut key = bag.clone();
+                        key.sort_unstable();
+                        if let Some(&p) = self.bags.get(&key) {
+                            best = Some((j, p));
+                        }
+                    }
+                }
+                j += 1;
+            }
+            match best {
+                Some((last, p)) => {
+                    added.push((i, last, &self.bag_patterns[p]));
+                    i = last + 1;
+                }
+                None => i += 1,
+            }
         }
-        out
+        if !added.is_empty() {
+            found.extend(added);
+            found.sort_by_key(|&(first, last, _)| (first, last));
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //! Offsets are always **character** offsets (Unicode scalar values) into the text as given,
 //! end exclusive — what PubTator, brat and Python's `str` slicing count — never byte offsets.
 
+pub mod aggregate;
+pub mod labels;
+pub mod tagger;
+
 use serde::Serialize;
 
 pub mod annotate;
@@ -31,6 +35,10 @@ pub struct Mention {
     pub entity_type: String,
     /// Detector confidence in 0..=1 (the dictionary matcher reports 1).
     pub score: f32,
+    /// Ids of the concepts whose name the detector matched (dictionary matcher); empty when
+    /// the detector does not know (a tagger). The annotate pipeline ranks these first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub concepts: Vec<String>,
 }
 
 /// Finds mention spans in texts. Implementations are synchronous and batch-first: the

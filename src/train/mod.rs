@@ -19,6 +19,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod pairs;
+pub mod tagger;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -42,7 +43,7 @@ use pairs::PairSet;
 const STATE_FORMAT: u32 = 1;
 /// Random streams derived from the seed.
 const STREAM_ORDER: u64 = 3;
-const STREAM_DROPOUT: u64 = 4;
+pub(crate) const STREAM_DROPOUT: u64 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainOptions {
@@ -129,6 +130,32 @@ pub struct StopRule {
     pub max_seconds: Option<f64>,
 }
 
+impl StopRule {
+    /// Whether to stop before another step, `steps_this_run` steps after `started`.
+    pub fn reached(&self, steps_this_run: usize, started: Instant) -> bool {
+        self.run_steps.is_some_and(|n| steps_this_run >= n)
+            || self
+                .max_seconds
+                .is_some_and(|s| started.elapsed().as_secs_f64() >= s)
+    }
+}
+
+/// What a trainer tells its observer after each optimizer step (any trainer: `unit` says
+/// what `rate` counts, pairs or tokens).
+#[derive(Debug, Clone)]
+pub struct StepReport<'a> {
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f32,
+    pub learning_rate: f64,
+    pub grad_norm: f32,
+    /// Units per second in this step.
+    pub rate: f64,
+    pub unit: &'a str,
+    /// Training wall time so far, summed over invocations.
+    pub seconds: f64,
+}
+
 /// One optimizer step, as recorded in `trainer_state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepRecord {
@@ -180,16 +207,16 @@ pub struct TrainSummary {
     pub seconds_this_run: f64,
 }
 
-/// Something told about every step (a progress bar, a log).
+/// Something told about every step of any trainer (a progress bar, a log).
 pub trait TrainObserver {
-    fn step(&mut self, record: &StepRecord, total_steps: usize, pairs_per_second: f64);
+    fn step(&mut self, report: &StepReport);
     fn message(&mut self, text: &str);
 }
 
 /// Observer that ignores everything (tests, library use).
 pub struct Silent;
 impl TrainObserver for Silent {
-    fn step(&mut self, _: &StepRecord, _: usize, _: f64) {}
+    fn step(&mut self, _: &StepReport) {}
     fn message(&mut self, _: &str) {}
 }
 
@@ -306,11 +333,7 @@ impl Trainer<'_> {
         ));
 
         while state.step < o.steps {
-            if stop.run_steps.is_some_and(|n| state.step - first_step >= n)
-                || stop
-                    .max_seconds
-                    .is_some_and(|s| started.elapsed().as_secs_f64() >= s)
-            {
+            if stop.reached(state.step - first_step, started) {
                 break;
             }
             let step_started = Instant::now();
@@ -371,7 +394,16 @@ impl Trainer<'_> {
             };
             let pairs_per_second = (o.batch_pairs * o.accumulation) as f64
                 / step_started.elapsed().as_secs_f64().max(1e-9);
-            observer.step(&record, o.steps, pairs_per_second);
+            observer.step(&StepReport {
+                step: record.step,
+                total_steps: o.steps,
+                loss: record.loss,
+                learning_rate: record.learning_rate,
+                grad_norm: record.grad_norm,
+                rate: pairs_per_second,
+                unit: "pairs",
+                seconds: record.seconds,
+            });
             state.history.push(record);
 
             let at = |every: usize| every > 0 && state.step % every == 0;
@@ -447,19 +479,35 @@ fn save_checkpoint(
     optimizer: &AdamW,
     state: &TrainerState,
 ) -> Result<()> {
+    write_checkpoint(dir, |d| encoder.save_model(d), optimizer, state)
+}
+
+/// Writes a checkpoint directory atomically (any trainer): the model files written by
+/// `save_model` into a staging directory, the AdamW moments and `trainer_state.json`, then
+/// renamed over `dir`.
+pub(crate) fn write_checkpoint(
+    dir: &Path,
+    save_model: impl FnOnce(&Path) -> Result<()>,
+    optimizer: &AdamW,
+    state: &impl Serialize,
+) -> Result<()> {
     let staging = StagingDir::new(dir)?;
-    encoder.save_model(staging.path())?;
+    save_model(staging.path())?;
     optimizer.save(&staging.path().join("optimizer.safetensors"))?;
     write_json(&staging.path().join("trainer_state.json"), state)?;
     staging.commit()?;
     Ok(())
 }
 
+/// Reads a `trainer_state.json` (any trainer's), naming the file in errors.
+pub(crate) fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::parse(path, e.line(), None, e.to_string()))
+}
+
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let state: TrainerState = serde_json::from_str(&text)
-        .map_err(|e| Error::parse(&path, e.line(), None, e.to_string()))?;
+    let state: TrainerState = read_json_file(&path)?;
     if state.format != STATE_FORMAT {
         return Err(Error::parse(
             &path,
@@ -474,7 +522,7 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     Ok(state)
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(path, |w| w.write_all(&text))
 }
@@ -495,15 +543,16 @@ fn fingerprint(pairs: &PairSet) -> String {
     crate::fsutil::hex(&h.finalize())
 }
 
-/// The endless pair stream: epoch `e` is a permutation drawn from `(seed, e)`.
-struct PairOrder {
+/// The endless stream of item indices (pairs, windows): epoch `e` is a permutation drawn
+/// from `(seed, e)`, so position `p` of the stream is fixed by the seed alone.
+pub(crate) struct PairOrder {
     n: usize,
     seed: u64,
     epochs: HashMap<usize, Vec<u32>>,
 }
 
 impl PairOrder {
-    fn new(n: usize, seed: u64) -> Self {
+    pub(crate) fn new(n: usize, seed: u64) -> Self {
         PairOrder {
             n,
             seed,
@@ -512,7 +561,7 @@ impl PairOrder {
     }
 
     /// Pair indices at stream positions `start..start + len`.
-    fn batch(&mut self, start: usize, len: usize) -> Vec<usize> {
+    pub(crate) fn batch(&mut self, start: usize, len: usize) -> Vec<usize> {
         (start..start + len)
             .map(|pos| {
                 let epoch = pos / self.n;

@@ -245,3 +245,83 @@ fn readme_example_links_both_phenotypes_on_the_default_index() {
         ]
     );
 }
+
+/// `--ner tagger` runs the token classifier: its mentions are the entities transformers'
+/// pipeline gives for the same checkpoint (aggregation `first`), and `--ner both` keeps them
+/// all, adding dictionary matches only where the tagger found nothing.
+#[test]
+fn tagger_and_both_detect_with_the_token_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_sample_index(dir.path());
+    let tagger = crate::common::fixture("tagger-tiny");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tagger.join("expected.json")).unwrap())
+            .unwrap();
+    let case = &expected["texts"][0];
+    let text = case["text"].as_str().unwrap();
+    let want: Vec<(u64, u64, String)> = case["entities"]["first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["start"].as_u64().unwrap(),
+                e["end"].as_u64().unwrap(),
+                e["entity_group"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(!want.is_empty());
+    let spans = |ner: &str| {
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args([
+                    "annotate",
+                    "--ner",
+                    ner,
+                    "--no-abbreviations",
+                    "--tagger-stride",
+                    "6",
+                ])
+                .arg("--index")
+                .arg(&index)
+                .arg("--tagger")
+                .arg(&tagger),
+            text.as_bytes(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        jsonl(&stdout)[0]["mentions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["start"].as_u64().unwrap(),
+                    m["end"].as_u64().unwrap(),
+                    m["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(spans("tagger"), want);
+    let both = spans("both");
+    assert!(want.iter().all(|w| both.contains(w)), "{both:?}");
+    // A tagger flag with the dictionary detector is a mistake worth saying.
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["annotate", "--ner", "dictionary", "--index"])
+            .arg(&index)
+            .arg("--tagger")
+            .arg(&tagger),
+        b"text",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["annotate", "--ner", "tagger", "--index"])
+            .arg(&index),
+        b"text",
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("needs --tagger"), "{stderr}");
+}

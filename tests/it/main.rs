@@ -21,4 +21,5 @@ mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
 mod server;
+mod tagger;
 mod train;

@@ -128,10 +128,53 @@ fn plurals_fold_and_articles_are_skipped_on_both_sides() {
         ("arthritis", "arthritis"),
         ("gas", "gas"),
         ("ii", "ii"),
+        ("abnormal", "abnormality"),
+        ("anomalies", "anomaly"),
     ];
     for (word, key) in cases {
         assert_eq!(medlink::ner::dictionary::word_key(word), key, "{word}");
     }
+}
+
+#[test]
+fn content_words_match_in_any_order_within_a_phrase() {
+    let matcher = DictionaryMatcher::new(&dictionary(), &MatcherOptions::default()).unwrap();
+    // "Hypopigmentation of skin" and "Branchial fistula", words reordered; "of" is a connector.
+    t!(
+        matcher,
+        "skin hypopigmentation, fistulae of branchial type",
+        [
+            (0, 21, "skin hypopigmentation"),
+            (23, 44, "fistulae of branchial")
+        ]
+    );
+    // Not across a phrase break, and not when the words are matched as written.
+    t!(matcher, "skin. Hypopigmentation", []);
+    t!(matcher, "big head", [(0, 8, "big head")]);
+    let ordered = DictionaryMatcher::new(
+        &dictionary(),
+        &MatcherOptions {
+            any_order: false,
+            ..MatcherOptions::default()
+        },
+    )
+    .unwrap();
+    t!(ordered, "skin hypopigmentation", []);
+}
+
+#[test]
+fn nested_names_are_reported_on_request() {
+    let nested = DictionaryMatcher::new(
+        &dictionary(),
+        &MatcherOptions {
+            nested: true,
+            ..MatcherOptions::default()
+        },
+    )
+    .unwrap();
+    // "big head" holds "head" once its first word is dropped.
+    t!(nested, "a big head", [(2, 10, "big head"), (6, 10, "head")]);
+    t!(nested, "head", [(0, 4, "head")]);
 }
 
 #[test]
@@ -283,6 +326,7 @@ proptest! {
             stop_words: Vec::new(),
             fold_plurals: false,
             ignored_words: Vec::new(),
+            any_order: false,
             ..MatcherOptions::default()
         }).unwrap();
         let text = pieces.join(" ");
