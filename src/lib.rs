@@ -17,6 +17,7 @@ pub mod ontology;
 pub mod parallel;
 pub mod progress;
 pub mod rng;
+pub mod server;
 pub mod text;
 pub mod train;
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::progress::Bars;
 use super::{
     BuildArgs, Cli, Command, EmbedArgs, EvalCommand, EvalLinkArgs, IndexCommand, LinkArgs,
-    LoadArgs, ModelArgs, OntologyCommand, QueryArgs, SearchArgs,
+    LoadArgs, ModelArgs, OntologyCommand, QueryArgs, SearchArgs, ServeArgs,
 };
 use crate::assets::{self, DEFAULT_MODEL, DEFAULT_ONTOLOGY, DEFAULT_ONTOLOGY_FILE};
 use crate::encoder::{BertEncoder, EncoderOptions};
@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
         Command::Annotate(args) => super::annotate::run(*args, &cache),
+        Command::Serve(args) => serve(*args, cache),
         Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
         Command::Eval(EvalCommand::E2e(args)) => super::annotate::eval_e2e(*args, &cache),
         Command::Train(command) => super::train::run(command, &cache),
@@ -169,12 +170,13 @@ fn build(args: BuildArgs, cache: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens `--index`, or the default HPO index (fetching and building it on first use).
-fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
-    if let Some(dir) = &args.index {
+/// Opens `index`, or the default HPO index (fetching and building it on first use). Shared by
+/// `search`, `link`, `eval` and `serve`, so every command builds the default index the same way.
+pub(super) fn open_index(index: Option<&Path>, model: &ModelArgs, cache: &Path) -> Result<Index> {
+    if let Some(dir) = index {
         return Index::open(dir).with_context(|| format!("opening index {}", dir.display()));
     }
-    if args.model.model.is_some() {
+    if model.model.is_some() {
         anyhow::bail!(crate::Error::InvalidInput(
             "--model needs --index: the default HPO index is built with the default model".into()
         ));
@@ -186,17 +188,17 @@ fn open_index(args: &QueryArgs, cache: &Path) -> Result<Index> {
             dir.display()
         );
         let ontology_dir = assets::ensure(&DEFAULT_ONTOLOGY, cache)?;
-        let model = model_dir(&args.model, None, cache)?;
+        let model_path = model_dir(model, None, cache)?;
         let spec = OntologySpec {
             format: ontology::Format::Obo,
             path: ontology_dir.join(DEFAULT_ONTOLOGY_FILE),
         };
         let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())?;
-        let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
+        let encoder = BertEncoder::load(&model_path, &encoder_options(model, None)?)?;
         Index::build(
             &dict,
             &encoder,
-            &model,
+            &model_path,
             &dir,
             HnswParams::default(),
             &Bars::default(),
@@ -211,13 +213,18 @@ pub(super) fn open_index_and_encoder(
     args: &QueryArgs,
     cache: &Path,
 ) -> Result<(Index, BertEncoder)> {
-    let index = open_index(args, cache)?;
-    let model = model_dir(&args.model, Some(&index.manifest), cache)?;
-    let encoder = BertEncoder::load(
-        &model,
-        &encoder_options(&args.model, Some(&index.manifest))?,
-    )?;
+    let index = open_index(args.index.as_deref(), &args.model, cache)?;
+    let encoder = encoder_for(&index, &args.model, cache)?;
     Ok((index, encoder))
+}
+
+/// The encoder of the model `index` was built with (or `--model`, checked against it later).
+pub(super) fn encoder_for(index: &Index, model: &ModelArgs, cache: &Path) -> Result<BertEncoder> {
+    let dir = model_dir(model, Some(&index.manifest), cache)?;
+    Ok(BertEncoder::load(
+        &dir,
+        &encoder_options(model, Some(&index.manifest))?,
+    )?)
 }
 
 pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
@@ -434,6 +441,97 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `medlink serve`: indexes are opened (the default one built on first use) by the same code
+/// as `search`, after the server has started listening.
+fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
+    use crate::server::{IndexSpec, Limits, ServerConfig};
+    if !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
+        anyhow::bail!(crate::Error::InvalidInput(
+            "--request-timeout must be a positive number of seconds".into()
+        ));
+    }
+    let config = ServerConfig {
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_mentions: args.max_mentions,
+            max_mention_chars: args.max_mention_chars,
+            max_text_chars: args.max_text_chars,
+            max_concurrent: args.max_concurrent,
+            max_queued_mentions: args.max_queued_mentions,
+            max_batch: args.max_batch,
+            encoder_workers: args.encoder_workers,
+            request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
+        },
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        cors_origins: args.cors_origins.clone(),
+    };
+    config.limits.validate()?;
+    // Parse NAME=DIR before binding, so a typo fails at once.
+    let named: Vec<(Option<String>, PathBuf)> = args
+        .indexes
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((name, dir)) if !name.contains('/') => {
+                (Some(name.to_string()), PathBuf::from(dir))
+            }
+            _ => (None, PathBuf::from(spec)),
+        })
+        .collect();
+    let model = args.model.clone();
+    let load: crate::server::Loader = Box::new(move || {
+        // The default HPO index annotates phenotypes only, as `medlink annotate` does.
+        let opened: Vec<(String, Index, Vec<String>)> = if named.is_empty() {
+            let index = open_index(None, &model, &cache)?;
+            let phenotypes = vec![super::annotate::DEFAULT_HPO_TYPE.to_string()];
+            vec![("hpo".to_string(), index, phenotypes)]
+        } else {
+            named
+                .iter()
+                .map(|(name, dir)| {
+                    let name = name.clone().unwrap_or_else(|| {
+                        dir.canonicalize()
+                            .unwrap_or_else(|_| dir.clone())
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "index".into())
+                    });
+                    Ok((name, open_index(Some(dir), &model, &cache)?, Vec::new()))
+                })
+                .collect::<Result<_>>()?
+        };
+        // One encoder (and so one queue and worker) per distinct model.
+        let mut encoders: Vec<&'static BertEncoder> = Vec::new();
+        let mut specs = Vec::new();
+        for (name, index, annotate_types) in opened {
+            let index: &'static Index = Box::leak(Box::new(index));
+            let shared = encoders
+                .iter()
+                .find(|e| {
+                    model.model.is_none()
+                        && crate::encoder::Encoder::identity(**e) == &index.manifest.model
+                })
+                .copied();
+            let encoder = match shared {
+                Some(e) => e,
+                None => {
+                    let e: &'static BertEncoder =
+                        Box::leak(Box::new(encoder_for(index, &model, &cache)?));
+                    encoders.push(e);
+                    e
+                }
+            };
+            specs.push(IndexSpec {
+                name,
+                index,
+                encoder,
+                annotate_types,
+            });
+        }
+        Ok(specs)
+    });
+    crate::server::serve(args.addr, config, load).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn embed(args: EmbedArgs, cache: &Path) -> Result<()> {

@@ -50,6 +50,8 @@ pub enum Command {
     Annotate(Box<annotate::AnnotateArgs>),
     /// Embed lines of text from stdin; write one JSON array of floats per line to stdout.
     Embed(EmbedArgs),
+    /// Serve the HTTP API and the web page (default http://127.0.0.1:8080/).
+    Serve(Box<ServeArgs>),
     /// Benchmark runs: linking accuracy on annotated corpora.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -247,6 +249,57 @@ pub struct LinkArgs {
     pub lines_per_batch: usize,
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Index to serve, DIR or NAME=DIR (name: the directory's name); repeat for several, the
+    /// first is the default [default: the HPO index in the cache, built on first use].
+    #[arg(long = "index", value_name = "[NAME=]DIR")]
+    pub indexes: Vec<String>,
+    /// Address to listen on. Loopback by default: expose it deliberately.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Require `Authorization: Bearer KEY` on every /v1 route [default: $MEDLINK_API_KEY].
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "MEDLINK_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Allow cross-origin requests from this origin (`*` for any); repeat for several.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Mentions per /v1/link request.
+    #[arg(long, default_value_t = 1000)]
+    pub max_mentions: usize,
+    /// Characters per mention.
+    #[arg(long, default_value_t = 1000)]
+    pub max_mention_chars: usize,
+    /// Characters per context or text.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_text_chars: usize,
+    /// Requests answered at once; more get 429.
+    #[arg(long, default_value_t = 512)]
+    pub max_concurrent: usize,
+    /// Mentions waiting for the encoder; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 8192)]
+    pub max_queued_mentions: usize,
+    /// Most mentions the encoder worker merges into one batch.
+    #[arg(long, default_value_t = 128)]
+    pub max_batch: usize,
+    /// Encoder worker threads per model.
+    #[arg(long, default_value_t = 1)]
+    pub encoder_workers: usize,
+    /// Seconds a /v1 request may take before a 503 `timeout`.
+    #[arg(long, default_value_t = 30.0)]
+    pub request_timeout: f64,
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -288,6 +341,8 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: `medlink serve` logs usually go to a file or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

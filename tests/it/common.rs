@@ -86,3 +86,34 @@ pub fn hpo_index() -> &'static medlink::index::Index {
         medlink::index::Index::open(&out).unwrap()
     })
 }
+
+/// The sample cardiology vocabulary (`ontologies/samples/custom.jsonl`: 12 concepts with
+/// parents, xrefs and definitions) indexed with the default model, built once per test binary
+/// into a temporary directory. Small enough for tests that only need *an* index.
+pub fn sample_index() -> &'static medlink::index::Index {
+    static INDEX: std::sync::OnceLock<(tempfile::TempDir, medlink::index::Index)> =
+        std::sync::OnceLock::new();
+    let (_, index) = INDEX.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("cardio");
+        let spec: medlink::ontology::OntologySpec = format!(
+            "jsonl:{}/ontologies/samples/custom.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        )
+        .parse()
+        .unwrap();
+        let dict = medlink::ontology::load_dictionary(&[spec], &Default::default()).unwrap();
+        medlink::index::Index::build(
+            &dict,
+            encoder(),
+            &default_model(),
+            &out,
+            Default::default(),
+            &medlink::progress::NoProgress,
+        )
+        .unwrap();
+        let index = medlink::index::Index::open(&out).unwrap();
+        (dir, index)
+    });
+    index
+}

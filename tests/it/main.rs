@@ -20,5 +20,6 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
+mod server;
 mod tagger;
 mod train;
