@@ -139,8 +139,39 @@ fn tiny_model(dir: &Path) -> PathBuf {
         &parsed,
     )
     .unwrap();
+    reseed_varmap(&varmap, 7);
     varmap.save(dir.join("model.safetensors")).unwrap();
     dir.to_path_buf()
+}
+
+/// candle initialises a VarMap from its CPU generator, which cannot be seeded: redraw every
+/// weight from a seeded generator with the same mean and spread per tensor (constant tensors,
+/// LayerNorm's ones and zeros, stay), so the fixture and every loss curve from it repeat.
+fn reseed_varmap(varmap: &VarMap, seed: u64) {
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for (i, name) in names.into_iter().enumerate() {
+        let var = &data[name];
+        let values: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+        let n = values.len() as f32;
+        let mean = values.iter().sum::<f32>() / n;
+        let spread = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
+        if spread == 0.0 {
+            continue;
+        }
+        let mut rng = SplitMix64::derive(seed, 0, i as u64);
+        let redrawn: Vec<f32> = (0..values.len())
+            .map(|_| {
+                // Box–Muller: one standard normal from two uniforms.
+                let (u1, u2) = (rng.next_f32().max(1e-7), rng.next_f32());
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+                mean + spread * z
+            })
+            .collect();
+        var.set(&Tensor::from_vec(redrawn, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
 }
 
 fn toy_dictionary(dir: &Path) -> Dictionary {
