@@ -144,32 +144,31 @@ fn tiny_model(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// candle initialises a VarMap from its CPU generator, which cannot be seeded: redraw every
-/// weight from a seeded generator with the same mean and spread per tensor (constant tensors,
-/// LayerNorm's ones and zeros, stay), so the fixture and every loss curve from it repeat.
+/// candle initialises a VarMap from its CPU generator, which cannot be seeded: redraw it as
+/// transformers initialises BERT (weights N(0, 0.02), biases 0, LayerNorm weights 1) from a
+/// seeded generator, so the fixture and every loss curve from it repeat run to run.
 fn reseed_varmap(varmap: &VarMap, seed: u64) {
     let data = varmap.data().lock().unwrap();
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     for (i, name) in names.into_iter().enumerate() {
         let var = &data[name];
-        let values: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
-        let n = values.len() as f32;
-        let mean = values.iter().sum::<f32>() / n;
-        let spread = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
-        if spread == 0.0 {
-            continue;
-        }
-        let mut rng = SplitMix64::derive(seed, 0, i as u64);
-        let redrawn: Vec<f32> = (0..values.len())
-            .map(|_| {
-                // Box–Muller: one standard normal from two uniforms.
-                let (u1, u2) = (rng.next_f32().max(1e-7), rng.next_f32());
-                let z = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
-                mean + spread * z
-            })
-            .collect();
-        var.set(&Tensor::from_vec(redrawn, var.shape(), &Device::Cpu).unwrap())
+        let n = var.elem_count();
+        let values: Vec<f32> = if name.ends_with("LayerNorm.weight") {
+            vec![1.0; n]
+        } else if name.ends_with("bias") {
+            vec![0.0; n]
+        } else {
+            let mut rng = SplitMix64::derive(seed, 0, i as u64);
+            (0..n)
+                .map(|_| {
+                    // Box–Muller: one standard normal from two uniforms.
+                    let (u1, u2) = (rng.next_f32().max(1e-7), rng.next_f32());
+                    0.02 * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+                })
+                .collect()
+        };
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
             .unwrap();
     }
 }
@@ -230,7 +229,7 @@ fn tiny_model_learns_toy_synonyms() {
     let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
     let (first, last) = (mean(&losses[..10]), mean(&losses[70..]));
     assert!(
-        last < 0.7 * first,
+        last < 0.5 * first,
         "loss did not fall: first 10 steps {first:.4}, last 10 {last:.4}"
     );
 
