@@ -44,7 +44,34 @@ const MENTIONS: &[&str] = &[
     "ataxia",
 ];
 
+/// One BERT feed-forward weight (1536 × 384) applied to `rows` token rows: candle's matmul
+/// (the `gemm` crate) beside medlink's packing-free kernel, to place `skinny::MAX_ROWS`.
+fn dense_layer(c: &mut Criterion) {
+    use candle_core::{Device, Tensor};
+    let (k, n) = (384usize, 1536usize);
+    let weight = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("weight");
+    let bias = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).expect("bias");
+    let mut group = c.benchmark_group("dense_layer");
+    for rows in [1usize, 8, 24, 48, 96] {
+        let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("candle", rows), &xs, |b, xs| {
+            b.iter(|| {
+                xs.matmul(&weight.t().expect("t"))
+                    .and_then(|o| o.broadcast_add(&bias))
+                    .expect("matmul")
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("skinny", rows), &xs, |b, xs| {
+            b.iter(|| medlink::bert::skinny::linear(xs, &weight, &bias).expect("skinny"))
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    // As the command line does: candle ops on the calling thread (see `medlink::parallel`).
+    medlink::parallel::single_threaded_candle();
     let model = medlink::assets::ensure(&medlink::assets::DEFAULT_MODEL, &cache())
         .expect("default model (run the tests or `medlink fetch` first)");
     let encoder = BertEncoder::load(&model, &EncoderOptions::default()).expect("model loads");
@@ -89,5 +116,5 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(linking, benches);
+criterion_group!(linking, dense_layer, benches);
 criterion_main!(linking);

@@ -20,6 +20,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 pub mod ops;
+pub mod skinny;
 
 use crate::encoder::Pooling;
 use crate::rng::SplitMix64;
@@ -61,7 +62,9 @@ fn default_eps() -> f64 {
 impl Config {
     /// Checks what the forward pass relies on, so a bad config fails at load, not mid-batch.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -125,12 +128,16 @@ impl Dense {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+    /// `training` keeps the differentiable path; inference on a few rows (one mention, a
+    /// small batch) takes the packing-free kernel of [`skinny`].
+    fn forward(&self, xs: &Tensor, training: bool) -> candle_core::Result<Tensor> {
         let (b, s, h) = xs.dims3()?;
-        let out = xs
-            .reshape((b * s, h))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
+        let rows = xs.reshape((b * s, h))?;
+        let out = if !training && xs.device().is_cpu() && b * s <= skinny::MAX_ROWS {
+            skinny::linear(&rows, &self.weight, &self.bias)?
+        } else {
+            rows.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?
+        };
         out.reshape((b, s, ()))
     }
 }
@@ -281,9 +288,9 @@ impl Bert {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(layer.query.forward(xs)?)?;
-        let k = split(layer.key.forward(xs)?)?;
-        let v = split(layer.value.forward(xs)?)?;
+        let q = split(layer.query.forward(xs, training)?)?;
+        let k = split(layer.key.forward(xs, training)?)?;
+        let v = split(layer.value.forward(xs, training)?)?;
         let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(additive_mask)?;
         let mut probs = if training || scores.device().is_cpu() {
             ops::softmax_last_dim(&scores)?
@@ -298,13 +305,13 @@ impl Bert {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, s, h))?;
-        let mut attended = layer.attention_out.forward(&context)?;
+        let mut attended = layer.attention_out.forward(&context, training)?;
         if let Some(d) = dropout.as_deref_mut() {
             attended = d.apply(&attended, d.hidden)?;
         }
         let attended = layer.attention_norm.forward(&(attended + xs)?, training)?;
-        let inner = self.activation(&layer.intermediate.forward(&attended)?)?;
-        let mut out = layer.output.forward(&inner)?;
+        let inner = self.activation(&layer.intermediate.forward(&attended, training)?)?;
+        let mut out = layer.output.forward(&inner, training)?;
         if let Some(d) = dropout {
             out = d.apply(&out, d.hidden)?;
         }

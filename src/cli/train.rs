@@ -400,7 +400,7 @@ impl TrainObserver for Bar {
             "loss {:.4} lr {:.2e} |g| {:.2} {:.1} {}/s",
             r.loss, r.learning_rate, r.grad_norm, r.rate, r.unit
         );
-        if self.bar.is_hidden() && r.step % 50 == 0 {
+        if self.bar.is_hidden() && r.step.is_multiple_of(50) {
             eprintln!(
                 "step {}/{} {text} ({:.0} s)",
                 r.step, r.total_steps, r.seconds
