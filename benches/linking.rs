@@ -52,7 +52,7 @@ fn dense_layer(c: &mut Criterion) {
     let weight = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("weight");
     let bias = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).expect("bias");
     let mut group = c.benchmark_group("dense_layer");
-    for rows in [1usize, 8, 24, 48, 96] {
+    for rows in [1usize, 8, 24, 48, 96, 256] {
         let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_with_input(BenchmarkId::new("candle", rows), &xs, |b, xs| {
