@@ -181,6 +181,74 @@ const EXACT_BONUS: f32 = 1.0;
 /// Score added when only the singular form matches: plural folding can be wrong ("aids").
 const SINGULAR_BONUS: f32 = 0.5;
 
+/// Scores names for one mention on both signals (step 3 of the module docs).
+struct NameScorer<'s> {
+    linker: &'s Linker<'s>,
+    normalized: &'s str,
+    /// The mention's normal form and its singular variant: an exact match of either earns a
+    /// bonus.
+    exact_keys: Vec<String>,
+    vector: &'s [f32],
+    profile: Option<crate::index::lexical::Profile>,
+    options: &'s LinkOptions,
+}
+
+impl<'s> NameScorer<'s> {
+    fn new(
+        linker: &'s Linker<'s>,
+        normalized: &'s str,
+        vector: &'s [f32],
+        options: &'s LinkOptions,
+    ) -> Self {
+        NameScorer {
+            linker,
+            normalized,
+            exact_keys: std::iter::once(normalized.to_string())
+                .chain(singular_variant(normalized))
+                .collect(),
+            vector,
+            profile: (options.mode != Mode::Dense)
+                .then(|| linker.index.lexical.query_profile(normalized)),
+            options,
+        }
+    }
+
+    fn score(&self, name_idx: NameIdx) -> ScoredName {
+        let index = self.linker.index;
+        let entry = index.dictionary.name(name_idx);
+        let dense = (self.options.mode != Mode::Lexical)
+            .then(|| dot(self.vector, index.vectors.row(name_idx as usize)));
+        let lexical = self
+            .profile
+            .as_ref()
+            .map(|p| index.lexical.similarity_to(p, &entry.normalized));
+        let exact = entry.normalized == self.normalized;
+        let bonus = if exact {
+            EXACT_BONUS
+        } else if self.exact_keys.contains(&entry.normalized) {
+            SINGULAR_BONUS
+        } else {
+            0.0
+        };
+        let alpha = self.options.alpha;
+        let fused = match (dense, lexical) {
+            (Some(d), Some(l)) => alpha * d + (1.0 - alpha) * l,
+            (Some(d), None) => d,
+            (None, Some(l)) => l,
+            (None, None) => 0.0,
+        };
+        ScoredName {
+            score: fused + bonus,
+            name: name_idx,
+            dense,
+            lexical,
+            exact,
+            bonus,
+            preferred: entry.kind.is_none(),
+        }
+    }
+}
+
 /// Links mentions against one index with one encoder.
 pub struct Linker<'a> {
     index: &'a Index,
@@ -313,44 +381,51 @@ impl<'a> Linker<'a> {
         names.sort_unstable();
         names.dedup();
 
-        let profile =
-            (options.mode != Mode::Dense).then(|| self.index.lexical.query_profile(normalized));
+        let scorer = NameScorer::new(self, normalized, vector, options);
         let mut scored = Vec::with_capacity(names.len());
         for name_idx in names {
-            let entry = dict.name(name_idx);
-            if filtered && !self.passes_filters(entry.concept, options) {
+            if filtered && !self.passes_filters(dict.name(name_idx).concept, options) {
                 continue;
             }
-            let dense = (options.mode != Mode::Lexical)
-                .then(|| dot(vector, self.index.vectors.row(name_idx as usize)));
-            let lexical = profile
-                .as_ref()
-                .map(|p| self.index.lexical.similarity_to(p, &entry.normalized));
-            let exact = entry.normalized == normalized;
-            let bonus = if exact {
-                EXACT_BONUS
-            } else if exact_keys.contains(&entry.normalized) {
-                SINGULAR_BONUS
-            } else {
-                0.0
-            };
-            let fused = match (dense, lexical) {
-                (Some(d), Some(l)) => options.alpha * d + (1.0 - options.alpha) * l,
-                (Some(d), None) => d,
-                (None, Some(l)) => l,
-                (None, None) => 0.0,
-            };
-            scored.push(ScoredName {
-                score: fused + bonus,
-                name: name_idx,
-                dense,
-                lexical,
-                exact,
-                bonus,
-                preferred: entry.kind.is_none(),
-            });
+            scored.push(scorer.score(name_idx));
         }
         Ok(scored)
+    }
+
+    /// Scores the concepts `ids` for one mention exactly as [`Linker::link`] scores candidates
+    /// (each concept by its best name), best first; ids not in the index or not passing the
+    /// filters are left out. For concepts another stage already chose — a dictionary match —
+    /// that the linker's own top k did not reach.
+    pub fn score_concepts(
+        &self,
+        mention: &str,
+        ids: &[String],
+        options: &LinkOptions,
+    ) -> Result<Vec<Candidate>> {
+        let (normalized, vectors) = self.prepare(&[mention], options)?;
+        let dict = &self.index.dictionary;
+        let scorer = NameScorer::new(self, &normalized[0], &vectors[0], options);
+        let mut scored = Vec::new();
+        for id in ids {
+            let Some(concept) = dict.lookup_id(id) else {
+                continue;
+            };
+            if !self.passes_filters(concept, options) {
+                continue;
+            }
+            for name in dict.concept(concept).names() {
+                for &row in dict.lookup_normalized(&normalize(name)) {
+                    if dict.name(row).concept == concept {
+                        scored.push(scorer.score(row));
+                    }
+                }
+            }
+        }
+        let options = LinkOptions {
+            k: ids.len().max(1),
+            ..options.clone()
+        };
+        Ok(self.group_by_concept(scored, &options))
     }
 
     fn rank(
@@ -359,9 +434,15 @@ impl<'a> Linker<'a> {
         vector: &[f32],
         options: &LinkOptions,
     ) -> Result<Vec<Candidate>> {
+        let scored = self.scored_names(normalized, vector, options, false)?;
+        Ok(self.group_by_concept(scored, options))
+    }
+
+    /// Step 4 of the module docs: the top `options.k` concepts, each by its best name.
+    fn group_by_concept(&self, scored: Vec<ScoredName>, options: &LinkOptions) -> Vec<Candidate> {
         let dict = &self.index.dictionary;
         let mut best: HashMap<ConceptIdx, ScoredName> = HashMap::new();
-        for scored in self.scored_names(normalized, vector, options, false)? {
+        for scored in scored {
             // Ties between names of one concept go to the lower name index (the preferred
             // name comes first), so results do not depend on candidate order.
             best.entry(dict.name(scored.name).concept)
@@ -382,7 +463,7 @@ impl<'a> Linker<'a> {
                 .then(a.0.cmp(&b.0))
         });
         ranked.truncate(options.k);
-        Ok(ranked
+        ranked
             .into_iter()
             .map(|(cidx, best)| {
                 let concept = dict.concept(cidx);
@@ -402,7 +483,7 @@ impl<'a> Linker<'a> {
                     types: concept.types.clone(),
                 }
             })
-            .collect())
+            .collect()
     }
 
     fn rank_names(

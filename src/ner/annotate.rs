@@ -148,7 +148,14 @@ impl<'a> Annotator<'a> {
             }
         }
 
-        Ok(documents
+        let route_options = |entity_type: &str| {
+            let mut link_options = options.link.clone();
+            if let Some(sources) = route_of(entity_type) {
+                link_options.sources = sources.clone();
+            }
+            link_options
+        };
+        documents
             .into_iter()
             .map(|pending| {
                 pending
@@ -159,12 +166,15 @@ impl<'a> Annotator<'a> {
                             .get(&(route_of(&p.mention.entity_type), text.clone()))
                             .cloned()
                             .unwrap_or_default();
-                        // A dictionary match names its concepts: they outrank whatever the
-                        // linker liked better ("ear anomalies" folds to "Ear anomaly").
                         if !p.mention.concepts.is_empty() {
-                            candidates.sort_by_key(|c| !p.mention.concepts.contains(&c.id));
+                            candidates = self.dictionary_first(
+                                text,
+                                &p.mention.concepts,
+                                candidates,
+                                &route_options(&p.mention.entity_type),
+                            )?;
                         }
-                        LinkedMention {
+                        Ok(LinkedMention {
                             start: p.mention.start,
                             end: p.mention.end,
                             text: p.mention.text,
@@ -172,11 +182,38 @@ impl<'a> Annotator<'a> {
                             score: p.mention.score,
                             linked_text: p.linked_text,
                             candidates,
-                        }
+                        })
                     })
                     .collect()
             })
-            .collect())
+            .collect()
+    }
+
+    /// A dictionary match names its concepts: they outrank whatever the linker liked better
+    /// ("ear anomalies" folds to "Ear anomaly"), best scored first. Those the linker's top k
+    /// left out ("cutaneous abnormalities" folds to "Abnormality of the skin", which the
+    /// linker ranks below "Cutaneous wound") are scored for this mention and put in.
+    fn dictionary_first(
+        &self,
+        text: &str,
+        matched: &[String],
+        linked: Vec<Candidate>,
+        options: &LinkOptions,
+    ) -> Result<Vec<Candidate>> {
+        let (mut first, rest): (Vec<Candidate>, Vec<Candidate>) =
+            linked.into_iter().partition(|c| matched.contains(&c.id));
+        let missing: Vec<String> = matched
+            .iter()
+            .filter(|id| !first.iter().any(|c| &c.id == *id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() && mention_problem(text).is_none() {
+            first.extend(self.linker.score_concepts(text, &missing, options)?);
+            first.sort_by(|a, b| b.score.total_cmp(&a.score));
+        }
+        first.extend(rest);
+        first.truncate(options.k);
+        Ok(first)
     }
 }
 

@@ -20,8 +20,9 @@
 //!   `acronym_max_chars` long and never written otherwise by any concept — match only text in
 //!   capitals, so "all" and "aids" in prose stay words; acronyms shorter than
 //!   `acronym_min_chars` (3: "HT", "RA") are not matched at all;
-//! - words are compared by a **plural-folded key** ([`word_key`]: "tumors" = "tumor",
-//!   "nevi" = "nevus", "fistulae" = "fistula", "abscesses" = "abscess") on both sides, and the
+//! - words are compared by a **folded key** ([`word_key`]: "tumors" = "tumor", "nevi" =
+//!   "nevus", "fistulae" = "fistula", "dysplastic" = "dysplasia", "patellar" = "patella",
+//!   "cutaneous" = "skin", "multiple" = "numerous") on both sides, and the
 //!   articles "the", "a", "an" are skipped on both sides ("hypopigmentation of the skin" =
 //!   "Hypopigmentation of skin"); offsets still cover the text as written;
 //! - concepts can be restricted by source and type, e.g. HPO's "Phenotypic abnormality" branch,
@@ -83,8 +84,9 @@ pub struct MatcherOptions {
     pub source_labels: BTreeMap<String, String>,
     /// Single words never matched alone (normal form). Defaults to [`STOP_WORDS`].
     pub stop_words: Vec<String>,
-    /// Compare words by [`word_key`] (plural folding) rather than as written.
-    pub fold_plurals: bool,
+    /// Compare words by [`word_key`] (plurals, derived adjectives and equivalent words
+    /// folded) rather than as written.
+    pub fold_word_forms: bool,
     /// Words skipped in names and text alike (normal form). Defaults to the articles.
     pub ignored_words: Vec<String>,
     /// Also match a name's content words in any order within one phrase ("thumb
@@ -105,7 +107,7 @@ impl Default for MatcherOptions {
             types: Vec::new(),
             source_labels: BTreeMap::new(),
             stop_words: STOP_WORDS.iter().map(|w| w.to_string()).collect(),
-            fold_plurals: true,
+            fold_word_forms: true,
             ignored_words: ["the", "a", "an"].map(String::from).to_vec(),
             any_order: true,
             nested: false,
@@ -142,7 +144,7 @@ pub struct DictionaryMatcher {
     concept_sources: Vec<u16>,
     /// Id of each concept.
     concept_ids: Vec<String>,
-    fold_plurals: bool,
+    fold_word_forms: bool,
     ignored_words: std::collections::HashSet<String>,
     /// Sorted content-word codes of every name of two or more content words -> its pattern
     /// in `bag_patterns`, for word-order variants (empty when `any_order` is off).
@@ -167,17 +169,36 @@ fn breaks_phrase(c: char) -> bool {
     )
 }
 
-/// The key a normalised word is compared by when plurals are folded: regular English plurals
-/// and the Latin ones of medical words map to their singular. Applied to names and text alike,
-/// so a rule that also changes some singular ("diabetes" -> "diabete") costs nothing; words
-/// under four letters and words ending in "ss", "us" or "is" are left alone; "abnormal" and
-/// "anomalous" fold to their nouns.
+/// The key a normalised word is compared by when word forms are folded. Applied to names and
+/// text alike, so a rule that also changes some unrelated word ("diabetes" -> "diabete") costs
+/// nothing unless two real words collide; words under four letters are left alone. In order:
+/// 1. **plurals**: regular English ones and the Latin ones of medical words map to their
+///    singular; words ending in "ss", "us" or "is" are not plurals;
+/// 2. **adjectives to their nouns**, the derivations clinical writing swaps freely
+///    ("dysplastic patella" = "Patellar dysplasia", "sclerotic" = "sclerosis",
+///    "atrophic" = "atrophy", "bridged" = "bridging"): [`derived_noun`];
+/// 3. **Latin/Greek adjectives to the plain words** vocabularies also use ("cutaneous" =
+///    "skin", "renal" = "kidney", "multiple" = "numerous"): [`EQUIVALENT_WORDS`].
 pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
-    let n = word.len();
-    if n < 4 || !word.is_ascii() {
+    if word.len() < 4 || !word.is_ascii() {
         return Cow::Borrowed(word);
     }
+    let singular = singular_key(word);
+    let noun = match derived_noun(&singular) {
+        Some(noun) => Cow::Owned(noun),
+        None => singular,
+    };
+    match EQUIVALENT_WORDS.iter().find(|(w, _)| *w == noun.as_ref()) {
+        Some((_, plain)) => Cow::Borrowed(plain),
+        None => noun,
+    }
+}
+
+/// Step 1 of [`word_key`]: plural folding, and "abnormal" / "anomalous" to their nouns.
+fn singular_key(word: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let n = word.len();
     // Adjectives that vocabularies spell as nouns ("abnormal ribs" = "Abnormality of the ribs").
     match word {
         "abnormal" | "abnormalities" => return Cow::Borrowed("abnormality"),
@@ -209,6 +230,51 @@ pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
     }
     Cow::Borrowed(word)
 }
+
+/// Step 2 of [`word_key`]: the noun a medical adjective or participle derives from, by suffix.
+/// Each rule keeps a stem of at least four letters, so short words ("otic", "red") stay.
+fn derived_noun(word: &str) -> Option<String> {
+    // (adjective suffix, noun suffix): dysplastic -> dysplasia, fibrotic -> fibrosis,
+    // atrophic -> atrophy, patellar -> patella, bridged / bridging -> bridge.
+    const RULES: &[(&str, &str)] = &[
+        ("astic", "asia"),
+        ("otic", "osis"),
+        ("phic", "phy"),
+        ("ular", "ula"),
+        ("llar", "lla"),
+        ("ged", "ge"),
+        ("ging", "ge"),
+    ];
+    RULES.iter().find_map(|(adjective, noun)| {
+        let stem = word.strip_suffix(adjective)?;
+        (stem.len() >= 4).then(|| format!("{stem}{noun}"))
+    })
+}
+
+/// Step 3 of [`word_key`]: words with the same meaning in names, the learned adjective first
+/// (after steps 1 and 2), the word it folds to second.
+pub const EQUIVALENT_WORDS: &[(&str, &str)] = &[
+    ("cutaneous", "skin"),
+    ("dermal", "skin"),
+    ("renal", "kidney"),
+    ("hepatic", "liver"),
+    ("cardiac", "heart"),
+    ("pulmonary", "lung"),
+    ("ocular", "eye"),
+    ("ophthalmic", "eye"),
+    ("cerebral", "brain"),
+    ("gastric", "stomach"),
+    ("dental", "tooth"),
+    ("teeth", "tooth"),
+    ("nasal", "nose"),
+    ("oral", "mouth"),
+    ("multiple", "numerous"),
+    ("many", "numerous"),
+    ("tumour", "tumor"),
+    ("anaemia", "anemia"),
+    ("oedema", "edema"),
+    ("haemorrhage", "hemorrhage"),
+];
 
 /// Word codes have 21 bits: three bytes, 7 bits each, the first byte's high bit set.
 const MAX_WORDS: usize = 1 << 21;
@@ -318,7 +384,7 @@ impl DictionaryMatcher {
             }
             let mut code = Vec::with_capacity(form.len());
             for word in form.split(' ').filter(|w| !ignored.contains(*w)) {
-                let key = if options.fold_plurals {
+                let key = if options.fold_word_forms {
                     word_key(word)
                 } else {
                     word.into()
@@ -414,7 +480,7 @@ impl DictionaryMatcher {
             labels,
             concept_sources,
             concept_ids,
-            fold_plurals: options.fold_plurals,
+            fold_word_forms: options.fold_word_forms,
             ignored_words: ignored,
             bags,
             bag_patterns,
@@ -445,7 +511,7 @@ impl DictionaryMatcher {
             if self.ignored_words.contains(word) {
                 continue;
             }
-            let key = if self.fold_plurals {
+            let key = if self.fold_word_forms {
                 word_key(word)
             } else {
                 word.into()

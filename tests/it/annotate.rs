@@ -246,6 +246,26 @@ fn readme_example_links_both_phenotypes_on_the_default_index() {
     );
 }
 
+/// Word forms fold on both sides ("dysplastic patella" = "Patellar dysplasia", "cutaneous" =
+/// "skin"), and a concept the dictionary matched comes first even where the linker alone
+/// ranks it below its top k: "cutaneous abnormalities" is "Abnormality of the skin", not the
+/// lexically closer "Cutaneous wound".
+#[test]
+fn folded_word_forms_link_to_the_matched_concept_on_the_default_index() {
+    let (code, stdout, stderr) = run(
+        medlink().args(["annotate", "-k", "3"]),
+        b"She had cutaneous abnormalities and a dysplastic patella.",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        mentions(&jsonl(&stdout)[0]),
+        vec![
+            (8, 31, "cutaneous abnormalities".into(), "HP:0000951".into()),
+            (38, 56, "dysplastic patella".into(), "HP:0006446".into()),
+        ]
+    );
+}
+
 /// `--ner tagger` runs the token classifier: its mentions are the entities transformers'
 /// pipeline gives for the same checkpoint (aggregation `first`), and `--ner both` keeps them
 /// all, adding dictionary matches only where the tagger found nothing.

@@ -109,7 +109,7 @@ fn plurals_fold_and_articles_are_skipped_on_both_sides() {
     let literal = DictionaryMatcher::new(
         &dictionary(),
         &MatcherOptions {
-            fold_plurals: false,
+            fold_word_forms: false,
             ignored_words: Vec::new(),
             ..MatcherOptions::default()
         },
@@ -130,6 +130,21 @@ fn plurals_fold_and_articles_are_skipped_on_both_sides() {
         ("ii", "ii"),
         ("abnormal", "abnormality"),
         ("anomalies", "anomaly"),
+        // Adjectives fold to their nouns; stems under four letters stay as written.
+        ("dysplastic", "dysplasia"),
+        ("hypoplastic", "hypoplasia"),
+        ("fibrotic", "fibrosis"),
+        ("atrophic", "atrophy"),
+        ("patellar", "patella"),
+        ("bridged", "bridge"),
+        ("bridging", "bridge"),
+        ("otic", "otic"),
+        ("spastic", "spastic"),
+        // Learned adjectives fold to the plain words, after plural folding.
+        ("cutaneous", "skin"),
+        ("renal", "kidney"),
+        ("teeth", "tooth"),
+        ("multiple", "numerous"),
     ];
     for (word, key) in cases {
         assert_eq!(medlink::ner::dictionary::word_key(word), key, "{word}");
@@ -324,7 +339,7 @@ proptest! {
         let matcher = DictionaryMatcher::new(&dict, &MatcherOptions {
             min_chars: 0,
             stop_words: Vec::new(),
-            fold_plurals: false,
+            fold_word_forms: false,
             ignored_words: Vec::new(),
             any_order: false,
             ..MatcherOptions::default()
