@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{self, Bert, Config as BertConfig};
+use crate::bert::{self, Architecture, Bert, Config as BertConfig};
 use crate::error::{Error, Result};
 
 /// Something that turns strings into unit vectors of a fixed dimension.
@@ -195,11 +195,35 @@ pub(crate) fn model_files(dir: &Path) -> Result<ModelFiles> {
     })
 }
 
-/// Reads and checks a BERT `config.json`.
+/// Reads and checks a model's `config.json`. The `model_type` is checked before anything
+/// else: another architecture's config usually lacks BERT's fields, and "missing field
+/// `hidden_size`" would hide the real reason.
 pub(crate) fn read_config(path: &Path) -> Result<BertConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let config: BertConfig = serde_json::from_str(&text)
-        .map_err(|e| Error::parse(path, e.line(), None, format!("not a BERT config: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::parse(path, e.line(), None, format!("not a model config: {e}")))?;
+    match value.get("model_type") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(found)) => {
+            if Architecture::from_model_type(found).is_none() {
+                return Err(Error::UnsupportedModel {
+                    path: path.to_path_buf(),
+                    found: found.clone(),
+                    supported: Architecture::supported(),
+                });
+            }
+        }
+        Some(other) => {
+            return Err(Error::parse(
+                path,
+                1,
+                Some("model_type"),
+                format!("expected a string, found {other}"),
+            ))
+        }
+    }
+    let config = BertConfig::deserialize(&value)
+        .map_err(|e| Error::parse(path, 1, None, format!("not a supported model config: {e}")))?;
     config
         .validate()
         .map_err(|m| Error::parse(path, 1, None, m))?;

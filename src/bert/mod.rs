@@ -24,9 +24,63 @@ pub mod ops;
 use crate::encoder::Pooling;
 use crate::rng::SplitMix64;
 
+/// The architectures medlink implements, named as `config.json`'s `model_type` names them.
+/// A checkpoint of any other architecture is refused: read as BERT it would load (the weight
+/// names often match) and give silently wrong vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Architecture {
+    /// Also what a `config.json` without `model_type` is: sentence-transformers BERT exports
+    /// sometimes omit it.
+    #[default]
+    Bert,
+}
+
+impl Architecture {
+    pub const ALL: &'static [Architecture] = &[Architecture::Bert];
+
+    /// The `model_type` of this architecture in `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+        }
+    }
+
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|a| a.model_type() == model_type)
+    }
+
+    /// The supported `model_type`s, for error messages: "bert, roberta".
+    pub fn supported() -> String {
+        Self::ALL
+            .iter()
+            .map(|a| a.model_type())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl TryFrom<String> for Architecture {
+    type Error = String;
+    fn try_from(model_type: String) -> std::result::Result<Self, String> {
+        Architecture::from_model_type(&model_type).ok_or_else(|| {
+            format!(
+                "model_type `{model_type}` is not supported (medlink runs {})",
+                Architecture::supported()
+            )
+        })
+    }
+}
+
 /// The `config.json` fields medlink reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    /// `model_type`; absent means BERT.
+    #[serde(default, rename = "model_type")]
+    pub architecture: Architecture,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -43,6 +97,10 @@ pub struct Config {
     pub type_vocab_size: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// BERT's `relative_key` variants add learned relative-position terms to attention,
+    /// which medlink does not implement.
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
 }
 
 fn default_act() -> String {
@@ -57,6 +115,9 @@ fn default_type_vocab() -> usize {
 fn default_eps() -> f64 {
     1e-12
 }
+fn default_position_embedding_type() -> String {
+    "absolute".into()
+}
 
 impl Config {
     /// Checks what the forward pass relies on, so a bad config fails at load, not mid-batch.
@@ -65,6 +126,12 @@ impl Config {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(format!(
+                "position_embedding_type `{}` is not supported (only `absolute`)",
+                self.position_embedding_type
             ));
         }
         match self.hidden_act.as_str() {

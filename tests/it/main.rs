@@ -1,6 +1,7 @@
 //! medlink integration tests: one binary, one module per area.
 
 mod annotate;
+mod architectures;
 mod cli;
 mod common;
 mod encoder;
