@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use medlink::encoder::{BertEncoder, EncoderOptions};
+use medlink::encoder::{EncoderOptions, TransformerEncoder};
 use medlink::ner::labels::LabelSet;
 use medlink::ner::tagger::{Tagger, TaggerOptions};
 use medlink::train::model::TrainableEncoder;
@@ -61,7 +61,7 @@ fn unsupported_model_types_are_refused_by_every_loader() {
             std::fs::write(&path, config.to_string()).unwrap();
         }
         let refusals = [
-            BertEncoder::load(&dir, &EncoderOptions::default())
+            TransformerEncoder::load(&dir, &EncoderOptions::default())
                 .err()
                 .map(|e| e.to_string()),
             Tagger::load(&dir, &TaggerOptions::default())
@@ -118,7 +118,7 @@ fn a_config_without_model_type_is_read_as_bert() {
     let texts = ["fever after ibuprofen", "Müller's café"];
     let encode = |dir: &Path| {
         use medlink::encoder::Encoder;
-        BertEncoder::load(dir, &EncoderOptions::default())
+        TransformerEncoder::load(dir, &EncoderOptions::default())
             .unwrap()
             .encode(&texts)
             .unwrap()
@@ -135,7 +135,7 @@ fn relative_position_bert_variants_are_refused() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     config["position_embedding_type"] = "relative_key".into();
     std::fs::write(&path, config.to_string()).unwrap();
-    let err = BertEncoder::load(&dir, &EncoderOptions::default())
+    let err = TransformerEncoder::load(&dir, &EncoderOptions::default())
         .err()
         .unwrap()
         .to_string();

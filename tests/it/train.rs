@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use medlink::bert::{Bert, Config, Dropout};
-use medlink::encoder::{BertEncoder, Encoder, EncoderOptions};
+use medlink::encoder::{Encoder, EncoderOptions, TransformerEncoder};
+use medlink::model::{Config, Dropout, Transformer};
 use medlink::ontology::{load_dictionary, Dictionary, LoadOptions, OntologySpec};
 use medlink::rng::SplitMix64;
 use medlink::train::loss::{mine, MultiSimilarity};
@@ -134,7 +134,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let varmap = VarMap::new();
     let parsed: Config = serde_json::from_value(config).unwrap();
-    Bert::load(
+    Transformer::load(
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
         &parsed,
     )
@@ -174,7 +174,7 @@ fn reseed_varmap(varmap: &VarMap, seed: u64) {
     }
 }
 
-fn toy_dictionary(dir: &Path) -> Dictionary {
+pub(crate) fn toy_dictionary(dir: &Path) -> Dictionary {
     let rows = [
         "T:1\theart attack\tmyocardial infarction|MI|cardiac infarction",
         "T:2\tbreast cancer\tbreast carcinoma|mammary cancer|cancer of breast",
@@ -191,7 +191,7 @@ fn toy_dictionary(dir: &Path) -> Dictionary {
     load_dictionary(&[spec], &LoadOptions::default()).unwrap()
 }
 
-fn tiny_options(steps: usize) -> TrainOptions {
+pub(crate) fn tiny_options(steps: usize) -> TrainOptions {
     TrainOptions {
         batch_pairs: 8,
         learning_rate: 1e-3,
@@ -235,7 +235,7 @@ fn tiny_model_learns_toy_synonyms() {
     );
 
     // The checkpoint is a model directory the encoder (and so `index build`) loads.
-    let encoder = BertEncoder::load(&summary.last, &EncoderOptions::default()).unwrap();
+    let encoder = TransformerEncoder::load(&summary.last, &EncoderOptions::default()).unwrap();
     let v = encoder.encode(&["heart attack", "MI"]).unwrap();
     assert_eq!(v[0].len(), 32);
     for file in [
