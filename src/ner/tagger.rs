@@ -122,6 +122,11 @@ impl Default for TaggerOptions {
 pub struct Tagger {
     model: TokenClassifier,
     tokenizer: Tokenizer,
+    /// `tokenizer` without its post-processor, which cuts texts into windows before the
+    /// special tokens are added. Encoding with the post-processor and running it again on each
+    /// window would apply it twice, and RoBERTa's trims offsets every time it runs (a token
+    /// after a space would start one character late).
+    segmenter: Tokenizer,
     /// The tokenizer's padding token ([`crate::encoder::pad_id`]).
     pad_id: u32,
     labels: LabelSet,
@@ -208,6 +213,8 @@ impl Tagger {
         tokenizer
             .with_truncation(None)
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
+        let mut segmenter = tokenizer.clone();
+        segmenter.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
         let (unk_id, subword_prefix) = match tokenizer.get_model() {
             tokenizers::ModelWrapper::WordPiece(wp) => (
                 tokenizer.token_to_id(&wp.unk_token),
@@ -230,6 +237,7 @@ impl Tagger {
         Ok(Tagger {
             model,
             tokenizer,
+            segmenter,
             pad_id,
             labels,
             unk_id,
@@ -271,7 +279,7 @@ impl Tagger {
     /// encodings with `stride` are. Offsets are byte offsets into `text`.
     pub fn windows(&self, text: &str) -> Result<Vec<Encoding>> {
         let mut encoding = self
-            .tokenizer
+            .segmenter
             .encode(text, false)
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
         encoding.truncate(
