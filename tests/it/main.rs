@@ -21,6 +21,7 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
+mod roberta;
 mod server;
 mod tagger;
 mod train;
