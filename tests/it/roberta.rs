@@ -459,3 +459,78 @@ fn tagger_entities_equal_transformers_pipeline() {
         assert!(compared > 50, "{name}: only {compared} entities compared");
     }
 }
+
+/// What a user runs: `embed` and `index build --model DIR` take either architecture, and
+/// `annotate --tagger DIR` finds transformers' pipeline entities.
+#[test]
+fn embed_index_build_and_annotate_accept_roberta_and_xlmr_directories() {
+    use crate::cli::{medlink, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = format!(
+        "tsv:{}/ontologies/samples/custom.tsv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (name, _) in FIXTURES {
+        let e = Expected::load(name);
+        let input = e.texts().join("\n") + "\n";
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args(["embed", "--max-length", "64", "--model"])
+                .arg(&e.dir),
+            input.as_bytes(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        // No 1_Pooling/config.json: a plain transformers checkpoint pools `<s>`.
+        let got: Vec<f32> = stdout
+            .lines()
+            .flat_map(|l| serde_json::from_str::<Vec<f32>>(l).unwrap())
+            .collect();
+        let d = max_abs_difference(&got, &e.floats("cls"));
+        assert!(d < TOLERANCE, "{name}: embed differs by {d}");
+
+        let index = tmp.path().join(name);
+        let (code, _, stderr) = run(
+            medlink()
+                .args(["index", "build", "--ontology", &sample, "--model"])
+                .arg(&e.dir)
+                .arg("--out")
+                .arg(&index),
+            b"",
+        );
+        assert_eq!(code, 0, "{stderr}");
+
+        let text = e.texts()[1];
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args([
+                    "annotate",
+                    "--ner",
+                    "tagger",
+                    "--no-abbreviations",
+                    "--index",
+                ])
+                .arg(&index)
+                .arg("--tagger")
+                .arg(&e.dir),
+            text.as_bytes(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let answer: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let spans = |list: &Value, group: &str| -> Vec<(u64, u64, String)> {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let at = |k: &str| m[k].as_u64().unwrap();
+                    (at("start"), at("end"), m[group].as_str().unwrap().into())
+                })
+                .collect()
+        };
+        let want = spans(&e.json["entities"]["first"][1], "entity_group");
+        assert!(
+            !want.is_empty(),
+            "{name}: the fixture tags nothing in {text:?}"
+        );
+        assert_eq!(spans(&answer["mentions"], "type"), want, "{name}");
+    }
+}
