@@ -89,7 +89,7 @@ impl Default for EncoderOptions {
 pub struct TransformerEncoder {
     model: Transformer,
     tokenizer: Tokenizer,
-    /// The tokenizer's padding token (see [`pad_id`]).
+    /// The tokenizer's padding token (see `pad_id`).
     pad_id: u32,
     device: Device,
     batch_size: usize,

@@ -73,7 +73,7 @@ impl Architecture {
         }
     }
 
-    /// How token positions are numbered (see [`super::embeddings`]).
+    /// How token positions are numbered (see `model::embeddings`).
     pub fn positions(self) -> Positions {
         match self {
             Architecture::Bert => Positions::FromZero,

@@ -3,10 +3,10 @@
 //!
 //! [`Transformer`] is what the linker's encoder, the tagger and both trainers call. RoBERTa
 //! and XLM-R are BERT with other position ids, so the architectures share one encoder stack
-//! ([`layers`]) and differ only where [`Architecture`] says: `model_type`, the weight prefix
+//! (`layers`) and differ only where [`Architecture`] says: `model_type`, the weight prefix
 //! of task checkpoints, the token-classification class name, and the numbering of positions
-//! ([`embeddings`]). A further architecture of this family is one more [`Architecture`]
-//! variant; one with its own attention (DeBERTa) would add its layer beside [`layers::Layer`].
+//! (`embeddings`). A further architecture of this family is one more [`Architecture`]
+//! variant; one with its own attention (DeBERTa) would add its layer beside `layers::Layer`.
 //!
 //! Why not candle-transformers' BERT: it cannot be trained (its LayerNorm is a fused op with
 //! no backward pass, so `backward()` succeeds and no weight receives a gradient, and its

@@ -127,7 +127,7 @@ pub struct Tagger {
     /// window would apply it twice, and RoBERTa's trims offsets every time it runs (a token
     /// after a space would start one character late).
     segmenter: Tokenizer,
-    /// The tokenizer's padding token ([`crate::encoder::pad_id`]).
+    /// The tokenizer's padding token (`encoder::pad_id`).
     pad_id: u32,
     labels: LabelSet,
     unk_id: Option<u32>,

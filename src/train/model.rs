@@ -43,7 +43,7 @@ pub struct TrainableEncoder {
     pub varmap: VarMap,
     pub model: Transformer,
     pub tokenizer: Tokenizer,
-    /// The tokenizer's padding token ([`crate::encoder::pad_id`]).
+    /// The tokenizer's padding token (`encoder::pad_id`).
     pub pad_id: u32,
     pub pooling: Pooling,
     pub max_length: usize,

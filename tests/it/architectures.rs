@@ -90,7 +90,9 @@ fn unsupported_model_types_are_refused_by_every_loader() {
 fn embed_and_index_build_refuse_an_unsupported_model_type_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = model_dir_of_type(tmp.path(), Some("deberta-v2"));
-    let (code, _, stderr) = run(medlink().arg("embed").arg("--model").arg(&dir), b"fever\n");
+    // No input: the model is refused before stdin is read, and writing to a process that
+    // has exited would fail the test with a broken pipe.
+    let (code, _, stderr) = run(medlink().arg("embed").arg("--model").arg(&dir), b"");
     assert_eq!(code, 2, "{stderr}");
     assert_refusal(&stderr, &dir, "deberta-v2");
     let sample = format!(
