@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use medlink::encoder::{BertEncoder, Encoder, EncoderOptions};
+use medlink::encoder::{Encoder, EncoderOptions, TransformerEncoder};
 use medlink::index::Index;
 use medlink::linker::{LinkOptions, Linker};
 
@@ -63,7 +63,7 @@ fn dense_layer(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("skinny", rows), &xs, |b, xs| {
-            b.iter(|| medlink::bert::skinny::linear(xs, &weight, &bias).expect("skinny"))
+            b.iter(|| medlink::model::skinny::linear(xs, &weight, &bias).expect("skinny"))
         });
     }
     group.finish();
@@ -74,7 +74,8 @@ fn benches(c: &mut Criterion) {
     medlink::parallel::single_threaded_candle();
     let model = medlink::assets::ensure(&medlink::assets::DEFAULT_MODEL, &cache())
         .expect("default model (run the tests or `medlink fetch` first)");
-    let encoder = BertEncoder::load(&model, &EncoderOptions::default()).expect("model loads");
+    let encoder =
+        TransformerEncoder::load(&model, &EncoderOptions::default()).expect("model loads");
     let index = Index::open(&cache().join("test-indexes/hpo"))
         .expect("HPO index in the cache (run `cargo test --release` first)");
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Var;
-use medlink::bert::Dropout;
+use medlink::model::Dropout;
 use medlink::ontology::{load_dictionary, LoadOptions, OntologySpec};
 use medlink::rng::SplitMix64;
 use medlink::train::loss::MultiSimilarity;

@@ -1,8 +1,8 @@
 //! Text encoders: strings in, L2-normalised vectors out.
 //!
-//! [`BertEncoder`] loads any local Hugging Face BERT-family directory (`config.json`,
-//! `model.safetensors`, `tokenizer.json`, optional `1_Pooling/config.json`) and runs it with
-//! candle. Inputs are tokenized once, sorted by token length and cut into batches, so a batch
+//! [`TransformerEncoder`] loads a local Hugging Face model directory of any architecture
+//! [`crate::model`] runs (BERT, RoBERTa, XLM-RoBERTa: `config.json`, `model.safetensors`,
+//! `tokenizer.json`, optional `1_Pooling/config.json`) and runs it with candle. Inputs are tokenized once, sorted by token length and cut into batches, so a batch
 //! pads only to its own longest member (length sorting is worth about 1.8x on short names);
 //! results come back in input order. The padding configured in `tokenizer.json` is ignored
 //! (sentence-transformers exports pad to a fixed 128 tokens). Output vectors have unit norm, and
@@ -15,8 +15,8 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{self, Bert, Config as BertConfig};
 use crate::error::{Error, Result};
+use crate::model::{self, Config, Transformer};
 
 /// Something that turns strings into unit vectors of a fixed dimension.
 pub trait Encoder: Send + Sync {
@@ -85,10 +85,12 @@ impl Default for EncoderOptions {
     }
 }
 
-/// A BERT-family encoder run by candle.
-pub struct BertEncoder {
-    model: Bert,
+/// A transformer encoder run by candle.
+pub struct TransformerEncoder {
+    model: Transformer,
     tokenizer: Tokenizer,
+    /// The tokenizer's padding token (see `pad_id`).
+    pad_id: u32,
     device: Device,
     batch_size: usize,
     threads: usize,
@@ -103,7 +105,7 @@ struct PoolingConfig {
     pooling_mode_mean_tokens: bool,
 }
 
-impl BertEncoder {
+impl TransformerEncoder {
     pub fn load(dir: &Path, options: &EncoderOptions) -> Result<Self> {
         let _span = tracing::info_span!("load_model", dir = %dir.display()).entered();
         if options.max_length < 3 || options.batch_size == 0 {
@@ -115,15 +117,16 @@ impl BertEncoder {
         let files = model_files(dir)?;
         let (config_path, weights_path, tokenizer_path) =
             (files.config, files.weights, files.tokenizer);
-        let config = read_config(&config_path)?;
+        let config = model::read_config(&config_path)?;
         let pooling = match options.pooling {
             Some(p) => p,
             None => read_pooling(dir)?,
         };
 
-        let max_length = options.max_length.min(config.max_position_embeddings);
+        let max_length = options.max_length.min(config.max_tokens());
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| Error::model(format!("{}: {e}", tokenizer_path.display())))?;
+        let pad_id = pad_id(&tokenizer, &config);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -137,16 +140,18 @@ impl BertEncoder {
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &options.device)?
         };
-        let model = Bert::load(vb, &config)?;
+        let model = Transformer::load(vb, &config)
+            .map_err(|e| Error::model(format!("{}: {e}", weights_path.display())))?;
         let name = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into());
-        Ok(BertEncoder {
+        Ok(TransformerEncoder {
             model,
             tokenizer,
+            pad_id,
             device: options.device.clone(),
             batch_size: options.batch_size,
             threads: crate::parallel::threads(options.threads),
@@ -162,9 +167,9 @@ impl BertEncoder {
 
     fn encode_batch(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
         let tokens: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
-        let (ids, mask) = bert::batch_tensors(&tokens, &self.device)?;
+        let (ids, mask) = model::batch_tensors(&tokens, self.pad_id, &self.device)?;
         let hidden = self.model.forward(&ids, &mask, None)?;
-        let pooled = bert::pool(&hidden, &mask, self.identity.pooling)?;
+        let pooled = model::pool(&hidden, &mask, self.identity.pooling)?;
         Ok(pooled.to_vec2::<f32>()?)
     }
 }
@@ -195,15 +200,14 @@ pub(crate) fn model_files(dir: &Path) -> Result<ModelFiles> {
     })
 }
 
-/// Reads and checks a BERT `config.json`.
-pub(crate) fn read_config(path: &Path) -> Result<BertConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let config: BertConfig = serde_json::from_str(&text)
-        .map_err(|e| Error::parse(path, e.line(), None, format!("not a BERT config: {e}")))?;
-    config
-        .validate()
-        .map_err(|m| Error::parse(path, 1, None, m))?;
-    Ok(config)
+/// The id batches are padded with: the padding `tokenizer.json` configures (what transformers'
+/// tokenizer pads with), else the config's `pad_token_id`. Padded tokens are masked, so it
+/// changes no token's vector, but RoBERTa numbers positions by it, and with the same id the
+/// padded rows equal transformers' too. Read it before switching the tokenizer's padding off.
+pub(crate) fn pad_id(tokenizer: &Tokenizer, config: &Config) -> u32 {
+    tokenizer
+        .get_padding()
+        .map_or(config.pad_token_id(), |p| p.pad_id)
 }
 
 pub(crate) fn read_pooling(dir: &Path) -> Result<Pooling> {
@@ -227,7 +231,7 @@ pub(crate) fn read_pooling(dir: &Path) -> Result<Pooling> {
     }
 }
 
-impl Encoder for BertEncoder {
+impl Encoder for TransformerEncoder {
     fn dim(&self) -> usize {
         self.identity.dim
     }

@@ -64,6 +64,14 @@ pub enum Error {
     #[error("model error: {0}")]
     Model(String),
 
+    /// A model directory of an architecture medlink does not implement.
+    #[error("{}: model_type `{found}` is not supported: medlink runs {supported}", path.display())]
+    UnsupportedModel {
+        path: PathBuf,
+        found: String,
+        supported: String,
+    },
+
     #[error("missing asset: {0}")]
     MissingAsset(String),
 
@@ -79,7 +87,8 @@ impl Error {
             | Error::InvalidInput(_)
             | Error::FileFormat { .. }
             | Error::DimensionMismatch { .. }
-            | Error::ModelMismatch { .. } => ErrorKind::User,
+            | Error::ModelMismatch { .. }
+            | Error::UnsupportedModel { .. } => ErrorKind::User,
             Error::Io { .. }
             | Error::DataCorruption { .. }
             | Error::Model(_)

@@ -4,7 +4,6 @@
 //! SNOMED CT RF2, ICD-10-CM XML, MeSH and custom TSV/JSONL files into one [`ontology::Dictionary`].
 
 pub mod assets;
-pub mod bert;
 pub mod cli;
 pub mod encoder;
 pub mod error;
@@ -12,6 +11,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod index;
 pub mod linker;
+pub mod model;
 pub mod ner;
 pub mod ontology;
 pub mod parallel;

@@ -11,7 +11,7 @@ use super::{
     LoadArgs, ModelArgs, OntologyCommand, QueryArgs, SearchArgs, ServeArgs,
 };
 use crate::assets::{self, DEFAULT_MODEL, DEFAULT_ONTOLOGY, DEFAULT_ONTOLOGY_FILE};
-use crate::encoder::{BertEncoder, EncoderOptions};
+use crate::encoder::{EncoderOptions, TransformerEncoder};
 use crate::index::dense::HnswParams;
 use crate::index::manifest::Manifest;
 use crate::index::Index;
@@ -150,7 +150,7 @@ fn build(args: BuildArgs, cache: &Path) -> Result<()> {
         dict = crate::eval::mentions::add_mentions(dict, &loaded)?.0;
     }
     let model = model_dir(&args.model, None, cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
+    let encoder = TransformerEncoder::load(&model, &encoder_options(&args.model, None)?)?;
     if !dict.warnings().is_empty() {
         eprintln!("{} loader warnings:", dict.warnings().len());
         for w in dict.warnings().iter().take(10) {
@@ -194,7 +194,7 @@ pub(super) fn open_index(index: Option<&Path>, model: &ModelArgs, cache: &Path) 
             path: ontology_dir.join(DEFAULT_ONTOLOGY_FILE),
         };
         let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())?;
-        let encoder = BertEncoder::load(&model_path, &encoder_options(model, None)?)?;
+        let encoder = TransformerEncoder::load(&model_path, &encoder_options(model, None)?)?;
         Index::build(
             &dict,
             &encoder,
@@ -212,16 +212,20 @@ pub(super) fn open_index(index: Option<&Path>, model: &ModelArgs, cache: &Path) 
 pub(super) fn open_index_and_encoder(
     args: &QueryArgs,
     cache: &Path,
-) -> Result<(Index, BertEncoder)> {
+) -> Result<(Index, TransformerEncoder)> {
     let index = open_index(args.index.as_deref(), &args.model, cache)?;
     let encoder = encoder_for(&index, &args.model, cache)?;
     Ok((index, encoder))
 }
 
 /// The encoder of the model `index` was built with (or `--model`, checked against it later).
-pub(super) fn encoder_for(index: &Index, model: &ModelArgs, cache: &Path) -> Result<BertEncoder> {
+pub(super) fn encoder_for(
+    index: &Index,
+    model: &ModelArgs,
+    cache: &Path,
+) -> Result<TransformerEncoder> {
     let dir = model_dir(model, Some(&index.manifest), cache)?;
-    Ok(BertEncoder::load(
+    Ok(TransformerEncoder::load(
         &dir,
         &encoder_options(model, Some(&index.manifest))?,
     )?)
@@ -502,7 +506,7 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
                 .collect::<Result<_>>()?
         };
         // One encoder (and so one queue and worker) per distinct model.
-        let mut encoders: Vec<&'static BertEncoder> = Vec::new();
+        let mut encoders: Vec<&'static TransformerEncoder> = Vec::new();
         let mut specs = Vec::new();
         for (name, index, annotate_types) in opened {
             let index: &'static Index = Box::leak(Box::new(index));
@@ -516,7 +520,7 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
             let encoder = match shared {
                 Some(e) => e,
                 None => {
-                    let e: &'static BertEncoder =
+                    let e: &'static TransformerEncoder =
                         Box::leak(Box::new(encoder_for(index, &model, &cache)?));
                     encoders.push(e);
                     e
@@ -536,7 +540,7 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
 
 fn embed(args: EmbedArgs, cache: &Path) -> Result<()> {
     let model = model_dir(&args.model, None, cache)?;
-    let encoder = BertEncoder::load(&model, &encoder_options(&args.model, None)?)?;
+    let encoder = TransformerEncoder::load(&model, &encoder_options(&args.model, None)?)?;
     let mut lines =
         crate::ontology::lines::Lines::new(std::io::stdin().lock(), Path::new("<stdin>"));
     let mut texts = Vec::new();

@@ -20,7 +20,8 @@ pub enum TrainCommand {
     /// optionally, training-corpus mentions.
     Encoder(Box<TrainEncoderArgs>),
     /// Fine-tune a token classifier (the NER tagger, IOB2 labels) on annotated corpora; the
-    /// checkpoints are Hugging Face `BertForTokenClassification` directories.
+    /// checkpoints are Hugging Face token-classification directories of the base's
+    /// architecture (BERT, RoBERTa or XLM-R).
     Tagger(Box<TrainTaggerArgs>),
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Two detectors share one seam, [`MentionDetector`]: a dictionary matcher over an index's
 //! names ([`dictionary`]) and a transformer token classifier (`tagger`, Hugging Face
-//! `BertForTokenClassification` layout). The annotate pipeline ([`annotate`]) runs a detector,
+//! `BertForTokenClassification` / `RobertaForTokenClassification` layout). The annotate pipeline ([`annotate`]) runs a detector,
 //! expands abbreviations defined in the document and links every mention with the
 //! [`crate::linker::Linker`].
 //!

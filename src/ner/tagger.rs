@@ -1,9 +1,12 @@
-//! The transformer tagger: medlink's BERT with a token-classification head, in the Hugging Face
-//! `BertForTokenClassification` layout, run the way transformers'
+//! The transformer tagger: medlink's transformer (BERT, RoBERTa or XLM-R, [`crate::model`]) with
+//! a token-classification head, in the Hugging Face `BertForTokenClassification` /
+//! `RobertaForTokenClassification` / `XLMRobertaForTokenClassification` layout (the same
+//! linear layer for all three), run the way transformers'
 //! `pipeline("token-classification", stride=...)` runs it.
 //!
 //! A model directory holds `config.json` (with `id2label` / `label2id`), `model.safetensors`
-//! (encoder weights with or without the `bert.` prefix, `classifier.weight` / `classifier.bias`)
+//! (encoder weights with or without the `bert.` / `roberta.` prefix, `classifier.weight` /
+//! `classifier.bias`)
 //! and `tokenizer.json`; `tokenizer_config.json`'s `model_max_length` gives the window when no
 //! `max_length` is set. Checkpoints from transformers load here, and ours load there.
 //!
@@ -24,13 +27,13 @@ use tokenizers::{Decoder, Encoding, Tokenizer};
 use super::aggregate::{self, Entity, PreEntity, Strategy};
 use super::labels::LabelSet;
 use super::{char_slice, CharOffsets, Mention, MentionDetector};
-use crate::bert::{self, Bert, Config, Dropout};
 use crate::error::{Error, Result};
+use crate::model::{self, Config, Dropout, Transformer};
 use crate::parallel::parallel_map;
 
-/// BERT + a linear layer over every token vector: logits `(batch, seq, labels)`.
+/// The transformer + a linear layer over every token vector: logits `(batch, seq, labels)`.
 pub struct TokenClassifier {
-    pub bert: Bert,
+    pub encoder: Transformer,
     weight: Tensor,
     bias: Tensor,
 }
@@ -44,7 +47,7 @@ impl TokenClassifier {
         config: &Config,
         labels: usize,
     ) -> candle_core::Result<Self> {
-        let bert = Bert::load(encoder, config)?;
+        let encoder = Transformer::load(encoder, config)?;
         let weight = head.get_with_hints(
             (labels, config.hidden_size),
             "weight",
@@ -54,7 +57,11 @@ impl TokenClassifier {
             },
         )?;
         let bias = head.get_with_hints(labels, "bias", candle_nn::init::ZERO)?;
-        Ok(TokenClassifier { bert, weight, bias })
+        Ok(TokenClassifier {
+            encoder,
+            weight,
+            bias,
+        })
     }
 
     /// Logits for `ids` / `mask` (`(batch, seq)` u32); with `dropout`, the training path
@@ -65,7 +72,7 @@ impl TokenClassifier {
         mask: &Tensor,
         mut dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
-        let mut hidden = self.bert.forward(ids, mask, dropout.as_deref_mut())?;
+        let mut hidden = self.encoder.forward(ids, mask, dropout.as_deref_mut())?;
         if let Some(d) = dropout {
             hidden = d.hidden(&hidden)?;
         }
@@ -82,7 +89,7 @@ impl TokenClassifier {
 #[derive(Debug, Clone)]
 pub struct TaggerOptions {
     /// Tokens per window, special tokens included [default: the tokenizer's
-    /// `model_max_length`, at most the model's `max_position_embeddings`].
+    /// `model_max_length`, at most the positions the model has].
     pub max_length: Option<usize>,
     /// Tokens shared by consecutive windows of a long text.
     pub stride: usize,
@@ -115,6 +122,13 @@ impl Default for TaggerOptions {
 pub struct Tagger {
     model: TokenClassifier,
     tokenizer: Tokenizer,
+    /// `tokenizer` without its post-processor, which cuts texts into windows before the
+    /// special tokens are added. Encoding with the post-processor and running it again on each
+    /// window would apply it twice, and RoBERTa's trims offsets every time it runs (a token
+    /// after a space would start one character late).
+    segmenter: Tokenizer,
+    /// The tokenizer's padding token (`encoder::pad_id`).
+    pad_id: u32,
     labels: LabelSet,
     unk_id: Option<u32>,
     subword_prefix: Option<String>,
@@ -142,7 +156,7 @@ impl Tagger {
     pub fn load(dir: &Path, options: &TaggerOptions) -> Result<Self> {
         let _span = tracing::info_span!("load_tagger", dir = %dir.display()).entered();
         let files = crate::encoder::model_files(dir)?;
-        let config = crate::encoder::read_config(&files.config)?;
+        let config = model::read_config(&files.config)?;
         let raw = read_json(&files.config)?;
         let labels = LabelSet::from_config(&raw, &files.config)?.ok_or_else(|| {
             Error::parse(
@@ -181,8 +195,9 @@ impl Tagger {
         let max_length = options
             .max_length
             .unwrap_or(default_window)
-            .min(config.max_position_embeddings);
+            .min(config.max_tokens());
         let mut tokenizer = tokenizer;
+        let pad_id = crate::encoder::pad_id(&tokenizer, config);
         let specials = tokenizer
             .get_post_processor()
             .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, false));
@@ -198,6 +213,8 @@ impl Tagger {
         tokenizer
             .with_truncation(None)
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
+        let mut segmenter = tokenizer.clone();
+        segmenter.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
         let (unk_id, subword_prefix) = match tokenizer.get_model() {
             tokenizers::ModelWrapper::WordPiece(wp) => (
                 tokenizer.token_to_id(&wp.unk_token),
@@ -209,11 +226,19 @@ impl Tagger {
                     .and_then(|u| tokenizer.token_to_id(u)),
                 bpe.continuing_subword_prefix.clone(),
             ),
-            _ => (tokenizer.token_to_id("[UNK]"), None),
+            // SentencePiece (Unigram) keeps its unknown-token id private: find it by name.
+            _ => (
+                tokenizer
+                    .token_to_id("<unk>")
+                    .or_else(|| tokenizer.token_to_id("[UNK]")),
+                None,
+            ),
         };
         Ok(Tagger {
             model,
             tokenizer,
+            segmenter,
+            pad_id,
             labels,
             unk_id,
             subword_prefix: subword_prefix.filter(|p| !p.is_empty()),
@@ -244,12 +269,17 @@ impl Tagger {
         &self.model
     }
 
+    /// The id windows are padded with in a batch.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
     /// The windows of `text`, in order: `max_length` tokens each (special tokens included),
     /// consecutive windows sharing `stride` tokens, as a fast tokenizer's overflowing
     /// encodings with `stride` are. Offsets are byte offsets into `text`.
     pub fn windows(&self, text: &str) -> Result<Vec<Encoding>> {
         let mut encoding = self
-            .tokenizer
+            .segmenter
             .encode(text, false)
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
         encoding.truncate(
@@ -297,7 +327,7 @@ impl Tagger {
                 .iter()
                 .map(|&i| windows[i].encoding.get_ids())
                 .collect();
-            let (ids, mask) = bert::batch_tensors(&tokens, &Device::Cpu)?;
+            let (ids, mask) = model::batch_tensors(&tokens, self.pad_id, &Device::Cpu)?;
             let logits = self.model.forward(&ids, &mask, None)?;
             Ok(logits.to_vec3::<f32>()?)
         })?;
@@ -427,16 +457,14 @@ impl MentionDetector for Tagger {
     }
 }
 
-/// The tokenizer of a model directory, with no padding (batches pad themselves).
+/// The tokenizer of a model directory, as configured there ([`Tagger::new`] reads its padding
+/// token, then switches padding off: batches pad themselves).
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-    let mut tokenizer =
-        Tokenizer::from_file(path).map_err(|e| Error::model(format!("{}: {e}", path.display())))?;
-    tokenizer.with_padding(None);
-    Ok(tokenizer)
+    Tokenizer::from_file(path).map_err(|e| Error::model(format!("{}: {e}", path.display())))
 }
 
 /// The window a model directory asks for: `tokenizer_config.json`'s `model_max_length` (as
-/// transformers' pipeline uses it), else `max_position_embeddings`.
+/// transformers' pipeline uses it), else every position the model has ([`Config::max_tokens`]).
 pub fn default_window(dir: &Path, config: &Config) -> Result<usize> {
     let path = dir.join("tokenizer_config.json");
     let from_tokenizer = if path.is_file() {
@@ -449,8 +477,8 @@ pub fn default_window(dir: &Path, config: &Config) -> Result<usize> {
         None
     };
     Ok(from_tokenizer
-        .unwrap_or(config.max_position_embeddings)
-        .min(config.max_position_embeddings))
+        .unwrap_or(config.max_tokens())
+        .min(config.max_tokens()))
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {

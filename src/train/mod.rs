@@ -29,9 +29,9 @@ use std::time::Instant;
 use candle_core::Var;
 use serde::{Deserialize, Serialize};
 
-use crate::bert::Dropout;
 use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, StagingDir};
+use crate::model::Dropout;
 use crate::rng::SplitMix64;
 use dev::DevSet;
 use loss::MultiSimilarity;

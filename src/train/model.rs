@@ -1,9 +1,12 @@
-//! The encoder being trained: [`Bert`] over a `VarMap` of trainable weights, its tokenizer and
-//! pooling, and the Hugging Face model directory it is saved as.
+//! The encoder being trained: a [`Transformer`] (any architecture [`crate::model`] runs) over a
+//! `VarMap` of trainable weights, its tokenizer and pooling, and the Hugging Face model
+//! directory it is saved as.
 //!
 //! A saved checkpoint is a complete model directory (`config.json`, `model.safetensors`,
 //! `tokenizer.json`, `modules.json`, `1_Pooling/config.json` and whatever else the base model
 //! carried): `medlink index build --model DIR` and Python sentence-transformers load it as is.
+//! Weights are saved without the architecture's prefix (`embeddings.…`, not `roberta.embeddings.…`),
+//! as sentence-transformers saves its transformer; `config.json` keeps the base's `model_type`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +15,9 @@ use candle_nn::{VarBuilder, VarMap};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::optim::Grads;
-use crate::bert::{self, Bert, Config, Dropout};
 use crate::encoder::Pooling;
 use crate::error::{Error, Result};
+use crate::model::{self, Config, Dropout, Transformer};
 use crate::parallel::parallel_map;
 
 /// Strings per forward pass in training (see [`TrainableEncoder::embed_for_training`]).
@@ -27,6 +30,9 @@ const CARRIED_FILES: &[&str] = &[
     "tokenizer_config.json",
     "special_tokens_map.json",
     "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
@@ -35,22 +41,25 @@ const CARRIED_FILES: &[&str] = &[
 
 pub struct TrainableEncoder {
     pub varmap: VarMap,
-    pub model: Bert,
+    pub model: Transformer,
     pub tokenizer: Tokenizer,
+    /// The tokenizer's padding token (`encoder::pad_id`).
+    pub pad_id: u32,
     pub pooling: Pooling,
     pub max_length: usize,
     base: PathBuf,
 }
 
 impl TrainableEncoder {
-    /// Loads `dir` (a Hugging Face BERT model directory) with trainable weights.
+    /// Loads `dir` (a Hugging Face model directory) with trainable weights.
     pub fn load(dir: &Path, max_length: usize) -> Result<Self> {
         let encoder_files = crate::encoder::model_files(dir)?;
-        let config = crate::encoder::read_config(&encoder_files.config)?;
+        let config = model::read_config(&encoder_files.config)?;
         let pooling = crate::encoder::read_pooling(dir)?;
-        let max_length = max_length.min(config.max_position_embeddings);
+        let max_length = max_length.min(config.max_tokens());
         let mut tokenizer = Tokenizer::from_file(&encoder_files.tokenizer)
             .map_err(|e| Error::model(format!("{}: {e}", encoder_files.tokenizer.display())))?;
+        let pad_id = crate::encoder::pad_id(&tokenizer, &config);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -61,13 +70,14 @@ impl TrainableEncoder {
 
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = Bert::load(vb, &config)?;
+        let model = Transformer::load(vb, &config)?;
+        let prefix = config.architecture.weight_prefix();
         let file = candle_core::safetensors::load(&encoder_files.weights, &Device::Cpu)
             .map_err(|e| Error::model(format!("{}: {e}", encoder_files.weights.display())))?;
         for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
             let stored = file
                 .get(name)
-                .or_else(|| file.get(&format!("bert.{name}")))
+                .or_else(|| file.get(&format!("{prefix}.{name}")))
                 .ok_or_else(|| {
                     Error::model(format!(
                         "{}: no tensor `{name}`",
@@ -85,6 +95,7 @@ impl TrainableEncoder {
             varmap,
             model,
             tokenizer,
+            pad_id,
             pooling,
             max_length,
             base: dir.to_path_buf(),
@@ -120,9 +131,9 @@ impl TrainableEncoder {
 
     /// Unit vectors `(n, dim)` for token-id sequences; with `dropout`, the training path.
     pub fn embed(&self, tokens: &[&[u32]], dropout: Option<&mut Dropout>) -> Result<Tensor> {
-        let (ids, mask) = bert::batch_tensors(tokens, &Device::Cpu)?;
+        let (ids, mask) = model::batch_tensors(tokens, self.pad_id, &Device::Cpu)?;
         let hidden = self.model.forward(&ids, &mask, dropout)?;
-        Ok(bert::pool(&hidden, &mask, self.pooling)?)
+        Ok(model::pool(&hidden, &mask, self.pooling)?)
     }
 
     /// Runs the forward pass of a contrastive batch for training: the strings are cut into

@@ -19,9 +19,11 @@
 //! definition on spans — with [`crate::eval::metrics::ner_metrics`]. `best/` keeps the best
 //! dev F1; training stops early after `patience` evaluations without improvement.
 //!
-//! Output directory: `last/` and `best/` are Hugging Face `BertForTokenClassification`
-//! directories (`config.json` with `id2label`/`label2id`, `model.safetensors` with `bert.` and
-//! `classifier.` weights, tokenizer files); `last/` adds `optimizer.safetensors` and
+//! Output directory: `last/` and `best/` are Hugging Face token-classification directories of
+//! the base's architecture (`BertForTokenClassification`, `RobertaForTokenClassification` or
+//! `XLMRobertaForTokenClassification`: `config.json` with the base's `model_type`,
+//! `architectures`, `id2label`/`label2id`; `model.safetensors` with `bert.` or `roberta.` and
+//! `classifier.` weights; tokenizer files); `last/` adds `optimizer.safetensors` and
 //! `trainer_state.json`, `best/` adds `eval.json`. Each is replaced atomically.
 
 use std::collections::BTreeMap;
@@ -35,11 +37,11 @@ use serde::{Deserialize, Serialize};
 use super::optim::{learning_rate, AdamW, AdamWConfig, Grads};
 use super::{read_json_file, write_checkpoint, write_json, PairOrder, StepReport, StopRule};
 use super::{Silent, TrainObserver, STREAM_DROPOUT};
-use crate::bert::{self, Config, Dropout};
 use crate::error::{Error, Result};
 use crate::eval::metrics::{ner_metrics, NerReport, Span};
 use crate::eval::Corpus;
 use crate::fsutil::StagingDir;
+use crate::model::{self, Config, Dropout};
 use crate::ner::aggregate::Strategy;
 use crate::ner::labels::{align_labels, resolve_overlaps, CharSpan, LabelSet, TokenInfo, IGNORE};
 use crate::ner::tagger::{self, Tagger, TaggerOptions, TokenClassifier};
@@ -59,6 +61,9 @@ const TOKENIZER_FILES: &[&str] = &[
     "tokenizer_config.json",
     "special_tokens_map.json",
     "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
 ];
 
 /// The training loss over labelled tokens.
@@ -372,7 +377,7 @@ impl TrainableTagger {
     /// ids are kept). A new head is drawn from `seed`.
     pub fn load(dir: &Path, labels: &LabelSet, options: &TaggerOptions, seed: u64) -> Result<Self> {
         let files = crate::encoder::model_files(dir)?;
-        let config = crate::encoder::read_config(&files.config)?;
+        let config = model::read_config(&files.config)?;
         let mut config_json: serde_json::Value = read_json_file(&files.config)?;
         let weights = candle_core::safetensors::load(&files.weights, &Device::Cpu)
             .map_err(|e| Error::model(format!("{}: {e}", files.weights.display())))?;
@@ -401,12 +406,15 @@ impl TrainableTagger {
         let labels = &labels;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        // Saved under transformers' names for the task model: `bert.…` / `roberta.…`.
+        let prefix = config.architecture.weight_prefix();
         let model =
-            TokenClassifier::load(vb.pp("bert"), vb.pp("classifier"), &config, labels.len())?;
+            TokenClassifier::load(vb.pp(prefix), vb.pp("classifier"), &config, labels.len())?;
+        let unprefixed = format!("{prefix}.");
         for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
             let stored = weights
                 .get(name)
-                .or_else(|| name.strip_prefix("bert.").and_then(|n| weights.get(n)));
+                .or_else(|| name.strip_prefix(&unprefixed).and_then(|n| weights.get(n)));
             let value = match stored {
                 Some(t) => t.to_dtype(DType::F32)?,
                 None if name == "classifier.weight" && !has_head => {
@@ -431,7 +439,10 @@ impl TrainableTagger {
         let (id2label, label2id) = labels.to_config();
         config_json["id2label"] = id2label;
         config_json["label2id"] = label2id;
-        config_json["architectures"] = serde_json::json!(["BertForTokenClassification"]);
+        config_json["architectures"] =
+            serde_json::json!([config.architecture.token_classification_class()]);
+        // transformers picks the class by `model_type`; a BERT base may lack it.
+        config_json["model_type"] = config.architecture.model_type().into();
         if let Some(map) = config_json.as_object_mut() {
             map.remove("num_labels");
         }
@@ -447,7 +458,7 @@ impl TrainableTagger {
     }
 
     pub fn config(&self) -> &Config {
-        self.tagger.model().bert.config()
+        self.tagger.model().encoder.config()
     }
 
     /// Named trainable weights.
@@ -475,7 +486,7 @@ impl TrainableTagger {
         gamma: f32,
     ) -> Result<Tensor> {
         let tokens: Vec<&[u32]> = windows.iter().map(|w| w.ids.as_slice()).collect();
-        let (ids, mask) = bert::batch_tensors(&tokens, &Device::Cpu)?;
+        let (ids, mask) = model::batch_tensors(&tokens, self.tagger.pad_id(), &Device::Cpu)?;
         let logits = self.tagger.model().forward(&ids, &mask, Some(dropout))?;
         let (b, s, classes) = logits.dims3()?;
         let mut rows = Vec::new();

@@ -44,10 +44,11 @@ pub fn default_model() -> PathBuf {
 }
 
 /// The default encoder, loaded once per test binary.
-pub fn encoder() -> &'static medlink::encoder::BertEncoder {
-    static ENCODER: std::sync::OnceLock<medlink::encoder::BertEncoder> = std::sync::OnceLock::new();
+pub fn encoder() -> &'static medlink::encoder::TransformerEncoder {
+    static ENCODER: std::sync::OnceLock<medlink::encoder::TransformerEncoder> =
+        std::sync::OnceLock::new();
     ENCODER.get_or_init(|| {
-        medlink::encoder::BertEncoder::load(&default_model(), &Default::default())
+        medlink::encoder::TransformerEncoder::load(&default_model(), &Default::default())
             .expect("loading the default model")
     })
 }

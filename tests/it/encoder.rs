@@ -1,7 +1,7 @@
 //! Encoder tests on the real default model: parity with sentence-transformers, batch
 //! independence, padding invariance, unit norm, and clear errors for bad model directories.
 
-use medlink::encoder::{BertEncoder, Encoder, EncoderOptions, Pooling};
+use medlink::encoder::{Encoder, EncoderOptions, Pooling, TransformerEncoder};
 
 use crate::common::{default_model, encoder, fixture};
 
@@ -68,7 +68,7 @@ fn small_batches_give_the_same_vectors() {
         batch_size: 1,
         ..EncoderOptions::default()
     };
-    let one_by_one = BertEncoder::load(&default_model(), &options).unwrap();
+    let one_by_one = TransformerEncoder::load(&default_model(), &options).unwrap();
     let texts = ["seizure", "epileptic fit", "x"];
     let a = one_by_one.encode(&texts).unwrap();
     let b = encoder().encode(&texts).unwrap();
@@ -81,7 +81,7 @@ fn small_batches_give_the_same_vectors() {
 #[test]
 fn bad_model_directories_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = BertEncoder::load(dir.path(), &EncoderOptions::default())
+    let err = TransformerEncoder::load(dir.path(), &EncoderOptions::default())
         .err()
         .unwrap();
     assert!(err.to_string().contains("config.json"), "{err}");
@@ -89,7 +89,7 @@ fn bad_model_directories_are_clear_errors() {
         std::fs::copy(default_model().join(name), dir.path().join(name)).unwrap();
     }
     std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
-    let err = BertEncoder::load(dir.path(), &EncoderOptions::default())
+    let err = TransformerEncoder::load(dir.path(), &EncoderOptions::default())
         .err()
         .unwrap();
     assert!(err.to_string().contains("config.json:1"), "{err}");
@@ -97,5 +97,5 @@ fn bad_model_directories_are_clear_errors() {
         max_length: 0,
         ..EncoderOptions::default()
     };
-    assert!(BertEncoder::load(&default_model(), &options).is_err());
+    assert!(TransformerEncoder::load(&default_model(), &options).is_err());
 }

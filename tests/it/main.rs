@@ -1,6 +1,7 @@
 //! medlink integration tests: one binary, one module per area.
 
 mod annotate;
+mod architectures;
 mod cli;
 mod common;
 mod encoder;
@@ -20,6 +21,7 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
+mod roberta;
 mod server;
 mod tagger;
 mod train;

@@ -276,7 +276,7 @@ use medlink::train::StopRule;
 
 /// Seeded toy documents: diseases and chemicals in a few sentence templates, over words the
 /// tiny fixture's vocabulary knows.
-fn toy_corpus(docs: usize, seed: u64) -> Corpus {
+pub(crate) fn toy_corpus(docs: usize, seed: u64) -> Corpus {
     let diseases = [
         "fever",
         "headache",
@@ -342,7 +342,7 @@ fn toy_corpus(docs: usize, seed: u64) -> Corpus {
     }
 }
 
-fn toy_options(steps: usize) -> TaggerTrainOptions {
+pub(crate) fn toy_options(steps: usize) -> TaggerTrainOptions {
     TaggerTrainOptions {
         batch_size: 8,
         learning_rate: 3e-3,
@@ -394,7 +394,7 @@ fn tagger_loss_values_match_hand_computed_ones() {
 
 #[test]
 fn tagger_gradients_reach_every_weight_including_a_new_head() {
-    use medlink::bert::Dropout;
+    use medlink::model::Dropout;
     use medlink::train::optim::{AdamW, AdamWConfig};
     // all-MiniLM-L6-v2 has no head: one is created.
     let labels = LabelSet::iob2(["Disease", "Chemical"]);

@@ -1,0 +1,266 @@
+"""Builds tests/fixtures/roberta-tiny and tests/fixtures/xlm-roberta-tiny: tiny RANDOM
+RobertaForTokenClassification / XLMRobertaForTokenClassification checkpoints made with
+transformers, and what transformers computes with them, for medlink's parity tests; and checks
+that a checkpoint medlink trained from one loads in transformers with medlink's outputs.
+
+    python3 benches/python/make_arch_fixtures.py                 # (re)write both fixtures
+    python3 benches/python/make_arch_fixtures.py check DIR       # an encoder checkpoint
+
+(A tagger checkpoint of either architecture is checked by check_tagger_checkpoint.py.)
+
+Each fixture (well under 1 MB) holds:
+- config.json (`model_type` roberta / xlm-roberta, id2label, pad_token_id 1,
+  max_position_embeddings 66: 64 usable positions after RoBERTa's padding offset),
+  model.safetensors (`roberta.*` and `classifier.*`, as transformers saves them),
+  tokenizer.json, tokenizer_config.json (model_max_length 64);
+- expected.json: the texts, their token ids padded into one batch of mixed lengths with the
+  tokenizer's pad id, the attention mask, and transformers' last hidden states (every position,
+  padding included), L2-normalised CLS (`<s>`) and masked-mean embeddings, the
+  token-classification logits, and the entities of transformers' token-classification
+  pipeline (simple, first and max aggregation).
+
+RoBERTa's tokenizer is a byte-level BPE (every byte is in the alphabet: non-ASCII text splits
+into byte tokens, never `<unk>`); XLM-R's is a SentencePiece-style Unigram with the Metaspace
+pre-tokenizer (characters never seen in training become `<unk>`). Both are trained here on a few
+sentences. Every weight gets random noise on top of transformers' initialisation, so LayerNorm
+weights are not all ones, biases not all zeros, and the token-type row is not zero: a weight
+loaded into the wrong place or left out changes the outputs.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import refenv  # noqa: E402
+
+refenv.ensure(["torch", "transformers", "safetensors"])
+
+import torch  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModel,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    pipeline,
+    RobertaForTokenClassification,
+    XLMRobertaConfig,
+    XLMRobertaForTokenClassification,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+LABELS = ["O", "B-Disease", "I-Disease", "B-Chemical", "I-Chemical"]
+MAX_LENGTH = 64
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0..3, as in roberta-base and xlm-roberta-base
+
+CORPUS = [
+    "The patient has a severe headache and fever after taking ibuprofen.",
+    "Breast cancer and lung cancer were treated with cisplatin and paclitaxel.",
+    "Acetaminophen induced hepatotoxicity in rats; naloxone reversed the hypotension.",
+    "Müller's naïve café patient: señora Ødegård had α-thalassemia and Straße fever.",
+    "Le patient présente une céphalée sévère et une fièvre après l'ibuprofène.",
+    "El paciente tenía diabetes mellitus y hipertensión arterial; recibió metformina.",
+    "Der Patient hatte Kopfschmerzen, Übelkeit und Fieber nach Aspirin.",
+    "Il paziente è affetto da cardiomiopatia dilatativa e insufficienza renale.",
+    "Seizures, macrocephaly and hypotonia were reported in the proband and her brother.",
+]
+
+# One padded batch of mixed lengths: a single word, non-ASCII (CJK and a snowman are unknown
+# to the Unigram vocabulary), repeated spaces, and a text of 30 to 60 tokens.
+TEXTS = [
+    "fever",
+    "The patient has a severe headache and fever after taking ibuprofen.",
+    "Müller's naïve café: α-thalassemia, Straße 患者 ☃ fièvre",
+    "  lung   cancer  ",
+    "Breast cancer and lung cancer were treated with cisplatin; naloxone reversed the hypotension.",
+    "Il paziente è affetto da cardiomiopatia dilatativa.",
+]
+
+
+def roberta_tokenizer():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=420,
+        special_tokens=SPECIALS + ["<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.RobertaProcessing(
+        sep=("</s>", tok.token_to_id("</s>")),
+        cls_token=("<s>", tok.token_to_id("<s>")),
+        trim_offsets=True,
+        add_prefix_space=False,
+    )
+    return tok
+
+
+def xlmr_tokenizer():
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=600,  # the trainer stops near 160 pieces on this corpus
+        special_tokens=SPECIALS,
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    # Leave the CJK and symbol characters of TEXTS out of training: they become <unk>.
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.add_special_tokens(["<mask>"])
+    s, e = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", s), ("</s>", e)],
+    )
+    return tok
+
+
+ARCHITECTURES = {
+    "roberta-tiny": (RobertaConfig, RobertaForTokenClassification, roberta_tokenizer),
+    "xlm-roberta-tiny": (XLMRobertaConfig, XLMRobertaForTokenClassification, xlmr_tokenizer),
+}
+
+
+def rounded(tensor):
+    return [[round(float(x), 7) for x in row] for row in tensor]
+
+
+def pipeline_entities(model, tokenizer):
+    """`pipeline("token-classification")` entities of each text, per aggregation strategy
+    (where the tagger's word boundaries and character offsets show)."""
+    out = {}
+    for strategy in ["simple", "first", "max"]:
+        pipe = pipeline("token-classification", model=model, tokenizer=tokenizer,
+                        aggregation_strategy=strategy)
+        out[strategy] = [
+            [{"entity_group": e["entity_group"], "score": float(e["score"]), "word": e["word"],
+              "start": int(e["start"]), "end": int(e["end"])} for e in pipe(text)]
+            for text in TEXTS
+        ]
+    return out
+
+
+def build(name):
+    config_class, model_class, make_tokenizer = ARCHITECTURES[name]
+    out = FIXTURES / name
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    tok = make_tokenizer()
+    assert [tok.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3], "special token ids"
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=MAX_LENGTH,
+        bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+    )
+    config = config_class(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=MAX_LENGTH + 2,
+        type_vocab_size=1,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        id2label=dict(enumerate(LABELS)),
+        label2id={l: i for i, l in enumerate(LABELS)},
+    )
+    model = model_class(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(out, safe_serialization=True)
+    fast.save_pretrained(out)
+
+    # What users get: the directory as transformers loads it.
+    model = AutoModelForTokenClassification.from_pretrained(out).eval()
+    assert type(model) is model_class, type(model)
+    auto = AutoTokenizer.from_pretrained(out)
+    on_disk = Tokenizer.from_file(str(out / "tokenizer.json"))
+    encodings = [on_disk.encode(t) for t in TEXTS]
+    for text, e in zip(TEXTS, encodings):
+        assert auto(text)["input_ids"] == e.ids, f"tokenizers disagree on {text!r}"
+    pad = auto.pad_token_id
+    assert pad == config.pad_token_id == 1
+    longest = max(len(e.ids) for e in encodings)
+    assert longest <= MAX_LENGTH
+    ids = torch.tensor([e.ids + [pad] * (longest - len(e.ids)) for e in encodings])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (longest - len(e.ids)) for e in encodings])
+    with torch.no_grad():
+        result = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        base = AutoModel.from_pretrained(out).eval()(input_ids=ids, attention_mask=mask)
+    hidden = result.hidden_states[-1]
+    assert torch.allclose(hidden, base.last_hidden_state, atol=1e-6), "base model differs"
+    m = mask.unsqueeze(-1).float()
+    mean = (hidden * m).sum(1) / m.sum(1)
+    normalize = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    expected = {
+        "model_type": config.model_type,
+        "pad_id": pad,
+        "texts": TEXTS,
+        "ids": ids.tolist(),
+        "attention_mask": mask.tolist(),
+        "tokens": [e.tokens for e in encodings],
+        "hidden": [rounded(h) for h in hidden],
+        "cls": rounded(normalize(hidden[:, 0])),
+        "mean": rounded(normalize(mean)),
+        "logits": [rounded(l) for l in result.logits],
+        "entities": pipeline_entities(model, auto),
+    }
+    (out / "expected.json").write_text(json.dumps(expected, ensure_ascii=False) + "\n")
+    total = sum(p.stat().st_size for p in out.iterdir())
+    unk = sum(e.ids.count(auto.unk_token_id) for e in encodings)
+    print(f"wrote {out} ({total} bytes; batch {tuple(ids.shape)}, {unk} <unk>)", file=sys.stderr)
+
+
+def medlink(*args, stdin=""):
+    return subprocess.run(
+        ["cargo", "run", "--release", "-q", "--", *args],
+        input=stdin, capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout
+
+
+def check(model_dir):
+    """An encoder checkpoint medlink wrote: transformers loads every weight and gives medlink's
+    vectors (CLS and mean pooling) for TEXTS."""
+    model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
+    # The pooler is transformers' own head; medlink pools token vectors itself.
+    missing = [k for k in info["missing_keys"] if not k.startswith("pooler.")]
+    if missing or info["unexpected_keys"]:
+        sys.exit(f"{model_dir}: missing {missing}, unexpected {info['unexpected_keys']}")
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    m = batch["attention_mask"].unsqueeze(-1).float()
+    want = {
+        "cls": torch.nn.functional.normalize(hidden[:, 0], dim=-1),
+        "mean": torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=-1),
+    }
+    worst = 0.0
+    for pooling, vectors in want.items():
+        out = medlink("embed", "--model", str(model_dir), "--pooling", pooling,
+                      "--max-length", str(MAX_LENGTH), stdin="\n".join(TEXTS) + "\n")
+        got = torch.tensor([json.loads(line) for line in out.splitlines()])
+        worst = max(worst, float((got - vectors).abs().max()))
+    print(f"{type(model).__name__} ({model.config.model_type}): max |medlink - transformers| {worst:.2e}")
+    sys.exit(0 if worst < 1e-4 else 1)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "check":
+        check(Path(sys.argv[2]))
+    elif len(sys.argv) == 1:
+        for fixture in ARCHITECTURES:
+            build(fixture)
+    else:
+        sys.exit(__doc__)

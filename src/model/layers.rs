@@ -1,0 +1,208 @@
+//! The parts every architecture shares: linear layers, LayerNorm, dropout, and the
+//! post-LayerNorm transformer layer (self-attention, then a feed-forward block, each followed
+//! by a residual connection and LayerNorm) in Hugging Face's `BertLayer` weight layout, which
+//! RoBERTa and XLM-R use unchanged.
+//!
+//! Linear layers flatten `(batch, seq, in)` to 2-D before the matrix product: one large gemm
+//! instead of a batched one, and a cheaper backward pass. On the CPU, GELU, LayerNorm and
+//! softmax run as fused kernels with their own backward pass ([`super::ops`]); on other
+//! devices, candle's differentiable ops in training and its fused kernels in inference.
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use super::ops;
+use super::Config;
+use crate::rng::SplitMix64;
+
+/// Dropout for one training step: masks come from a generator seeded for that step, so a step
+/// is repeatable and a resumed run identical.
+pub struct Dropout {
+    pub(super) hidden: f32,
+    pub(super) attention: f32,
+    rng: SplitMix64,
+}
+
+impl Dropout {
+    pub fn new(config: &Config, rng: SplitMix64) -> Self {
+        Dropout {
+            hidden: config.hidden_dropout_prob,
+            attention: config.attention_probs_dropout_prob,
+            rng,
+        }
+    }
+
+    /// Hidden-state dropout on `xs` (what a task head applies to the encoder's output).
+    pub fn hidden(&mut self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let p = self.hidden;
+        self.apply(xs, p)
+    }
+
+    pub(super) fn apply(&mut self, xs: &Tensor, p: f32) -> candle_core::Result<Tensor> {
+        if p <= 0.0 {
+            return Ok(xs.clone());
+        }
+        let keep = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..xs.elem_count())
+            .map(|_| if self.rng.next_f32() < p { 0.0 } else { keep })
+            .collect();
+        xs.mul(&Tensor::from_vec(mask, xs.shape(), xs.device())?)
+    }
+}
+
+pub(super) struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    pub(super) fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        Ok(Dense {
+            weight: vb.get_with_hints(
+                (outputs, inputs),
+                "weight",
+                candle_nn::init::DEFAULT_KAIMING_NORMAL,
+            )?,
+            bias: vb.get_with_hints(outputs, "bias", candle_nn::init::ZERO)?,
+        })
+    }
+
+    /// `training` keeps the differentiable path; inference on a few rows (one mention, a
+    /// small batch) takes the packing-free kernel of [`super::skinny`].
+    pub(super) fn forward(&self, xs: &Tensor, training: bool) -> candle_core::Result<Tensor> {
+        let (b, s, h) = xs.dims3()?;
+        let rows = xs.reshape((b * s, h))?;
+        let out = if !training && xs.device().is_cpu() && b * s <= super::skinny::MAX_ROWS {
+            super::skinny::linear(&rows, &self.weight, &self.bias)?
+        } else {
+            rows.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?
+        };
+        out.reshape((b, s, ()))
+    }
+}
+
+pub(super) struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl Norm {
+    pub(super) fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Norm {
+            weight: vb.get_with_hints(size, "weight", candle_nn::init::ONE)?,
+            bias: vb.get_with_hints(size, "bias", candle_nn::init::ZERO)?,
+            eps: eps as f32,
+        })
+    }
+
+    pub(super) fn forward(&self, xs: &Tensor, training: bool) -> candle_core::Result<Tensor> {
+        if training || xs.device().is_cpu() {
+            ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
+        } else {
+            candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
+        }
+    }
+}
+
+/// One transformer layer (`encoder.layer.N` in the checkpoint).
+pub(super) struct Layer {
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
+    heads: usize,
+    activation: Activation,
+}
+
+#[derive(Clone, Copy)]
+enum Activation {
+    /// The exact (erf) GELU, `hidden_act = "gelu"`.
+    Gelu,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+}
+
+impl Layer {
+    pub(super) fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
+        let h = c.hidden_size;
+        let att = vb.pp("attention");
+        let activation = match c.hidden_act.as_str() {
+            "gelu" => Activation::Gelu,
+            "relu" => Activation::Relu,
+            // `Config::validate` admits only these four.
+            _ => Activation::GeluTanh,
+        };
+        Ok(Layer {
+            query: Dense::load(att.pp("self").pp("query"), h, h)?,
+            key: Dense::load(att.pp("self").pp("key"), h, h)?,
+            value: Dense::load(att.pp("self").pp("value"), h, h)?,
+            attention_out: Dense::load(att.pp("output").pp("dense"), h, h)?,
+            attention_norm: Norm::load(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            intermediate: Dense::load(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
+            output: Dense::load(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
+            output_norm: Norm::load(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            heads: c.num_attention_heads,
+            activation,
+        })
+    }
+
+    /// `xs` is `(batch, seq, hidden)`; `additive_mask` `(batch, 1, 1, seq)` is 0 for tokens and
+    /// very negative for padding. With `dropout`, the differentiable training path.
+    pub(super) fn forward(
+        &self,
+        xs: &Tensor,
+        additive_mask: &Tensor,
+        mut dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor> {
+        let training = dropout.is_some();
+        let (b, s, h) = xs.dims3()?;
+        let head = h / self.heads;
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((b, s, self.heads, head))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.query.forward(xs, training)?)?;
+        let k = split(self.key.forward(xs, training)?)?;
+        let v = split(self.value.forward(xs, training)?)?;
+        let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(additive_mask)?;
+        let mut probs = if training || scores.device().is_cpu() {
+            ops::softmax_last_dim(&scores)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        if let Some(d) = dropout.as_deref_mut() {
+            probs = d.apply(&probs, d.attention)?;
+        }
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, s, h))?;
+        let mut attended = self.attention_out.forward(&context, training)?;
+        if let Some(d) = dropout.as_deref_mut() {
+            attended = d.apply(&attended, d.hidden)?;
+        }
+        let attended = self.attention_norm.forward(&(attended + xs)?, training)?;
+        let inner = self.activate(&self.intermediate.forward(&attended, training)?)?;
+        let mut out = self.output.forward(&inner, training)?;
+        if let Some(d) = dropout {
+            out = d.apply(&out, d.hidden)?;
+        }
+        self.output_norm.forward(&(out + attended)?, training)
+    }
+
+    fn activate(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self.activation {
+            Activation::Gelu => ops::gelu(xs),
+            Activation::GeluTanh => xs.gelu(),
+            Activation::Relu => xs.relu(),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! medlink's transformer encoders: one model definition for embedding, tagging and training,
+//! for every architecture medlink runs (BERT, RoBERTa, XLM-RoBERTa).
+//!
+//! [`Transformer`] is what the linker's encoder, the tagger and both trainers call. RoBERTa
+//! and XLM-R are BERT with other position ids, so the architectures share one encoder stack
+//! (`layers`) and differ only where [`Architecture`] says: `model_type`, the weight prefix
+//! of task checkpoints, the token-classification class name, and the numbering of positions
+//! (`embeddings`). A further architecture of this family is one more [`Architecture`]
+//! variant; one with its own attention (DeBERTa) would add its layer beside `layers::Layer`.
+//!
+//! Why not candle-transformers' BERT: it cannot be trained (its LayerNorm is a fused op with
+//! no backward pass, so `backward()` succeeds and no weight receives a gradient, and its
+//! dropout is a no-op). Here the same weights run in two ways:
+//! - inference ([`Transformer::forward`] with no [`Dropout`]);
+//! - training (with a [`Dropout`]): dropout masks drawn from a seeded generator.
+//!
+//! Weights load from Hugging Face checkpoints with or without the architecture's prefix
+//! (`bert.`, `roberta.`): task models carry it, base models and sentence-transformers
+//! checkpoints do not. No pooler is loaded: medlink pools token vectors itself.
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+
+pub mod config;
+mod embeddings;
+mod layers;
+pub mod ops;
+pub mod skinny;
+
+pub use config::{read_config, Architecture, Config};
+pub use layers::Dropout;
+
+use crate::encoder::Pooling;
+use embeddings::Embeddings;
+use layers::Layer;
+
+/// A transformer encoder stack (no pooler, no task head).
+pub struct Transformer {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    config: Config,
+}
+
+impl Transformer {
+    /// Loads (or, from a `VarMap`-backed builder, creates) the weights, under the
+    /// architecture's prefix when the checkpoint has it.
+    pub fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        config.validate().map_err(candle_core::Error::msg)?;
+        let prefix = config.architecture.weight_prefix();
+        let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+            vb.pp(prefix)
+        } else {
+            vb
+        };
+        Ok(Transformer {
+            embeddings: Embeddings::load(vb.pp("embeddings"), config)?,
+            layers: (0..config.num_hidden_layers)
+                .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
+                .collect::<candle_core::Result<_>>()?,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Token vectors `(batch, seq, hidden)` for `ids` and `mask` (both `(batch, seq)`, u32).
+    /// With `dropout`, runs the differentiable training path.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        mut dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor> {
+        let mut xs = self.embeddings.forward(ids, dropout.as_deref_mut())?;
+        // Additive attention mask: 0 for tokens, a very negative number for padding.
+        let additive = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &additive, dropout.as_deref_mut())?;
+        }
+        Ok(xs)
+    }
+}
+
+/// Pools token vectors into one unit-norm vector per row; `mask` is `(batch, seq)` u32.
+/// CLS pooling takes the first token: `[CLS]` for BERT, `<s>` for RoBERTa and XLM-R.
+pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+    let pooled = match pooling {
+        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        Pooling::Mean => {
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+            summed.broadcast_div(&counts)?
+        }
+    };
+    let norms = pooled
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    pooled.broadcast_div(&norms)
+}
+
+/// Token ids and attention mask for a batch of token-id sequences, padded to the longest
+/// with `pad_id` (the tokenizer's padding token: RoBERTa numbers positions by it).
+pub fn batch_tensors(
+    batch: &[&[u32]],
+    pad_id: u32,
+    device: &candle_core::Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let len = batch.iter().map(|t| t.len()).max().unwrap_or(0);
+    let mut ids = vec![pad_id; batch.len() * len];
+    let mut mask = vec![0u32; batch.len() * len];
+    for (row, t) in batch.iter().enumerate() {
+        ids[row * len..row * len + t.len()].copy_from_slice(t);
+        mask[row * len..row * len + t.len()].fill(1);
+    }
+    let shape = (batch.len(), len);
+    Ok((
+        Tensor::from_vec(ids, shape, device)?,
+        Tensor::from_vec(mask, shape, device)?,
+    ))
+}
