@@ -1,8 +1,8 @@
 //! Text encoders: strings in, L2-normalised vectors out.
 //!
 //! [`TransformerEncoder`] loads a local Hugging Face model directory of any architecture
-//! [`crate::model`] runs (BERT, RoBERTa, XLM-RoBERTa: `config.json`, `model.safetensors`,
-//! `tokenizer.json`, optional `1_Pooling/config.json`) and runs it with candle. Inputs are tokenized once, sorted by token length and cut into batches, so a batch
+//! [`crate::model`] runs (BERT, RoBERTa, XLM-RoBERTa, DeBERTa-v2/v3: `config.json`,
+//! `model.safetensors`, `tokenizer.json`, optional `1_Pooling/config.json`) and runs it with candle. Inputs are tokenized once, sorted by token length and cut into batches, so a batch
 //! pads only to its own longest member (length sorting is worth about 1.8x on short names);
 //! results come back in input order. The padding configured in `tokenizer.json` is ignored
 //! (sentence-transformers exports pad to a fixed 128 tokens). Output vectors have unit norm, and

@@ -1,9 +1,10 @@
-"""Builds tests/fixtures/roberta-tiny and tests/fixtures/xlm-roberta-tiny: tiny RANDOM
-RobertaForTokenClassification / XLMRobertaForTokenClassification checkpoints made with
+"""Builds tests/fixtures/roberta-tiny, tests/fixtures/xlm-roberta-tiny and
+tests/fixtures/deberta-v2-tiny: tiny RANDOM RobertaForTokenClassification /
+XLMRobertaForTokenClassification / DebertaV2ForTokenClassification checkpoints made with
 transformers, and what transformers computes with them, for medlink's parity tests; and checks
 that a checkpoint medlink trained from one loads in transformers with medlink's outputs.
 
-    python3 benches/python/make_arch_fixtures.py                 # (re)write both fixtures
+    python3 benches/python/make_arch_fixtures.py                 # (re)write every fixture
     python3 benches/python/make_arch_fixtures.py check DIR       # an encoder checkpoint
 
 (A tagger checkpoint of either architecture is checked by check_tagger_checkpoint.py.)
@@ -18,6 +19,14 @@ Each fixture (well under 1 MB) holds:
   padding included), L2-normalised CLS (`<s>`) and masked-mean embeddings, the
   token-classification logits, and the entities of transformers' token-classification
   pipeline (simple, first and max aggregation).
+
+The DeBERTa-v2 fixture is configured as DeBERTa-v3 is (relative attention with `p2c|c2p`, log
+position buckets, shared attention keys, LayerNorm on the relative embeddings, no absolute
+positions, no token types, [CLS]/[SEP]/[PAD]=0 SentencePiece tokenizer), with fewer buckets
+(8, max_relative_positions 16) so the padded batch's 30-60-token text reaches the log buckets
+and the clamp at the span's ends, and an `embedding_size` (24) below `hidden_size` so the
+`embed_proj` projection is exercised. Its expected.json also holds transformers'
+`build_relative_position` matrix for the batch length (`relative_positions`).
 
 RoBERTa's tokenizer is a byte-level BPE (every byte is in the alphabet: non-ASCII text splits
 into byte tokens, never `<unk>`); XLM-R's is a SentencePiece-style Unigram with the Metaspace
@@ -42,6 +51,8 @@ from transformers import (  # noqa: E402
     AutoModel,
     AutoModelForTokenClassification,
     AutoTokenizer,
+    DebertaV2Config,
+    DebertaV2ForTokenClassification,
     PreTrainedTokenizerFast,
     RobertaConfig,
     pipeline,
@@ -55,6 +66,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 LABELS = ["O", "B-Disease", "I-Disease", "B-Chemical", "I-Chemical"]
 MAX_LENGTH = 64
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0..3, as in roberta-base and xlm-roberta-base
+DEBERTA_SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]  # ids 0..3, as in deberta-v3-base
 
 CORPUS = [
     "The patient has a severe headache and fever after taking ibuprofen.",
@@ -100,32 +112,63 @@ def roberta_tokenizer():
     return tok
 
 
-def xlmr_tokenizer():
+def unigram_tokenizer(specials, cls, sep, unk, mask):
+    """A SentencePiece-style Unigram tokenizer (NFKC, Metaspace) with `cls $A sep`."""
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(
         vocab_size=600,  # the trainer stops near 160 pieces on this corpus
-        special_tokens=SPECIALS,
-        unk_token="<unk>",
+        special_tokens=specials,
+        unk_token=unk,
         show_progress=False,
     )
-    # Leave the CJK and symbol characters of TEXTS out of training: they become <unk>.
+    # Leave the CJK and symbol characters of TEXTS out of training: they become unknown.
     tok.train_from_iterator(CORPUS, trainer)
-    tok.add_special_tokens(["<mask>"])
-    s, e = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.add_special_tokens([mask])
+    s, e = tok.token_to_id(cls), tok.token_to_id(sep)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", s), ("</s>", e)],
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} {sep} $B {sep}",
+        special_tokens=[(cls, s), (sep, e)],
     )
     return tok
 
 
+def xlmr_tokenizer():
+    return unigram_tokenizer(SPECIALS, "<s>", "</s>", "<unk>", "<mask>")
+
+
+def deberta_tokenizer():
+    # deberta-v3's SentencePiece vocabulary in tokenizer.json form: [CLS] $A [SEP].
+    return unigram_tokenizer(DEBERTA_SPECIALS, "[CLS]", "[SEP]", "[UNK]", "[MASK]")
+
+
+ROBERTA_TOKENS = dict(bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+                      unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+ROBERTA_CONFIG = dict(max_position_embeddings=MAX_LENGTH + 2, type_vocab_size=1,
+                      num_attention_heads=4, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+DEBERTA_TOKENS = dict(cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]", pad_token="[PAD]",
+                      mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]")
+# DeBERTa-v3's settings (microsoft/deberta-v3-base's config.json) at a tiny size.
+DEBERTA_CONFIG = dict(
+    max_position_embeddings=MAX_LENGTH, type_vocab_size=0, num_attention_heads=2,
+    pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=8,
+    max_relative_positions=16, position_biased_input=False, share_att_key=True,
+    norm_rel_ebd="layer_norm", layer_norm_eps=1e-7, embedding_size=24,
+)
+
+# name: config class, model class, tokenizer, its special tokens (ids 0..3), special-token
+# arguments of the fast tokenizer, config arguments.
 ARCHITECTURES = {
-    "roberta-tiny": (RobertaConfig, RobertaForTokenClassification, roberta_tokenizer),
-    "xlm-roberta-tiny": (XLMRobertaConfig, XLMRobertaForTokenClassification, xlmr_tokenizer),
+    "roberta-tiny": (RobertaConfig, RobertaForTokenClassification, roberta_tokenizer,
+                     SPECIALS, ROBERTA_TOKENS, ROBERTA_CONFIG),
+    "xlm-roberta-tiny": (XLMRobertaConfig, XLMRobertaForTokenClassification, xlmr_tokenizer,
+                         SPECIALS, ROBERTA_TOKENS, ROBERTA_CONFIG),
+    "deberta-v2-tiny": (DebertaV2Config, DebertaV2ForTokenClassification, deberta_tokenizer,
+                        DEBERTA_SPECIALS, DEBERTA_TOKENS, DEBERTA_CONFIG),
 }
 
 
@@ -149,27 +192,21 @@ def pipeline_entities(model, tokenizer):
 
 
 def build(name):
-    config_class, model_class, make_tokenizer = ARCHITECTURES[name]
+    config_class, model_class, make_tokenizer, specials, special_tokens, sizes = ARCHITECTURES[name]
     out = FIXTURES / name
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     tok = make_tokenizer()
-    assert [tok.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3], "special token ids"
+    assert [tok.token_to_id(t) for t in specials] == [0, 1, 2, 3], "special token ids"
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        model_max_length=MAX_LENGTH,
-        bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        tokenizer_object=tok, model_max_length=MAX_LENGTH, **special_tokens
     )
     config = config_class(
         vocab_size=tok.get_vocab_size(),
         hidden_size=32,
         num_hidden_layers=2,
-        num_attention_heads=4,
         intermediate_size=64,
-        max_position_embeddings=MAX_LENGTH + 2,
-        type_vocab_size=1,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        **sizes,
         id2label=dict(enumerate(LABELS)),
         label2id={l: i for i, l in enumerate(LABELS)},
     )
@@ -189,7 +226,7 @@ def build(name):
     for text, e in zip(TEXTS, encodings):
         assert auto(text)["input_ids"] == e.ids, f"tokenizers disagree on {text!r}"
     pad = auto.pad_token_id
-    assert pad == config.pad_token_id == 1
+    assert pad == config.pad_token_id
     longest = max(len(e.ids) for e in encodings)
     assert longest <= MAX_LENGTH
     ids = torch.tensor([e.ids + [pad] * (longest - len(e.ids)) for e in encodings])
@@ -215,6 +252,12 @@ def build(name):
         "logits": [rounded(l) for l in result.logits],
         "entities": pipeline_entities(model, auto),
     }
+    if config.model_type == "deberta-v2":
+        from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position
+        states = torch.zeros(1, longest, 1)
+        expected["relative_positions"] = build_relative_position(
+            states, states, bucket_size=config.position_buckets,
+            max_position=config.max_relative_positions)[0].tolist()
     (out / "expected.json").write_text(json.dumps(expected, ensure_ascii=False) + "\n")
     total = sum(p.stat().st_size for p in out.iterdir())
     unk = sum(e.ids.count(auto.unk_token_id) for e in encodings)

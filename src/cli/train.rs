@@ -21,7 +21,7 @@ pub enum TrainCommand {
     Encoder(Box<TrainEncoderArgs>),
     /// Fine-tune a token classifier (the NER tagger, IOB2 labels) on annotated corpora; the
     /// checkpoints are Hugging Face token-classification directories of the base's
-    /// architecture (BERT, RoBERTa or XLM-R).
+    /// architecture (BERT, RoBERTa, XLM-R or DeBERTa-v2/v3).
     Tagger(Box<TrainTaggerArgs>),
 }
 

@@ -1,6 +1,11 @@
 //! The embedding layer: word + position + token type, then LayerNorm (and dropout in
-//! training). This is where BERT and RoBERTa differ, in how positions are numbered
-//! ([`Positions`]):
+//! training). This is where the architectures differ:
+//! - DeBERTa-v2/v3 may have no position table (`position_biased_input` false: positions
+//!   enter through relative attention only) and no token-type table (`type_vocab_size` 0),
+//!   may embed in a narrower `embedding_size` projected to `hidden_size` by `embed_proj`
+//!   before the LayerNorm, and zeroes padding rows after it (transformers multiplies the
+//!   embeddings by the attention mask);
+//! - how positions are numbered ([`Positions`]):
 //! - BERT: position `i` for the `i`-th token of every row;
 //! - RoBERTa and XLM-R (fairseq's convention, transformers'
 //!   `create_position_ids_from_input_ids`): tokens that are not `pad_token_id` count from
@@ -13,56 +18,87 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Positions;
-use super::layers::{Dropout, Norm};
-use super::Config;
+use super::layers::{Dense, Dropout, Norm};
+use super::{Architecture, Config};
 
 pub(super) struct Embeddings {
     word: candle_nn::Embedding,
-    position: candle_nn::Embedding,
-    token_type: candle_nn::Embedding,
+    position: Option<candle_nn::Embedding>,
+    token_type: Option<candle_nn::Embedding>,
+    /// DeBERTa's `embed_proj` (`embedding_size` → `hidden_size`, no bias).
+    projection: Option<Dense>,
     norm: Norm,
     positions: Positions,
     pad_token_id: u32,
+    /// DeBERTa zeroes the embeddings of padding tokens.
+    zero_padding: bool,
 }
 
 impl Embeddings {
     /// Loads `embeddings.*` under `vb`.
     pub(super) fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
         let h = config.hidden_size;
+        let width = config.embedding_size();
         let table = |name: &str, rows: usize| {
             let w = vb.pp(name).get_with_hints(
-                (rows, h),
+                (rows, width),
                 "weight",
                 candle_nn::Init::Randn {
                     mean: 0.0,
                     stdev: 0.02,
                 },
             )?;
-            Ok::<_, candle_core::Error>(candle_nn::Embedding::new(w, h))
+            Ok::<_, candle_core::Error>(candle_nn::Embedding::new(w, width))
+        };
+        let position = match config.has_position_embeddings() {
+            true => Some(table(
+                "position_embeddings",
+                config.max_position_embeddings,
+            )?),
+            false => None,
+        };
+        let token_type = match config.type_vocab_size() {
+            0 => None,
+            rows => Some(table("token_type_embeddings", rows)?),
+        };
+        let projection = match width != h {
+            true => Some(Dense::load_without_bias(vb.pp("embed_proj"), width, h)?),
+            false => None,
         };
         Ok(Embeddings {
             word: table("word_embeddings", config.vocab_size)?,
-            position: table("position_embeddings", config.max_position_embeddings)?,
-            token_type: table("token_type_embeddings", config.type_vocab_size)?,
-            norm: Norm::load(vb.pp("LayerNorm"), h, config.layer_norm_eps)?,
+            position,
+            token_type,
+            projection,
+            norm: Norm::load(vb.pp("LayerNorm"), h, config.layer_norm_eps())?,
             positions: config.architecture.positions(),
             pad_token_id: config.pad_token_id(),
+            zero_padding: config.architecture == Architecture::DebertaV2,
         })
     }
 
-    /// `(batch, seq, hidden)` for `ids` `(batch, seq)` u32.
+    /// `(batch, seq, hidden)` for `ids` and `mask` `(batch, seq)` u32.
     pub(super) fn forward(
         &self,
         ids: &Tensor,
+        mask: &Tensor,
         dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
         let training = dropout.is_some();
-        let xs = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(&self.position_ids(ids)?)?)?
-            .broadcast_add(&self.token_type.forward(&ids.zeros_like()?)?)?;
-        let xs = self.norm.forward(&xs, training)?;
+        let mut xs = self.word.forward(ids)?;
+        if let Some(position) = &self.position {
+            xs = xs.broadcast_add(&position.forward(&self.position_ids(ids)?)?)?;
+        }
+        if let Some(token_type) = &self.token_type {
+            xs = xs.broadcast_add(&token_type.forward(&ids.zeros_like()?)?)?;
+        }
+        if let Some(projection) = &self.projection {
+            xs = projection.forward(&xs, training)?;
+        }
+        let mut xs = self.norm.forward(&xs, training)?;
+        if self.zero_padding {
+            xs = xs.broadcast_mul(&mask.to_dtype(xs.dtype())?.unsqueeze(2)?)?;
+        }
         match dropout {
             Some(d) => d.apply(&xs, d.hidden),
             None => Ok(xs),

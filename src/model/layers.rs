@@ -1,7 +1,11 @@
 //! The parts every architecture shares: linear layers, LayerNorm, dropout, and the
 //! post-LayerNorm transformer layer (self-attention, then a feed-forward block, each followed
 //! by a residual connection and LayerNorm) in Hugging Face's `BertLayer` weight layout, which
-//! RoBERTa and XLM-R use unchanged.
+//! RoBERTa and XLM-R use unchanged and DeBERTa-v2 uses with `*_proj` attention names.
+//!
+//! Where architectures differ inside the layer is only how queries and keys become masked
+//! attention scores: [`AttentionScores`]. BERT's is [`ScaledDotProduct`]; DeBERTa's
+//! disentangled attention lives in `super::deberta`.
 //!
 //! Linear layers flatten `(batch, seq, in)` to 2-D before the matrix product: one large gemm
 //! instead of a batched one, and a cheaper backward pass. On the CPU, GELU, LayerNorm and
@@ -52,18 +56,29 @@ impl Dropout {
 
 pub(super) struct Dense {
     weight: Tensor,
-    bias: Tensor,
+    /// None for a projection without bias (DeBERTa's `embed_proj`).
+    bias: Option<Tensor>,
 }
 
 impl Dense {
     pub(super) fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        let mut dense = Self::load_without_bias(vb.clone(), inputs, outputs)?;
+        dense.bias = Some(vb.get_with_hints(outputs, "bias", candle_nn::init::ZERO)?);
+        Ok(dense)
+    }
+
+    pub(super) fn load_without_bias(
+        vb: VarBuilder,
+        inputs: usize,
+        outputs: usize,
+    ) -> candle_core::Result<Self> {
         Ok(Dense {
             weight: vb.get_with_hints(
                 (outputs, inputs),
                 "weight",
                 candle_nn::init::DEFAULT_KAIMING_NORMAL,
             )?,
-            bias: vb.get_with_hints(outputs, "bias", candle_nn::init::ZERO)?,
+            bias: None,
         })
     }
 
@@ -72,10 +87,12 @@ impl Dense {
     pub(super) fn forward(&self, xs: &Tensor, training: bool) -> candle_core::Result<Tensor> {
         let (b, s, h) = xs.dims3()?;
         let rows = xs.reshape((b * s, h))?;
-        let out = if !training && xs.device().is_cpu() && b * s <= super::skinny::MAX_ROWS {
-            super::skinny::linear(&rows, &self.weight, &self.bias)?
-        } else {
-            rows.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?
+        let out = match &self.bias {
+            Some(bias) if !training && xs.device().is_cpu() && b * s <= super::skinny::MAX_ROWS => {
+                super::skinny::linear(&rows, &self.weight, bias)?
+            }
+            Some(bias) => rows.matmul(&self.weight.t()?)?.broadcast_add(bias)?,
+            None => rows.matmul(&self.weight.t()?)?,
         };
         out.reshape((b, s, ()))
     }
@@ -105,10 +122,42 @@ impl Norm {
     }
 }
 
+/// How an architecture turns one layer's queries and keys into masked attention scores,
+/// the softmax's input.
+pub(super) trait AttentionScores {
+    /// `q` and `k` are `(batch, heads, seq, head)`; returns `(batch, heads, seq, seq)`.
+    fn scores(
+        &self,
+        layer: &Layer,
+        q: &Tensor,
+        k: &Tensor,
+        dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor>;
+}
+
+/// BERT's attention scores: `q k^T / sqrt(head)` plus an additive padding mask.
+pub(super) struct ScaledDotProduct {
+    /// `(batch, 1, 1, seq)`: 0 for tokens, very negative for padding.
+    pub(super) additive_mask: Tensor,
+}
+
+impl AttentionScores for ScaledDotProduct {
+    fn scores(
+        &self,
+        _layer: &Layer,
+        q: &Tensor,
+        k: &Tensor,
+        _dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor> {
+        let head = q.dim(3)?;
+        (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(&self.additive_mask)
+    }
+}
+
 /// One transformer layer (`encoder.layer.N` in the checkpoint).
 pub(super) struct Layer {
-    query: Dense,
-    key: Dense,
+    pub(super) query: Dense,
+    pub(super) key: Dense,
     value: Dense,
     attention_out: Dense,
     attention_norm: Norm,
@@ -132,6 +181,12 @@ impl Layer {
     pub(super) fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
         let h = c.hidden_size;
         let att = vb.pp("attention");
+        // DeBERTa-v2 names its projections `query_proj`, `key_proj`, `value_proj`.
+        let (query, key, value) = match c.architecture {
+            super::Architecture::DebertaV2 => ("query_proj", "key_proj", "value_proj"),
+            _ => ("query", "key", "value"),
+        };
+        let eps = c.layer_norm_eps();
         let activation = match c.hidden_act.as_str() {
             "gelu" => Activation::Gelu,
             "relu" => Activation::Relu,
@@ -139,39 +194,41 @@ impl Layer {
             _ => Activation::GeluTanh,
         };
         Ok(Layer {
-            query: Dense::load(att.pp("self").pp("query"), h, h)?,
-            key: Dense::load(att.pp("self").pp("key"), h, h)?,
-            value: Dense::load(att.pp("self").pp("value"), h, h)?,
+            query: Dense::load(att.pp("self").pp(query), h, h)?,
+            key: Dense::load(att.pp("self").pp(key), h, h)?,
+            value: Dense::load(att.pp("self").pp(value), h, h)?,
             attention_out: Dense::load(att.pp("output").pp("dense"), h, h)?,
-            attention_norm: Norm::load(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            attention_norm: Norm::load(att.pp("output").pp("LayerNorm"), h, eps)?,
             intermediate: Dense::load(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
             output: Dense::load(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
-            output_norm: Norm::load(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            output_norm: Norm::load(vb.pp("output").pp("LayerNorm"), h, eps)?,
             heads: c.num_attention_heads,
             activation,
         })
     }
 
-    /// `xs` is `(batch, seq, hidden)`; `additive_mask` `(batch, 1, 1, seq)` is 0 for tokens and
-    /// very negative for padding. With `dropout`, the differentiable training path.
+    /// `(batch, seq, hidden)` → `(batch, heads, seq, head)`.
+    pub(super) fn split_heads(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, s, h) = xs.dims3()?;
+        xs.reshape((b, s, self.heads, h / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// `xs` is `(batch, seq, hidden)`; `attention` scores the queries against the keys (and
+    /// masks padding). With `dropout`, the differentiable training path.
     pub(super) fn forward(
         &self,
         xs: &Tensor,
-        additive_mask: &Tensor,
+        attention: &dyn AttentionScores,
         mut dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
         let training = dropout.is_some();
         let (b, s, h) = xs.dims3()?;
-        let head = h / self.heads;
-        let split = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((b, s, self.heads, head))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.query.forward(xs, training)?)?;
-        let k = split(self.key.forward(xs, training)?)?;
-        let v = split(self.value.forward(xs, training)?)?;
-        let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(additive_mask)?;
+        let q = self.split_heads(&self.query.forward(xs, training)?)?;
+        let k = self.split_heads(&self.key.forward(xs, training)?)?;
+        let v = self.split_heads(&self.value.forward(xs, training)?)?;
+        let scores = attention.scores(self, &q, &k, dropout.as_deref_mut())?;
         let mut probs = if training || scores.device().is_cpu() {
             ops::softmax_last_dim(&scores)?
         } else {

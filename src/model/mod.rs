@@ -1,12 +1,13 @@
 //! medlink's transformer encoders: one model definition for embedding, tagging and training,
-//! for every architecture medlink runs (BERT, RoBERTa, XLM-RoBERTa).
+//! for every architecture medlink runs (BERT, RoBERTa, XLM-RoBERTa, DeBERTa-v2/v3).
 //!
 //! [`Transformer`] is what the linker's encoder, the tagger and both trainers call. RoBERTa
 //! and XLM-R are BERT with other position ids, so the architectures share one encoder stack
 //! (`layers`) and differ only where [`Architecture`] says: `model_type`, the weight prefix
 //! of task checkpoints, the token-classification class name, and the numbering of positions
 //! (`embeddings`). A further architecture of this family is one more [`Architecture`]
-//! variant; one with its own attention (DeBERTa) would add its layer beside `layers::Layer`.
+//! variant. DeBERTa-v2 shares the layer too but scores attention its own way (`deberta`:
+//! disentangled attention over relative positions, through `layers::AttentionScores`).
 //!
 //! Why not candle-transformers' BERT: it cannot be trained (its LayerNorm is a fused op with
 //! no backward pass, so `backward()` succeeds and no weight receives a gradient, and its
@@ -15,13 +16,14 @@
 //! - training (with a [`Dropout`]): dropout masks drawn from a seeded generator.
 //!
 //! Weights load from Hugging Face checkpoints with or without the architecture's prefix
-//! (`bert.`, `roberta.`): task models carry it, base models and sentence-transformers
+//! (`bert.`, `roberta.`, `deberta.`): task models carry it, base models and sentence-transformers
 //! checkpoints do not. No pooler is loaded: medlink pools token vectors itself.
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 pub mod config;
+mod deberta;
 mod embeddings;
 mod layers;
 pub mod ops;
@@ -32,13 +34,21 @@ pub use layers::Dropout;
 
 use crate::encoder::Pooling;
 use embeddings::Embeddings;
-use layers::Layer;
+use layers::{Layer, ScaledDotProduct};
 
 /// A transformer encoder stack (no pooler, no task head).
 pub struct Transformer {
     embeddings: Embeddings,
-    layers: Vec<Layer>,
+    stack: Stack,
     config: Config,
+}
+
+/// The layers after the embeddings, by how they attend.
+enum Stack {
+    /// BERT, RoBERTa, XLM-R: scaled dot-product attention.
+    Bert(Vec<Layer>),
+    /// DeBERTa-v2/v3: disentangled attention over relative positions.
+    Deberta(deberta::Encoder),
 }
 
 impl Transformer {
@@ -52,11 +62,19 @@ impl Transformer {
         } else {
             vb
         };
+        let stack = match config.architecture {
+            Architecture::DebertaV2 => {
+                Stack::Deberta(deberta::Encoder::load(vb.pp("encoder"), config)?)
+            }
+            Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta => Stack::Bert(
+                (0..config.num_hidden_layers)
+                    .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
+                    .collect::<candle_core::Result<_>>()?,
+            ),
+        };
         Ok(Transformer {
             embeddings: Embeddings::load(vb.pp("embeddings"), config)?,
-            layers: (0..config.num_hidden_layers)
-                .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
-                .collect::<candle_core::Result<_>>()?,
+            stack,
             config: config.clone(),
         })
     }
@@ -73,20 +91,27 @@ impl Transformer {
         mask: &Tensor,
         mut dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
-        let mut xs = self.embeddings.forward(ids, dropout.as_deref_mut())?;
-        // Additive attention mask: 0 for tokens, a very negative number for padding.
-        let additive = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
-            .unsqueeze(1)?
-            .unsqueeze(1)?;
-        for layer in &self.layers {
-            xs = layer.forward(&xs, &additive, dropout.as_deref_mut())?;
+        let mut xs = self.embeddings.forward(ids, mask, dropout.as_deref_mut())?;
+        match &self.stack {
+            Stack::Bert(layers) => {
+                // Additive attention mask: 0 for tokens, a very negative number for padding.
+                let additive_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
+                    .unsqueeze(1)?
+                    .unsqueeze(1)?;
+                let scores = ScaledDotProduct { additive_mask };
+                for layer in layers {
+                    xs = layer.forward(&xs, &scores, dropout.as_deref_mut())?;
+                }
+                Ok(xs)
+            }
+            Stack::Deberta(encoder) => encoder.forward(xs, mask, dropout),
         }
-        Ok(xs)
     }
 }
 
 /// Pools token vectors into one unit-norm vector per row; `mask` is `(batch, seq)` u32.
-/// CLS pooling takes the first token: `[CLS]` for BERT, `<s>` for RoBERTa and XLM-R.
+/// CLS pooling takes the first token: `[CLS]` for BERT and DeBERTa, `<s>` for RoBERTa and
+/// XLM-R.
 pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
     let pooled = match pooling {
         Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,

@@ -1,11 +1,12 @@
-//! The transformer tagger: medlink's transformer (BERT, RoBERTa or XLM-R, [`crate::model`]) with
-//! a token-classification head, in the Hugging Face `BertForTokenClassification` /
-//! `RobertaForTokenClassification` / `XLMRobertaForTokenClassification` layout (the same
-//! linear layer for all three), run the way transformers'
+//! The transformer tagger: medlink's transformer (BERT, RoBERTa, XLM-R or DeBERTa-v2/v3,
+//! [`crate::model`]) with a token-classification head, in the Hugging Face
+//! `BertForTokenClassification` / `RobertaForTokenClassification` /
+//! `XLMRobertaForTokenClassification` / `DebertaV2ForTokenClassification` layout (the same
+//! linear layer for all four), run the way transformers'
 //! `pipeline("token-classification", stride=...)` runs it.
 //!
 //! A model directory holds `config.json` (with `id2label` / `label2id`), `model.safetensors`
-//! (encoder weights with or without the `bert.` / `roberta.` prefix, `classifier.weight` /
+//! (encoder weights with or without the `bert.` / `roberta.` / `deberta.` prefix, `classifier.weight` /
 //! `classifier.bias`)
 //! and `tokenizer.json`; `tokenizer_config.json`'s `model_max_length` gives the window when no
 //! `max_length` is set. Checkpoints from transformers load here, and ours load there.

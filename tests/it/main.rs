@@ -21,7 +21,7 @@ mod ontology_medic;
 mod ontology_obo;
 mod ontology_snomed;
 mod ontology_umls;
-mod roberta;
+mod parity;
 mod server;
 mod tagger;
 mod train;

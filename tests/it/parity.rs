@@ -1,6 +1,7 @@
-//! RoBERTa and XLM-RoBERTa: parity with transformers on tiny random checkpoints
-//! (`benches/python/make_arch_fixtures.py`: a byte-level BPE RoBERTa and a Unigram XLM-R, one
-//! padded batch of mixed lengths with non-ASCII text), and both trainers on them.
+//! RoBERTa, XLM-RoBERTa and DeBERTa-v2/v3: parity with transformers on tiny random checkpoints
+//! (`benches/python/make_arch_fixtures.py`: a byte-level BPE RoBERTa, a Unigram XLM-R and a
+//! Unigram DeBERTa-v2 with v3's settings, one padded batch of mixed lengths with non-ASCII
+//! text), and both trainers on them.
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +21,43 @@ use serde_json::Value;
 
 use crate::common::fixture;
 
-/// Both fixtures, with the `model_type` each must declare.
-const FIXTURES: [(&str, &str); 2] = [
-    ("roberta-tiny", "roberta"),
-    ("xlm-roberta-tiny", "xlm-roberta"),
+/// One tiny checkpoint and what it must declare.
+struct Fixture {
+    name: &'static str,
+    model_type: &'static str,
+    /// The encoder's weight prefix in the task checkpoint.
+    prefix: &'static str,
+    /// transformers' token-classification class.
+    class: &'static str,
+    /// Tensors of the encoder alone (the tagger adds the classifier's two).
+    encoder_tensors: usize,
+}
+
+const FIXTURES: [Fixture; 3] = [
+    Fixture {
+        name: "roberta-tiny",
+        model_type: "roberta",
+        prefix: "roberta.",
+        class: "RobertaForTokenClassification",
+        // Embeddings (3 tables + LayerNorm) + 2 layers x 16 tensors.
+        encoder_tensors: 37,
+    },
+    Fixture {
+        name: "xlm-roberta-tiny",
+        model_type: "xlm-roberta",
+        prefix: "roberta.",
+        class: "XLMRobertaForTokenClassification",
+        encoder_tensors: 37,
+    },
+    Fixture {
+        name: "deberta-v2-tiny",
+        model_type: "deberta-v2",
+        prefix: "deberta.",
+        class: "DebertaV2ForTokenClassification",
+        // Embeddings (word table, embed_proj, LayerNorm) + 2 layers x 16 tensors +
+        // the relative embeddings and their LayerNorm.
+        encoder_tensors: 39,
+    },
 ];
 const TOLERANCE: f32 = 1e-4;
 
@@ -111,18 +145,17 @@ fn tagger(dir: &Path) -> Tagger {
 /// poolings and the classifier's logits.
 #[test]
 fn hidden_states_pools_and_logits_equal_transformers_on_a_padded_batch() {
-    for (name, model_type) in FIXTURES {
+    for Fixture {
+        name, model_type, ..
+    } in FIXTURES
+    {
         let e = Expected::load(name);
         assert_eq!(e.json["model_type"], model_type);
         let tagger = tagger(&e.dir);
         let config = tagger.model().encoder.config();
         assert_eq!(config.architecture.model_type(), model_type);
         assert_eq!(tagger.pad_id(), e.json["pad_id"].as_u64().unwrap() as u32);
-        assert_eq!(
-            tagger.max_length(),
-            64,
-            "66 positions less RoBERTa's offset"
-        );
+        assert_eq!(tagger.max_length(), 64, "{name}: 64 usable positions");
         // medlink's tokenization is transformers'.
         for (text, want) in e.texts().into_iter().zip(e.unpadded_ids()) {
             let got = tagger.tokenizer().encode(text, true).unwrap();
@@ -154,10 +187,10 @@ fn hidden_states_pools_and_logits_equal_transformers_on_a_padded_batch() {
 }
 
 /// The encoder end to end (tokenize, length-sorted batches, pool, L2) in batches of 2 and of
-/// all, against transformers' CLS (`<s>`) and mean vectors.
+/// all, against transformers' CLS (`<s>`, `[CLS]`) and mean vectors.
 #[test]
 fn encoder_vectors_equal_transformers_for_cls_and_mean_pooling() {
-    for (name, _) in FIXTURES {
+    for Fixture { name, .. } in FIXTURES {
         let e = Expected::load(name);
         for (pooling, key) in [(Pooling::Cls, "cls"), (Pooling::Mean, "mean")] {
             for batch_size in [2, 128] {
@@ -182,11 +215,12 @@ fn encoder_vectors_equal_transformers_for_cls_and_mean_pooling() {
     }
 }
 
-/// A sentence-transformers checkpoint stores the encoder without the `roberta.` prefix.
+/// A sentence-transformers checkpoint stores the encoder without the `roberta.` (`deberta.`)
+/// prefix.
 #[test]
-fn weights_without_the_roberta_prefix_give_the_same_vectors() {
+fn weights_without_the_architecture_prefix_give_the_same_vectors() {
     let tmp = tempfile::tempdir().unwrap();
-    for (name, _) in FIXTURES {
+    for Fixture { name, prefix, .. } in FIXTURES {
         let e = Expected::load(name);
         let bare = tmp.path().join(name);
         std::fs::create_dir_all(&bare).unwrap();
@@ -197,9 +231,9 @@ fn weights_without_the_roberta_prefix_give_the_same_vectors() {
             candle_core::safetensors::load(e.dir.join("model.safetensors"), &Device::Cpu).unwrap();
         let stripped: std::collections::HashMap<String, Tensor> = weights
             .into_iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("roberta.")?.to_string(), v)))
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v)))
             .collect();
-        assert!(stripped.contains_key("embeddings.position_embeddings.weight"));
+        assert!(stripped.contains_key("embeddings.word_embeddings.weight"));
         candle_core::safetensors::save(&stripped, bare.join("model.safetensors")).unwrap();
         let options = EncoderOptions {
             max_length: 64,
@@ -219,7 +253,7 @@ fn weights_without_the_roberta_prefix_give_the_same_vectors() {
 /// The tagger's windows and batches (not the fixture's one padded batch) give the same logits.
 #[test]
 fn tagger_logits_equal_transformers() {
-    for (name, _) in FIXTURES {
+    for Fixture { name, .. } in FIXTURES {
         let e = Expected::load(name);
         let tagger = tagger(&e.dir);
         let got = tagger.logits_batch(&e.texts()).unwrap();
@@ -262,13 +296,18 @@ fn assert_all_gradients(optimizer: &AdamW, grads: &Grads, what: &str) {
 
 #[test]
 fn gradients_reach_every_weight_of_both_trainers_models() {
-    for (name, _) in FIXTURES {
+    for Fixture {
+        name,
+        prefix,
+        encoder_tensors,
+        ..
+    } in FIXTURES
+    {
         let dir = fixture(name);
-        // The encoder: embeddings (3 tables + LayerNorm) + 2 layers x 16 tensors.
         let encoder = TrainableEncoder::load(&dir, 25).unwrap();
         let vars = encoder.vars();
-        assert_eq!(vars.len(), 37, "{name}");
-        assert!(vars.iter().all(|(n, _)| !n.starts_with("roberta.")));
+        assert_eq!(vars.len(), encoder_tensors, "{name}");
+        assert!(vars.iter().all(|(n, _)| !n.starts_with(prefix)));
         let texts = [
             "breast cancer",
             "carcinoma of the breast",
@@ -295,7 +334,7 @@ fn gradients_reach_every_weight_of_both_trainers_models() {
             .unwrap();
         assert_all_gradients(&optimizer, &parts[0], &format!("{name} encoder"));
 
-        // The tagger: the same 37 under `roberta.` + the checkpoint's classifier.
+        // The tagger: the same under the prefix + the checkpoint's classifier.
         let labels = LabelSet::iob2(["Disease", "Chemical"]);
         let options = TaggerOptions {
             max_length: Some(32),
@@ -304,7 +343,8 @@ fn gradients_reach_every_weight_of_both_trainers_models() {
         };
         let model = TrainableTagger::load(&dir, &labels, &options, 1).unwrap();
         let vars = model.vars();
-        assert_eq!(vars.len(), 39, "{name}");
+        assert_eq!(vars.len(), encoder_tensors + 2, "{name}");
+        assert!(vars.iter().any(|(n, _)| n.starts_with(prefix)), "{name}");
         let corpus = crate::tagger::toy_corpus(4, 1);
         let set = medlink::train::tagger::WindowSet::new(&corpus, &model.tagger).unwrap();
         let windows: Vec<_> = set.windows.iter().collect();
@@ -342,11 +382,17 @@ fn mean(losses: &[f32]) -> f32 {
 }
 
 #[test]
-fn tiny_roberta_and_xlmr_learn_toy_synonyms_with_the_encoder_trainer() {
+fn tiny_checkpoints_of_each_architecture_learn_toy_synonyms_with_the_encoder_trainer() {
     let tmp = tempfile::tempdir().unwrap();
     let mut pairs = PairSet::default();
     pairs.add_synonym_pairs(&crate::train::toy_dictionary(tmp.path()), 50, 1);
-    for (name, model_type) in FIXTURES {
+    for Fixture {
+        name,
+        model_type,
+        prefix,
+        ..
+    } in FIXTURES
+    {
         let base = fixture(name);
         let out = tmp.path().join(name);
         let summary = Trainer {
@@ -368,11 +414,11 @@ fn tiny_roberta_and_xlmr_learn_toy_synonyms_with_the_encoder_trainer() {
             "{name}: loss did not fall: first 10 steps {first:.4}, last 10 {last:.4}"
         );
         // A sentence-transformers directory of the same architecture: the base's config and
-        // tokenizer, the encoder's weights without the `roberta.` prefix.
+        // tokenizer, the encoder's weights without the `roberta.` / `deberta.` prefix.
         assert_eq!(config_json(&summary.last)["model_type"], model_type);
         let base_names: Vec<String> = weight_names(&base)
             .into_iter()
-            .filter_map(|n| Some(n.strip_prefix("roberta.")?.to_string()))
+            .filter_map(|n| Some(n.strip_prefix(prefix)?.to_string()))
             .collect();
         assert_eq!(weight_names(&summary.last), base_names, "{name}");
         assert!(summary.last.join("1_Pooling/config.json").is_file());
@@ -383,9 +429,15 @@ fn tiny_roberta_and_xlmr_learn_toy_synonyms_with_the_encoder_trainer() {
 }
 
 #[test]
-fn tiny_roberta_and_xlmr_learn_a_toy_tagging_task() {
+fn tiny_checkpoints_of_each_architecture_learn_a_toy_tagging_task() {
     let train = crate::tagger::toy_corpus(32, 1);
-    for (name, model_type) in FIXTURES {
+    for Fixture {
+        name,
+        model_type,
+        class,
+        ..
+    } in FIXTURES
+    {
         let base = fixture(name);
         let dir = tempfile::tempdir().unwrap();
         let summary = TaggerTrainer {
@@ -407,11 +459,6 @@ fn tiny_roberta_and_xlmr_learn_a_toy_tagging_task() {
         // transformers' token-classification directory of the base's architecture.
         let config = config_json(&summary.last);
         assert_eq!(config["model_type"], model_type);
-        let class = if model_type == "roberta" {
-            "RobertaForTokenClassification"
-        } else {
-            "XLMRobertaForTokenClassification"
-        };
         assert_eq!(config["architectures"], serde_json::json!([class]));
         assert_eq!(weight_names(&summary.last), weight_names(&base), "{name}");
         let tagger = tagger(&summary.last);
@@ -426,7 +473,7 @@ fn tiny_roberta_and_xlmr_learn_a_toy_tagging_task() {
 #[test]
 fn tagger_entities_equal_transformers_pipeline() {
     use medlink::ner::aggregate::Strategy;
-    for (name, _) in FIXTURES {
+    for Fixture { name, .. } in FIXTURES {
         let e = Expected::load(name);
         let tagger = tagger(&e.dir);
         let mut compared = 0;
@@ -460,17 +507,17 @@ fn tagger_entities_equal_transformers_pipeline() {
     }
 }
 
-/// What a user runs: `embed` and `index build --model DIR` take either architecture, and
+/// What a user runs: `embed` and `index build --model DIR` take each architecture, and
 /// `annotate --tagger DIR` finds transformers' pipeline entities.
 #[test]
-fn embed_index_build_and_annotate_accept_roberta_and_xlmr_directories() {
+fn embed_index_build_and_annotate_accept_roberta_xlmr_and_deberta_directories() {
     use crate::cli::{medlink, run};
     let tmp = tempfile::tempdir().unwrap();
     let sample = format!(
         "tsv:{}/ontologies/samples/custom.tsv",
         env!("CARGO_MANIFEST_DIR")
     );
-    for (name, _) in FIXTURES {
+    for Fixture { name, .. } in FIXTURES {
         let e = Expected::load(name);
         let input = e.texts().join("\n") + "\n";
         let (code, stdout, stderr) = run(
