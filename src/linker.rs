@@ -252,7 +252,8 @@ impl<'s> NameScorer<'s> {
 /// Links mentions against one index with one encoder.
 pub struct Linker<'a> {
     index: &'a Index,
-    encoder: &'a dyn Encoder,
+    /// None for a lexical-only linker ([`Linker::lexical_only`]).
+    encoder: Option<&'a dyn Encoder>,
     /// Every concept type of the dictionary, lowercased, to validate `--type` filters.
     known_types: std::collections::BTreeSet<String>,
 }
@@ -261,17 +262,28 @@ impl<'a> Linker<'a> {
     /// Fails if the encoder is not the model the index was built with.
     pub fn new(index: &'a Index, encoder: &'a dyn Encoder) -> Result<Self> {
         index.check_model(encoder.identity())?;
+        Ok(Self::with_encoder(index, Some(encoder)))
+    }
+
+    /// A linker with no model: only [`Mode::Lexical`] options are accepted. For callers that
+    /// must not pay for loading or running the encoder (the annotate pipeline's dictionary
+    /// linking).
+    pub fn lexical_only(index: &'a Index) -> Self {
+        Self::with_encoder(index, None)
+    }
+
+    fn with_encoder(index: &'a Index, encoder: Option<&'a dyn Encoder>) -> Self {
         let known_types = index
             .dictionary
             .concepts()
             .iter()
             .flat_map(|c| c.types.iter().map(|t| t.to_lowercase()))
             .collect();
-        Ok(Linker {
+        Linker {
             index,
             encoder,
             known_types,
-        })
+        }
     }
 
     pub fn link(&self, mention: &str, options: &LinkOptions) -> Result<Vec<Candidate>> {
@@ -324,10 +336,14 @@ impl<'a> Linker<'a> {
             }
         }
         let normalized: Vec<String> = mentions.iter().map(|m| normalize(m)).collect();
-        let vectors = if options.mode == Mode::Lexical {
-            vec![Vec::new(); mentions.len()]
-        } else {
-            self.encoder.encode(mentions)?
+        let vectors = match (options.mode, self.encoder) {
+            (Mode::Lexical, _) => vec![Vec::new(); mentions.len()],
+            (_, Some(encoder)) => encoder.encode(mentions)?,
+            (mode, None) => {
+                return Err(Error::InvalidInput(format!(
+                    "{mode:?} linking needs the model, and this linker was opened without one (lexical only)"
+                )))
+            }
         };
         Ok((normalized, vectors))
     }

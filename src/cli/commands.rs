@@ -52,10 +52,31 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(EvalCommand::Link(args)) => eval_link(*args, &cache),
         Command::Eval(EvalCommand::E2e(args)) => super::annotate::eval_e2e(*args, &cache),
         Command::Train(command) => super::train::run(command, &cache),
-        Command::Eval(EvalCommand::Ner { gold, predicted }) => {
+        Command::Eval(EvalCommand::Ner {
+            gold,
+            predicted,
+            tagger,
+            aggregation,
+            tagger_stride,
+            threads,
+        }) => {
             let gold = gold.parse::<crate::eval::CorpusSpec>()?.load()?;
-            let predicted = predicted.parse::<crate::eval::CorpusSpec>()?.load()?;
-            let report = crate::eval::metrics::ner_metrics(&gold.spans(), &predicted.spans());
+            let predicted = match (predicted, tagger) {
+                (Some(spec), _) => spec.parse::<crate::eval::CorpusSpec>()?.load()?.spans(),
+                (None, Some(dir)) => {
+                    let options = crate::ner::tagger::TaggerOptions {
+                        strategy: aggregation.parse()?,
+                        stride: tagger_stride,
+                        threads,
+                        ..Default::default()
+                    };
+                    let tagger = crate::ner::tagger::Tagger::load(&dir, &options)
+                        .with_context(|| format!("loading the tagger {}", dir.display()))?;
+                    crate::train::tagger::tag_corpus(&tagger, &gold, options.strategy)?
+                }
+                (None, None) => unreachable!("clap requires --predicted or --tagger"),
+            };
+            let report = crate::eval::metrics::ner_metrics(&gold.spans(), &predicted);
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -75,8 +75,26 @@ pub enum EvalCommand {
         #[arg(long, value_name = "FORMAT:PATH")]
         gold: String,
         /// Predicted spans in any corpus format (ids are ignored).
-        #[arg(long, value_name = "FORMAT:PATH")]
-        predicted: String,
+        #[arg(
+            long,
+            value_name = "FORMAT:PATH",
+            required_unless_present = "tagger",
+            conflicts_with = "tagger"
+        )]
+        predicted: Option<String>,
+        /// Tag the gold corpus's texts with this trained tagger (a token-classification model
+        /// directory) and score its entities.
+        #[arg(long, value_name = "DIR")]
+        tagger: Option<std::path::PathBuf>,
+        /// How the tagger's token predictions become entities.
+        #[arg(long, default_value = "first", value_parser = ["simple", "first", "average", "max"])]
+        aggregation: String,
+        /// Tokens shared by consecutive tagger windows of a text longer than the model's window.
+        #[arg(long, default_value_t = 32)]
+        tagger_stride: usize,
+        /// Tagger worker threads (0: one per CPU).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
 }
 

@@ -19,6 +19,8 @@
 //!   with `dev-fraction=F` (0 < F < 1, default 0.2) and `seed=N` (default 0). The two sides
 //!   of one fraction and seed never share a document.
 //! - `part=train|test`: the corpus's own published split, where it has one (`e3c`).
+//! - `type=T`: every (kept) gold mention gets the one entity type T, after `types`:
+//!   NCBI-disease's four classes are one `Disease` type in the published NER benchmarks.
 //!
 //! `medprocner:DIR#split=dev,dev-fraction=0.2,seed=0` is the held-out fifth of MedProcNER;
 //! `pubtator:CDR_TrainingSet.PubTator.txt#types=Disease` the disease mentions of BC5CDR train.
@@ -33,7 +35,7 @@ use super::{ade, brat, conll, e3c, hpo_corpora, medprocner, pubtator, split, Cor
 use crate::error::{Error, Result};
 
 const CORPUS_FORMATS: &str = "pubtator, phenobert, phenotagger, medprocner, brat, ade, conll, e3c";
-const OPTIONS: &str = "types, split, dev-fraction, seed, part";
+const OPTIONS: &str = "types, type, split, dev-fraction, seed, part";
 const DEFAULT_DEV_FRACTION: f64 = 0.2;
 
 /// Which side of a document split a spec keeps.
@@ -61,6 +63,8 @@ pub struct CorpusSpec {
     pub split: Option<SplitPart>,
     /// The corpus's published part (`part=train|test`), for formats that have one.
     pub part: Option<String>,
+    /// One entity type given to every gold mention (`type=T`).
+    pub single_type: Option<String>,
 }
 
 impl FromStr for CorpusSpec {
@@ -91,6 +95,7 @@ impl FromStr for CorpusSpec {
             types: Vec::new(),
             split: None,
             part: None,
+            single_type: None,
         };
         let (mut side, mut fraction, mut seed) = (None, None, None);
         let mut seen = Vec::new();
@@ -109,6 +114,7 @@ impl FromStr for CorpusSpec {
             seen.push(key);
             match key {
                 "types" => spec.types = value.split('+').map(str::to_string).collect(),
+                "type" => spec.single_type = Some(value.to_string()),
                 "split" => {
                     side = Some(match value {
                         "train" => Side::Train,
@@ -172,6 +178,9 @@ impl fmt::Display for CorpusSpec {
         let mut options = Vec::new();
         if !self.types.is_empty() {
             options.push(format!("types={}", self.types.join("+")));
+        }
+        if let Some(t) = &self.single_type {
+            options.push(format!("type={t}"));
         }
         if let Some(part) = &self.part {
             options.push(format!("part={part}"));
@@ -242,6 +251,13 @@ impl CorpusSpec {
         }
         if !self.types.is_empty() {
             self.keep_types(&mut corpus)?;
+        }
+        if let Some(t) = &self.single_type {
+            for doc in &mut corpus.documents {
+                for m in &mut doc.mentions {
+                    m.entity_type = t.clone();
+                }
+            }
         }
         Ok(corpus)
     }

@@ -14,6 +14,12 @@
 //!    dictionary matcher's) move to the top of their mention's candidates, in the linker's
 //!    order.
 //!
+//! [`Linking::Dictionary`] skips the model altogether: a dictionary match's candidates are
+//! just the concepts whose name it matched, ranked by lexical similarity to the mention, and
+//! mentions the dictionary did not name (a tagger's) are linked lexically. It is the
+//! dictionary matcher's own speed — QuickUMLS's and FastHPOCR's way of working — at the cost
+//! of the encoder's ranking of ambiguous names.
+//!
 //! Mention text is never logged.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,12 +29,37 @@ use serde::Serialize;
 use super::{Mention, MentionDetector};
 use crate::error::Result;
 use crate::eval::abbrev::{find_abbreviations, plausible_expansion};
-use crate::linker::{mention_problem, Candidate, LinkOptions, Linker};
+use crate::linker::{mention_problem, Candidate, LinkOptions, Linker, Mode};
+
+/// What links a mention to its concepts (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Linking {
+    /// The linker, in `link.mode`, for every mention; dictionary matches ranked first.
+    #[default]
+    Encoder,
+    /// No model: a dictionary match keeps the concepts it matched; other mentions are linked
+    /// lexically.
+    Dictionary,
+}
+
+impl std::str::FromStr for Linking {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "encoder" => Ok(Linking::Encoder),
+            "dictionary" => Ok(Linking::Dictionary),
+            _ => Err(crate::error::Error::InvalidInput(format!(
+                "unknown linking `{s}` (expected encoder or dictionary)"
+            ))),
+        }
+    }
+}
 
 /// How mentions are linked.
 #[derive(Debug, Clone, Default)]
 pub struct AnnotateOptions {
     pub link: LinkOptions,
+    pub linking: Linking,
     /// Use abbreviations defined in the document (see the module docs).
     pub abbreviations: bool,
     /// Entity type (case-insensitive) -> the index sources its mentions are linked against;
@@ -88,6 +119,18 @@ impl<'a> Annotator<'a> {
         options: &AnnotateOptions,
     ) -> Result<Vec<Vec<LinkedMention>>> {
         options.link.validate()?;
+        let dictionary_linking = options.linking == Linking::Dictionary;
+        let options = &AnnotateOptions {
+            link: LinkOptions {
+                mode: if dictionary_linking {
+                    Mode::Lexical
+                } else {
+                    options.link.mode
+                },
+                ..options.link.clone()
+            },
+            ..options.clone()
+        };
         let detected = self.detector.detect_batch(texts)?;
         let documents: Vec<Vec<Pending>> = texts
             .iter()
@@ -126,6 +169,9 @@ impl<'a> Annotator<'a> {
         let mut wanted: BTreeMap<Option<&Vec<String>>, Vec<String>> = BTreeMap::new();
         for p in documents.iter().flatten() {
             let text = p.linked_text.as_deref().unwrap_or(&p.mention.text);
+            if dictionary_linking && !p.mention.concepts.is_empty() {
+                continue; // its candidates are the concepts it matched
+            }
             if mention_problem(text).is_none() {
                 wanted
                     .entry(route_of(&p.mention.entity_type))
@@ -166,7 +212,13 @@ impl<'a> Annotator<'a> {
                             .get(&(route_of(&p.mention.entity_type), text.clone()))
                             .cloned()
                             .unwrap_or_default();
-                        if !p.mention.concepts.is_empty() {
+                        if dictionary_linking && !p.mention.concepts.is_empty() {
+                            candidates = self.matched_only(
+                                text,
+                                &p.mention.concepts,
+                                &route_options(&p.mention.entity_type),
+                            )?;
+                        } else if !p.mention.concepts.is_empty() {
                             candidates = self.dictionary_first(
                                 text,
                                 &p.mention.concepts,
@@ -187,6 +239,21 @@ impl<'a> Annotator<'a> {
                     .collect()
             })
             .collect()
+    }
+
+    /// [`Linking::Dictionary`]: the concepts a dictionary match named, scored lexically.
+    fn matched_only(
+        &self,
+        text: &str,
+        matched: &[String],
+        options: &LinkOptions,
+    ) -> Result<Vec<Candidate>> {
+        if mention_problem(text).is_some() {
+            return Ok(Vec::new());
+        }
+        let mut scored = self.linker.score_concepts(text, matched, options)?;
+        scored.truncate(options.k);
+        Ok(scored)
     }
 
     /// A dictionary match names its concepts: they outrank whatever the linker liked better
@@ -232,13 +299,13 @@ fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
             })
             .collect();
     }
-    // Short form -> (long form, type of the detected mention covering the long form).
-    let mut short_forms: BTreeMap<String, (String, Option<(String, f32)>)> = BTreeMap::new();
+    // Short form -> (long form, the detected mention covering the long form).
+    let mut short_forms: BTreeMap<String, (String, Option<Mention>)> = BTreeMap::new();
     for a in &definitions {
         let detected = mentions
             .iter()
             .find(|m| (m.start <= a.long_span.0 && a.long_span.1 <= m.end) || m.text == a.long)
-            .map(|m| (m.entity_type.clone(), m.score));
+            .cloned();
         let entry = short_forms
             .entry(a.short.clone())
             .or_insert((a.long.clone(), None));
@@ -249,7 +316,7 @@ fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
     // Further occurrences of short forms whose long form was detected.
     let chars: Vec<char> = text.chars().collect();
     for (short, (_, detected)) in &short_forms {
-        let Some((entity_type, score)) = detected else {
+        let Some(long) = detected else {
             continue;
         };
         for start in whole_word_occurrences(&chars, short) {
@@ -257,13 +324,12 @@ fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
             if mentions.iter().any(|m| m.start < end && start < m.end) {
                 continue;
             }
+            // It means what the long form's mention means, concepts included.
             mentions.push(Mention {
                 start,
                 end,
                 text: short.clone(),
-                entity_type: entity_type.clone(),
-                score: *score,
-                concepts: Vec::new(),
+                ..long.clone()
             });
         }
     }

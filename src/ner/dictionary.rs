@@ -174,10 +174,13 @@ fn breaks_phrase(c: char) -> bool {
 /// nothing unless two real words collide; words under four letters are left alone. In order:
 /// 1. **plurals**: regular English ones and the Latin ones of medical words map to their
 ///    singular; words ending in "ss", "us" or "is" are not plurals;
-/// 2. **adjectives to their nouns**, the derivations clinical writing swaps freely
+/// 2. **spellings**: British "ae" / "oe" inside a word to "e" ("naevus", "oedema",
+///    "diarrhoea"), and Greek "-on" to its plural "-a" ("acrochordons" = "Acrochorda",
+///    "ganglion" = "ganglia"): [`spelling_key`];
+/// 3. **adjectives to their nouns**, the derivations clinical writing swaps freely
 ///    ("dysplastic patella" = "Patellar dysplasia", "sclerotic" = "sclerosis",
 ///    "atrophic" = "atrophy", "bridged" = "bridging"): [`derived_noun`];
-/// 3. **Latin/Greek adjectives to the plain words** vocabularies also use ("cutaneous" =
+/// 4. **Latin/Greek adjectives to the plain words** vocabularies also use ("cutaneous" =
 ///    "skin", "renal" = "kidney", "multiple" = "numerous"): [`EQUIVALENT_WORDS`].
 pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
@@ -185,9 +188,13 @@ pub fn word_key(word: &str) -> std::borrow::Cow<'_, str> {
         return Cow::Borrowed(word);
     }
     let singular = singular_key(word);
-    let noun = match derived_noun(&singular) {
-        Some(noun) => Cow::Owned(noun),
+    let spelled = match spelling_key(&singular) {
+        Some(spelled) => Cow::Owned(spelled),
         None => singular,
+    };
+    let noun = match derived_noun(&spelled) {
+        Some(noun) => Cow::Owned(noun),
+        None => spelled,
     };
     match EQUIVALENT_WORDS.iter().find(|(w, _)| *w == noun.as_ref()) {
         Some((_, plain)) => Cow::Borrowed(plain),
@@ -231,17 +238,44 @@ fn singular_key(word: &str) -> std::borrow::Cow<'_, str> {
     Cow::Borrowed(word)
 }
 
-/// Step 2 of [`word_key`]: the noun a medical adjective or participle derives from, by suffix.
+/// Step 2 of [`word_key`]: one spelling for words written two ways. A word ending in the
+/// digraph keeps it ("vertebrae" is a plural, folded in step 1; "canoe" is left alone).
+fn spelling_key(word: &str) -> Option<String> {
+    let mut changed = None;
+    let bytes = word.as_bytes();
+    for i in 0..bytes.len().saturating_sub(2) {
+        if (bytes[i] == b'a' || bytes[i] == b'o') && bytes[i + 1] == b'e' {
+            let out = changed.get_or_insert_with(|| word.to_string());
+            // Indices shift by one for each digraph already folded.
+            let at = i - (word.len() - out.len());
+            out.remove(at);
+        }
+    }
+    let current = changed.as_deref().unwrap_or(word);
+    // Latin "-tion" / "-sion" nouns have no such plural.
+    if let Some(stem) = current.strip_suffix("on") {
+        if stem.len() >= 4 && !stem.ends_with("ti") && !stem.ends_with("si") {
+            return Some(format!("{stem}a"));
+        }
+    }
+    changed
+}
+
+/// Step 3 of [`word_key`]: the noun a medical adjective or participle derives from, by suffix.
 /// Each rule keeps a stem of at least four letters, so short words ("otic", "red") stay.
 fn derived_noun(word: &str) -> Option<String> {
     // (adjective suffix, noun suffix): dysplastic -> dysplasia, fibrotic -> fibrosis,
-    // atrophic -> atrophy, patellar -> patella, bridged / bridging -> bridge.
+    // atrophic -> atrophy, patellar -> patella, bridged / bridging -> bridge. English nouns
+    // of Latin "-ula" words take the Latin form their adjective shares: clavicle and
+    // clavicular -> clavicula, mandible and mandibular -> mandibula, ventricle, muscle.
     const RULES: &[(&str, &str)] = &[
         ("astic", "asia"),
         ("otic", "osis"),
         ("phic", "phy"),
         ("ular", "ula"),
         ("llar", "lla"),
+        ("cle", "cula"),
+        ("ble", "bula"),
         ("ged", "ge"),
         ("ging", "ge"),
     ];
@@ -251,7 +285,7 @@ fn derived_noun(word: &str) -> Option<String> {
     })
 }
 
-/// Step 3 of [`word_key`]: words with the same meaning in names, the learned adjective first
+/// Step 4 of [`word_key`]: words with the same meaning in names, the learned adjective first
 /// (after steps 1 and 2), the word it folds to second.
 pub const EQUIVALENT_WORDS: &[(&str, &str)] = &[
     ("cutaneous", "skin"),
@@ -268,12 +302,14 @@ pub const EQUIVALENT_WORDS: &[(&str, &str)] = &[
     ("teeth", "tooth"),
     ("nasal", "nose"),
     ("oral", "mouth"),
+    ("auditory", "hearing"),
+    // What vocabularies call "Abnormality of X", writers call X anomalies or manifestations
+    // ("malformation" and "defect" are left alone: vocabularies keep them for morphology).
+    ("anomaly", "abnormality"),
+    ("manifestation", "abnormality"),
     ("multiple", "numerous"),
     ("many", "numerous"),
     ("tumour", "tumor"),
-    ("anaemia", "anemia"),
-    ("oedema", "edema"),
-    ("haemorrhage", "hemorrhage"),
 ];
 
 /// Word codes have 21 bits: three bytes, 7 bits each, the first byte's high bit set.

@@ -865,11 +865,17 @@ impl TaggerTrainer<'_> {
 /// mentions (strict and lenient, per type). Gold mentions of types the tagger does not know
 /// still count as misses.
 pub fn evaluate_tagger(tagger: &Tagger, corpus: &Corpus) -> Result<NerReport> {
+    let predicted = tag_corpus(tagger, corpus, Strategy::First)?;
+    Ok(ner_metrics(&corpus.spans(), &predicted))
+}
+
+/// The entities `tagger` finds in every document of `corpus`, as spans to score.
+pub fn tag_corpus(tagger: &Tagger, corpus: &Corpus, strategy: Strategy) -> Result<Vec<Span>> {
     let texts: Vec<&str> = corpus.documents.iter().map(|d| d.text.as_str()).collect();
     let mut predicted = Vec::new();
     // Batches of documents keep memory bounded on large dev sets.
     for (chunk, docs) in texts.chunks(64).zip(corpus.documents.chunks(64)) {
-        let entities = tagger.tag_batch(chunk, Strategy::First)?;
+        let entities = tagger.tag_batch(chunk, strategy)?;
         for (doc, ents) in docs.iter().zip(entities) {
             predicted.extend(ents.into_iter().map(|e| Span {
                 doc: doc.id.clone(),
@@ -879,7 +885,7 @@ pub fn evaluate_tagger(tagger: &Tagger, corpus: &Corpus) -> Result<NerReport> {
             }));
         }
     }
-    Ok(ner_metrics(&corpus.spans(), &predicted))
+    Ok(predicted)
 }
 
 /// Trains with no observer (tests, library use).

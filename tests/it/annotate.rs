@@ -345,3 +345,66 @@ fn tagger_and_both_detect_with_the_token_classifier() {
     assert_eq!(code, 2);
     assert!(stderr.contains("needs --tagger"), "{stderr}");
 }
+
+/// `--linking dictionary` on the default index: no model, the same mentions and top concepts
+/// as the encoder, and each dictionary match's candidates are exactly the concepts whose
+/// name it matched (one here), where the encoder fills the top k with neighbours.
+#[test]
+fn dictionary_linking_keeps_the_matched_concepts_only() {
+    let text: &[u8] = b"She had cutaneous abnormalities, seizures and a big head.";
+    let answer = |linking: &str| {
+        let (code, stdout, stderr) = run(
+            medlink().args(["annotate", "-k", "3", "--linking", linking]),
+            text,
+        );
+        assert_eq!(code, 0, "{stderr}");
+        jsonl(&stdout).remove(0)
+    };
+    let (by_dictionary, by_encoder) = (answer("dictionary"), answer("encoder"));
+    assert_eq!(
+        mentions(&by_dictionary),
+        vec![
+            (8, 31, "cutaneous abnormalities".into(), "HP:0000951".into()),
+            (33, 41, "seizures".into(), "HP:0001250".into()),
+            (48, 56, "big head".into(), "HP:0000256".into()),
+        ]
+    );
+    assert_eq!(mentions(&by_dictionary), mentions(&by_encoder));
+    for (d, e) in by_dictionary["mentions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(by_encoder["mentions"].as_array().unwrap())
+    {
+        assert_eq!(d["candidates"].as_array().unwrap().len(), 1, "{d}");
+        assert_eq!(e["candidates"].as_array().unwrap().len(), 3, "{e}");
+        assert!(d["candidates"][0].get("dense").is_none(), "no model: {d}");
+    }
+    let (code, _, stderr) = run(medlink().args(["annotate", "--linking", "model"]), text);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--linking"), "{stderr}");
+}
+
+/// A short form defined in the document carries its long form's dictionary concepts, so it
+/// links without the model too: "AUF" is "Auricular fibrillation".
+#[test]
+fn dictionary_linking_gives_short_forms_their_long_forms_concepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_sample_index(dir.path());
+    let text = "Auricular fibrillation (AUF) recurred; AUF again, not AUFX.";
+    let (code, stdout, stderr) = run(
+        medlink()
+            .args(["annotate", "--linking", "dictionary", "--index"])
+            .arg(&index),
+        text.as_bytes(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        mentions(&jsonl(&stdout)[0]),
+        vec![
+            (0, 22, "Auricular fibrillation".into(), "CARD:0006".into()),
+            (24, 27, "AUF".into(), "CARD:0006".into()),
+            (39, 42, "AUF".into(), "CARD:0006".into()),
+        ]
+    );
+}

@@ -224,6 +224,36 @@ fn type_option_keeps_documents_and_drops_other_mentions_on_bc5cdr() {
 }
 
 #[test]
+fn single_type_option_gives_ncbi_disease_one_type() {
+    let path = shared_data("ncbi_disease/NCBIdevelopset_corpus.txt");
+    let load = |options: &str| {
+        format!("pubtator:{}{options}", path.display())
+            .parse::<CorpusSpec>()
+            .unwrap()
+            .load()
+            .unwrap()
+    };
+    let classes = load("");
+    let types: BTreeSet<&str> = classes
+        .mentions()
+        .map(|(_, m)| m.entity_type.as_str())
+        .collect();
+    assert!(
+        types.len() >= 3,
+        "NCBI-disease has several classes: {types:?}"
+    );
+    let one = load("#type=Disease");
+    assert_eq!(one.mentions().count(), classes.mentions().count());
+    assert!(one.mentions().all(|(_, m)| m.entity_type == "Disease"));
+    // `types` selects first, `type` renames what is left.
+    let specific = load("#types=SpecificDisease,type=Disease");
+    assert!(specific.mentions().count() < classes.mentions().count());
+    assert!(specific.mentions().all(|(_, m)| m.entity_type == "Disease"));
+    let spec: CorpusSpec = "pubtator:x.txt#type=Disease,types=A+B".parse().unwrap();
+    assert_eq!(spec.to_string(), "pubtator:x.txt#types=A+B,type=Disease");
+}
+
+#[test]
 fn split_option_selects_one_side_of_the_medprocner_split() {
     let dir = shared_data("spanish/medprocner_train");
     let spec = |side: &str| {

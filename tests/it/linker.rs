@@ -236,3 +236,30 @@ proptest! {
         }
     }
 }
+
+/// A linker opened without its model answers lexical queries exactly as the full linker does
+/// and refuses the modes that need the model, naming why.
+#[test]
+fn a_lexical_only_linker_needs_no_model_and_refuses_dense_modes() {
+    let lexical = LinkOptions {
+        mode: Mode::Lexical,
+        k: 5,
+        ..LinkOptions::default()
+    };
+    let bare = Linker::lexical_only(hpo_index());
+    for query in ["seizures", "big skull", "macrocefaly"] {
+        assert_eq!(
+            bare.link(query, &lexical).unwrap(),
+            linker().link(query, &lexical).unwrap(),
+            "{query}"
+        );
+    }
+    for mode in [Mode::Hybrid, Mode::Dense] {
+        let options = LinkOptions {
+            mode,
+            ..LinkOptions::default()
+        };
+        let err = bare.link("seizures", &options).unwrap_err().to_string();
+        assert!(err.contains("needs the model"), "{err}");
+    }
+}

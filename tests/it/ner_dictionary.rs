@@ -129,13 +129,27 @@ fn plurals_fold_and_articles_are_skipped_on_both_sides() {
         ("gas", "gas"),
         ("ii", "ii"),
         ("abnormal", "abnormality"),
-        ("anomalies", "anomaly"),
+        ("anomalies", "abnormality"),
+        // British spellings and Greek "-on" singulars.
+        ("naevi", "nevus"),
+        ("oedema", "edema"),
+        ("diarrhoea", "diarrhea"),
+        ("haemangiomas", "hemangioma"),
+        ("vertebrae", "vertebra"),
+        ("acrochordons", "acrochorda"),
+        ("acrochorda", "acrochorda"),
+        ("ganglion", "ganglia"),
+        ("colon", "colon"),
+        ("lesion", "lesion"),
         // Adjectives fold to their nouns; stems under four letters stay as written.
         ("dysplastic", "dysplasia"),
         ("hypoplastic", "hypoplasia"),
         ("fibrotic", "fibrosis"),
         ("atrophic", "atrophy"),
         ("patellar", "patella"),
+        ("clavicular", "clavicula"),
+        ("clavicles", "clavicula"),
+        ("mandible", "mandibula"),
         ("bridged", "bridge"),
         ("bridging", "bridge"),
         ("otic", "otic"),
@@ -145,6 +159,8 @@ fn plurals_fold_and_articles_are_skipped_on_both_sides() {
         ("renal", "kidney"),
         ("teeth", "tooth"),
         ("multiple", "numerous"),
+        ("auditory", "hearing"),
+        ("manifestations", "abnormality"),
     ];
     for (word, key) in cases {
         assert_eq!(medlink::ner::dictionary::word_key(word), key, "{word}");

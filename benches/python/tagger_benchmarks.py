@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Regenerates the TAGGER block of BENCHMARKS.md: `medlink train tagger` on each NER corpus.
+
+    cargo build --release && python3 benches/python/tagger_benchmarks.py [--only NAME ...] [--write]
+
+Every run fine-tunes all-MiniLM-L6-v2 (the default model, fetched into the cache by medlink)
+with one recipe, the one tuned on BC5CDR train/dev in README "Training a tagger": 211 steps of
+16 windows of 128 tokens (stride 32), learning rate 1e-4 with 10 warm-up steps, one thread,
+stopping early only past --minutes (20), evaluated on its dev side only at the end (`--eval-every 0`: no
+checkpoint is chosen by any score). The report side is then tagged by
+`medlink eval ner --tagger RUN/best --gold TEST` (strict entity F1, seqeval's definition).
+
+Runs (train -> dev; report):
+- NCBI-disease: train -> dev; test. With cross-entropy, class-weighted cross-entropy and focal
+  loss (gamma 2), the loss comparison.
+- ADE corpus v2 (DRUG / EFFECT): the deterministic document split (`split=train|dev`, a fifth
+  held out); the held-out fifth, which the dev evaluation also reads: there is no third side.
+- E3C layer 1 Italian (CLINENTITY): the corpus's published train part, split a fifth for
+  dev; the published test part.
+
+Runs already trained under target/runs/tagger-bench/NAME are reused (delete one to retrain).
+Prints the Markdown table; --write puts it between the TAGGER markers of BENCHMARKS.md and
+the raw numbers into benches/results/tagger_corpora.json.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_md import replace_block  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
+MEDLINK = Path(os.environ.get("MEDLINK_BIN", ROOT / "target" / "release" / "medlink"))
+RUNS_DIR = ROOT / "target" / "runs" / "tagger-bench"
+RESULTS = ROOT / "benches" / "results" / "tagger_corpora.json"
+
+NCBI = SHARED / "ncbi_disease"
+ADE = SHARED / "ade_corpus_v2"
+# NCBI-disease's four classes as one Disease type, as the published NER benchmarks score it.
+NCBI_TRAIN, NCBI_DEV, NCBI_TEST = (f"pubtator:{NCBI / f}#type=Disease" for f in (
+    "NCBItrainset_corpus.txt", "NCBIdevelopset_corpus.txt", "NCBItestset_corpus.txt"))
+E3C_IT = SHARED / "e3c_layer1_CC-BY-NC" / "data_annotation" / "Italian" / "layer1"
+
+# name, corpus label, train spec, dev spec, report spec, report label, loss, published anchor
+RUNS = [
+    ("ncbi-ce", "NCBI-disease", NCBI_TRAIN,
+     NCBI_DEV, NCBI_TEST,
+     "test", "ce", "BioBERT 88.30 (test)"),
+    ("ncbi-weighted", "NCBI-disease", NCBI_TRAIN,
+     NCBI_DEV, NCBI_TEST,
+     "test", "weighted-ce", "BioBERT 88.30 (test)"),
+    ("ncbi-focal", "NCBI-disease", NCBI_TRAIN,
+     NCBI_DEV, NCBI_TEST,
+     "test", "focal", "BioBERT 88.30 (test)"),
+    ("ade-ce", "ADE corpus v2 (DRUG, EFFECT)", f"ade:{ADE}#split=train", f"ade:{ADE}#split=dev",
+     f"ade:{ADE}#split=dev", "held-out fifth", "ce", "0.806 DRUG/EFFECT"),
+    ("e3c-it-ce", "E3C layer 1 Italian (CLINENTITY)", f"e3c:{E3C_IT}#part=train,split=train",
+     f"e3c:{E3C_IT}#part=train,split=dev", f"e3c:{E3C_IT}#part=test", "test", "ce", "-"),
+]
+
+
+def medlink(*args, capture=True):
+    cmd = [str(MEDLINK), "--cache-dir", str(CACHE), *map(str, args)]
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    result = subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE if capture else None)
+    return result.stdout
+
+
+def base_model():
+    """The default model's directory, fetched by medlink on first use."""
+    models = CACHE / "models" / "all-MiniLM-L6-v2"
+    if not (models / "config.json").is_file():
+        medlink("search", "seizure", capture=False)  # fetches the default model and index
+    return models
+
+
+def train(name, train_spec, dev_spec, loss, minutes, base):
+    out = RUNS_DIR / name
+    if (out / "best" / "config.json").is_file():
+        return out
+    medlink("train", "tagger", "--train-corpus", train_spec, "--dev-corpus", dev_spec,
+            "--base", base, "--out", out, "--loss", loss, "--steps", 211, "--warmup-steps", 10,
+            "--learning-rate", "1e-4", "--batch-size", 16, "--max-length", 128, "--stride", 32,
+            "--threads", 1, "--eval-every", 0, "--max-minutes", minutes, "--seed", 0, capture=False)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", action="append", default=[], help="run names to (re)compute")
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    base = base_model()
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
+    results = previous.get("runs", {})
+    for name, corpus, train_spec, dev_spec, report_spec, report_label, loss, anchor in RUNS:
+        if args.only and name not in args.only:
+            continue
+        run = train(name, train_spec, dev_spec, loss, args.minutes, base)
+        state = json.loads((run / "last" / "trainer_state.json").read_text())
+        started = time.time()
+        report = json.loads(medlink("eval", "ner", "--tagger", run / "best", "--gold", report_spec,
+                                    "--threads", 1))
+        results[name] = {
+            "corpus": corpus,
+            "train": train_spec.replace(str(SHARED), "$SHARED"),
+            "dev": dev_spec.replace(str(SHARED), "$SHARED"),
+            "report": report_spec.replace(str(SHARED), "$SHARED"),
+            "report_label": report_label,
+            "loss": loss,
+            "anchor": anchor,
+            "steps": state["step"],
+            "train_seconds": sum(h["seconds"] for h in state["history"]),
+            "dev": state["best"],
+            "report_strict": report["strict"],
+            "report_gold": report["gold"],
+            "tag_seconds": time.time() - started,
+        }
+    rows = []
+    for name, *_ in RUNS:
+        r = results.get(name)
+        if r is None:
+            continue
+        overall = r["report_strict"]["overall"]
+        per_type = ", ".join(f"{t} {v['f1']:.3f}" for t, v in sorted(r["report_strict"]["per_type"].items()))
+        rows.append(
+            f"| {r['corpus']} | {r['loss']} | {r['steps']} steps, {r['train_seconds'] / 60:.1f} min | "
+            f"{r['dev']['f1']:.3f} | {r['report_label']} | {overall['precision']:.3f} / {overall['recall']:.3f} / "
+            f"**{overall['f1']:.3f}** | {per_type} | {r['anchor']} |")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    body = "\n".join([
+        f"`python3 benches/python/tagger_benchmarks.py --write` — base all-MiniLM-L6-v2, one thread, "
+        f"machine: {machine}, {time.strftime('%Y-%m-%d')}. Strict entity F1 (exact span and type).",
+        "",
+        "| corpus | loss | training | dev F1 | reported on | P / R / F1 | F1 per type | published |",
+        "|---|---|---|---:|---|---|---|---|",
+        *rows,
+    ])
+    print(body)
+    if args.write:
+        replace_block("TAGGER", body)
+        RESULTS.write_text(json.dumps({"machine": machine, "runs": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
