@@ -11,6 +11,8 @@ checkpoint is chosen by any score). The report side is then tagged by
 `medlink eval ner --tagger RUN/best --gold TEST` (strict entity F1, seqeval's definition).
 
 Runs (train -> dev; report):
+- BC5CDR (Chemical, Disease): train -> dev; dev (the test set is not in ../shared/data; the dev
+  evaluation selects nothing). The tagger `ner_benchmarks.py --tagger` scores end to end.
 - NCBI-disease: train -> dev; test. With cross-entropy, class-weighted cross-entropy and focal
   loss (gamma 2), the loss comparison.
 - ADE corpus v2 (DRUG / EFFECT): the deterministic document split (`split=train|dev`, a fifth
@@ -40,6 +42,8 @@ CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
 MEDLINK = Path(os.environ.get("MEDLINK_BIN", ROOT / "target" / "release" / "medlink"))
 RUNS_DIR = ROOT / "target" / "runs" / "tagger-bench"
 RESULTS = ROOT / "benches" / "results" / "tagger_corpora.json"
+# Written by tagger_reference.py (train and speed) for BC5CDR: medlink beside transformers.
+REFERENCE = ROOT / "benches" / "results" / "tagger_bc5cdr.json"
 
 NCBI = SHARED / "ncbi_disease"
 ADE = SHARED / "ade_corpus_v2"
@@ -49,7 +53,13 @@ NCBI_TRAIN, NCBI_DEV, NCBI_TEST = (f"pubtator:{NCBI / f}#type=Disease" for f in 
 E3C_IT = SHARED / "e3c_layer1_CC-BY-NC" / "data_annotation" / "Italian" / "layer1"
 
 # name, corpus label, train spec, dev spec, report spec, report label, loss, published anchor
+BC5CDR = SHARED / "bc5cdr"
+
 RUNS = [
+    ("bc5cdr-ce", "BC5CDR (Chemical, Disease)", f"pubtator:{BC5CDR / 'CDR_TrainingSet.PubTator.txt'}",
+     f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}",
+     f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}", "dev", "ce",
+     "BioBERT 93.04 / 86.37 (test); bert-base-cased 89.04 overall (val)"),
     ("ncbi-ce", "NCBI-disease", NCBI_TRAIN,
      NCBI_DEV, NCBI_TEST,
      "test", "ce", "BioBERT 88.30 (test)"),
@@ -136,6 +146,26 @@ def main():
             f"{r['dev']['f1']:.3f} | {r['report_label']} | {overall['precision']:.3f} / {overall['recall']:.3f} / "
             f"**{overall['f1']:.3f}** | {per_type} | {r['anchor']} |")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    reference = []
+    if REFERENCE.is_file():
+        ref = json.loads(REFERENCE.read_text())
+        m, t, speed = ref["medlink"], ref["transformers"], ref["tagging_speed"]
+        reference = [
+            "",
+            f"Against transformers, same base, windows, recipe and wall time ({ref['machine']}; "
+            f"`benches/python/tagger_reference.py`, raw numbers in `{REFERENCE.relative_to(ROOT)}`):",
+            "",
+            "| BC5CDR dev strict F1 | medlink | transformers | ratio |",
+            "|---|---:|---:|---:|",
+            f"| overall | **{m['dev']['f1']:.3f}** | {t['dev']['overall']['f1']:.3f} | "
+            f"{m['dev']['f1'] / t['dev']['overall']['f1']:.2f}x |",
+            *(f"| {ty} | {m['dev']['per_type_f1'][ty]:.3f} | {t['dev'][ty]['f1']:.3f} | "
+              f"{m['dev']['per_type_f1'][ty] / t['dev'][ty]['f1']:.2f}x |" for ty in ("Chemical", "Disease")),
+            f"| seconds per step (16 windows of 128 tokens, 1 thread) | {m['seconds_per_step']:.2f} | "
+            f"{t['seconds_per_step']:.2f} | {t['seconds_per_step'] / m['seconds_per_step']:.2f}x faster |",
+            f"| tagging tokens/s ({speed['window']}-token windows, 1 thread) | {speed['medlink_tokens_per_second']:,.0f} | "
+            f"{speed['transformers_tokens_per_second']:,.0f} (pipeline) | {speed['ratio']:.2f}x |",
+        ]
     body = "\n".join([
         f"`python3 benches/python/tagger_benchmarks.py --write` — base all-MiniLM-L6-v2, one thread, "
         f"machine: {machine}, {time.strftime('%Y-%m-%d')}. Strict entity F1 (exact span and type).",
@@ -143,6 +173,7 @@ def main():
         "| corpus | loss | training | dev F1 | reported on | P / R / F1 | F1 per type | published |",
         "|---|---|---|---:|---|---|---|---|",
         *rows,
+        *reference,
     ])
     print(body)
     if args.write:
