@@ -93,7 +93,13 @@ pub struct TrainTaggerArgs {
 #[derive(Args, Debug)]
 pub struct TrainEncoderArgs {
     /// FORMAT:PATH of an ontology whose synonyms make positive pairs; repeat to combine.
-    #[arg(long = "ontology", value_name = "FORMAT:PATH", required = true)]
+    /// Without one, the concepts are the codes of the --train-corpus mentions, named by those
+    /// mentions (a corpus with no gazetteer: MedProcNER), and the pairs are mentions of one code.
+    #[arg(
+        long = "ontology",
+        value_name = "FORMAT:PATH",
+        required_unless_present = "train_corpora"
+    )]
     pub ontologies: Vec<String>,
     /// Annotated corpus (FORMAT:PATH) whose mentions are paired with their gold concept's
     /// names (the supervised setting); repeat for several.
@@ -172,7 +178,20 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
         .iter()
         .map(|s| s.parse::<OntologySpec>())
         .collect::<crate::Result<Vec<_>>>()?;
-    let dictionary = ontology::load_dictionary(&specs, &LoadOptions::default())?;
+    let corpora = args
+        .train_corpora
+        .iter()
+        .map(|s| {
+            let spec = s.parse::<CorpusSpec>()?;
+            let corpus = spec.load()?;
+            Ok((spec, corpus))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    let dictionary = if specs.is_empty() {
+        crate::eval::mentions::add_mentions(crate::ontology::Dictionary::default(), &corpora)?.0
+    } else {
+        ontology::load_dictionary(&specs, &LoadOptions::default())?
+    };
     let options = TrainOptions {
         batch_pairs: args.batch_pairs,
         accumulation: args.accumulation,
@@ -191,9 +210,12 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
 
     let mut pairs = PairSet::default();
     pairs.add_synonym_pairs(&dictionary, args.pairs_per_concept, args.seed);
-    for spec in &args.train_corpora {
-        let corpus = spec.parse::<CorpusSpec>()?.load()?;
-        pairs.add_mention_pairs(&corpus, &dictionary, args.seed, args.mention_repeat);
+    // With no ontology the mentions already are the names: their synonym pairs are the
+    // mention pairs.
+    if !specs.is_empty() {
+        for (_, corpus) in &corpora {
+            pairs.add_mention_pairs(corpus, &dictionary, args.seed, args.mention_repeat);
+        }
     }
     eprintln!(
         "{} synonym pairs, {} mention pairs ({} mentions skipped: composite, no id or not in the dictionary)",

@@ -536,3 +536,62 @@ fn add_mentions_and_the_biosyn_protocol_end_to_end() {
     assert_eq!(found["candidates"][0]["types"][0], "Symptom");
     assert_eq!(found["candidates"].as_array().unwrap().len(), 2);
 }
+
+/// `train encoder` with no ontology takes its concepts from the training corpus: the pairs are
+/// the distinct mention strings of one code (MedProcNER has no gazetteer). A code named one way
+/// gives no pair; a corpus without ids gives none at all.
+#[test]
+fn train_encoder_without_an_ontology_pairs_mentions_of_one_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(
+        &corpus,
+        "1|t|Heart attack and myocardial infarction; MI twice: MI. Gout.\n1|a|\n\
+         1\t0\t12\tHeart attack\tDisease\tD1\n\
+         1\t17\t38\tmyocardial infarction\tDisease\tD1\n\
+         1\t40\t42\tMI\tDisease\tD1\n\
+         1\t50\t52\tMI\tDisease\tD1\n\
+         1\t54\t58\tGout\tDisease\tD2\n",
+    )
+    .unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["train", "encoder", "--steps", "1", "--out"])
+            .arg(dir.path().join("run"))
+            .arg("--train-corpus")
+            .arg(format!("pubtator:{}", corpus.display()))
+            .arg("--write-pairs")
+            .arg(&pairs),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let written = std::fs::read_to_string(&pairs).unwrap();
+    let mut texts: Vec<Vec<&str>> = written
+        .lines()
+        .map(|l| {
+            let mut t: Vec<&str> = l.split('\t').skip(1).collect();
+            t.sort();
+            t
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        vec![
+            vec!["Heart attack", "MI"],
+            vec!["Heart attack", "myocardial infarction"],
+            vec!["MI", "myocardial infarction"],
+        ],
+        "{written}"
+    );
+    // Neither an ontology nor a corpus: nothing to train on.
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["train", "encoder", "--steps", "1", "--out"])
+            .arg(dir.path().join("run2")),
+        b"",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--ontology"), "{stderr}");
+}
