@@ -65,4 +65,28 @@ mod tests {
         let f = SplitMix64::new(3).next_f32();
         assert!((0.0..1.0).contains(&f));
     }
+
+    /// The stream is pinned: resumed training runs and seeded initialisations depend on every
+    /// value. Seed 0 is the published SplitMix64 test vector; the others were computed by an
+    /// independent Python transcription of the algorithm.
+    #[test]
+    fn streams_are_pinned_to_known_values() {
+        let mut g = SplitMix64::new(0);
+        let zero: Vec<u64> = (0..3).map(|_| g.next_u64()).collect();
+        assert_eq!(
+            zero,
+            [0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f]
+        );
+        let mut g = SplitMix64::new(1_234_567);
+        assert_eq!(g.next_u64(), 0x599ed017fb08fc85);
+        let mut d = SplitMix64::derive(42, 1, 3);
+        assert_eq!(
+            [d.next_u64(), d.next_u64()],
+            [0xe2af88285cf9ec71, 0x9c7069c450f7cdb2]
+        );
+        assert_eq!(SplitMix64::new(5).next_f32(), 0.386_768_04);
+        let mut items: Vec<u32> = (0..8).collect();
+        SplitMix64::new(9).shuffle(&mut items);
+        assert_eq!(items, [3, 6, 5, 1, 7, 0, 2, 4]);
+    }
 }

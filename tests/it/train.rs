@@ -371,3 +371,114 @@ fn resume_refuses_other_options_or_data() {
     let err = other_data.expect_err("other pairs refused").to_string();
     assert!(err.contains("training pairs differ"), "{err}");
 }
+
+/// Records, at every step, which step `last/` holds: periodic checkpoints are visible to a
+/// process that reads the run while it trains.
+struct CheckpointWatcher {
+    last: PathBuf,
+    seen: Vec<(usize, Option<usize>)>,
+}
+
+impl medlink::train::TrainObserver for CheckpointWatcher {
+    fn step(&mut self, report: &medlink::train::StepReport) {
+        let saved = std::fs::read_to_string(self.last.join("trainer_state.json"))
+            .ok()
+            .map(|s| {
+                serde_json::from_str::<serde_json::Value>(&s).unwrap()["step"]
+                    .as_u64()
+                    .unwrap() as usize
+            });
+        self.seen.push((report.step, saved));
+    }
+    fn message(&mut self, _: &str) {}
+}
+
+/// The dev evaluation runs every `eval_every` steps and at the end, `best/` holds the model of
+/// the best acc@1 (with its `eval.json`), and `last/` is replaced every `checkpoint_every`
+/// steps and at every evaluation.
+#[test]
+fn dev_evaluation_best_selection_and_periodic_checkpoints() {
+    use medlink::eval::{Corpus, Document, GoldMention};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_model(&tmp.path().join("base"));
+    let dictionary = toy_dictionary(tmp.path());
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&dictionary, 50, 1);
+    let text = "cardiac infarctions, renal insufficiencies, head pains, elevated temperatures";
+    let mentions = [
+        ("cardiac infarctions", "T:1"),
+        ("renal insufficiencies", "T:4"),
+        ("head pains", "T:6"),
+        ("elevated temperatures", "T:5"),
+    ]
+    .iter()
+    .map(|(m, id)| {
+        let start = text.find(m).unwrap();
+        GoldMention {
+            start,
+            end: start + m.len(),
+            text: m.to_string(),
+            entity_type: "Disease".into(),
+            ids: vec![id.to_string()],
+        }
+    })
+    .collect();
+    let corpus = Corpus {
+        documents: vec![Document {
+            id: "d".into(),
+            text: text.into(),
+            mentions,
+        }],
+        span_mismatches: Vec::new(),
+    };
+    let dev = medlink::train::dev::DevSet::new(&corpus, &dictionary, &[]);
+    let out = tmp.path().join("run");
+    let options = TrainOptions {
+        eval_every: 20,
+        checkpoint_every: 15,
+        ..tiny_options(50)
+    };
+    let trainer = Trainer {
+        out: &out,
+        threads: 1,
+        options,
+        pairs: &pairs,
+        dev: Some(&dev),
+    };
+    let mut watcher = CheckpointWatcher {
+        last: out.join("last"),
+        seen: Vec::new(),
+    };
+    let summary = trainer
+        .run(Start::Base(&base), &StopRule::default(), &mut watcher)
+        .unwrap();
+
+    let steps: Vec<usize> = summary.state.evaluations.iter().map(|e| e.step).collect();
+    assert_eq!(steps, [20, 40, 50], "every 20 steps and at the end");
+    assert!(summary.state.evaluations.iter().all(|e| e.mentions == 4));
+    let best = summary.state.best.clone().expect("a dev run has a best");
+    let first_max = summary
+        .state
+        .evaluations
+        .iter()
+        .fold(None::<&medlink::train::EvalRecord>, |b, e| match b {
+            Some(b) if b.acc1 >= e.acc1 => Some(b),
+            _ => Some(e),
+        })
+        .unwrap();
+    assert_eq!(best.step, first_max.step, "the first of the best acc@1");
+    let best_dir = summary.best.expect("best/ exists");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best_dir.join("eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["step"], best.step);
+    TransformerEncoder::load(&best_dir, &EncoderOptions::default()).expect("best/ is a model");
+
+    // What last/ held when each step began: nothing before step 15, then the latest multiple
+    // of 15 (checkpoints) or of 20 (evaluations).
+    let expected = |step: usize| (1..step).rev().find(|s| s % 15 == 0 || s % 20 == 0);
+    for &(step, saved) in &watcher.seen {
+        assert_eq!(saved, expected(step), "at step {step}");
+    }
+    assert_eq!(watcher.seen.len(), 50);
+}
