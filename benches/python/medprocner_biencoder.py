@@ -26,7 +26,6 @@ and the raw reports into benches/results/medprocner_biencoder.json.
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -123,7 +122,8 @@ def main():
     started = time.time()
     trained = train(cls_base, args.steps, args.minutes)
     state = json.loads((trained / "trainer_state.json").read_text())
-    train_seconds = sum(h.get("seconds", 0) for h in state.get("history", [])) or time.time() - started
+    # Each step records the training wall time so far.
+    train_seconds = state["history"][-1]["seconds"] if state.get("history") else time.time() - started
     models = [("all-MiniLM-L6-v2, mean pooling (base)", "base-mean", base),
               ("all-MiniLM-L6-v2, CLS pooling (base)", "base-cls", cls_base),
               (f"CLS bi-encoder trained here ({state['step']} steps, {train_seconds / 60:.1f} min)", "trained", trained)]
@@ -134,7 +134,7 @@ def main():
             results[f"{name}/{mode}"] = {"label": label, "mode": mode, **evaluate(idx, mode)}
             r = results[f"{name}/{mode}"]
             print(f"{label:60} {mode:7} all@1 {r['all@1']:.3f} all@25 {r['all@25']:.3f}", file=sys.stderr)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
     any_r = next(iter(results.values()))
     lines = [
         f"`python3 benches/python/medprocner_biencoder.py --write` — {machine}, {time.strftime('%Y-%m-%d')}. "

@@ -27,14 +27,13 @@ the raw numbers into benches/results/tagger_corpora.json.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -128,7 +127,7 @@ def main():
             "loss": loss,
             "anchor": anchor,
             "steps": state["step"],
-            "train_seconds": sum(h["seconds"] for h in state["history"]),
+            "train_seconds": state["history"][-1]["seconds"],  # wall time so far, per step
             "dev": state["best"],
             "report_strict": report["strict"],
             "report_gold": report["gold"],
@@ -145,7 +144,7 @@ def main():
             f"| {r['corpus']} | {r['loss']} | {r['steps']} steps, {r['train_seconds'] / 60:.1f} min | "
             f"{r['dev']['f1']:.3f} | {r['report_label']} | {overall['precision']:.3f} / {overall['recall']:.3f} / "
             f"**{overall['f1']:.3f}** | {per_type} | {r['anchor']} |")
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
     reference = []
     if REFERENCE.is_file():
         ref = json.loads(REFERENCE.read_text())

@@ -53,19 +53,48 @@ pub fn encoder() -> &'static medlink::encoder::TransformerEncoder {
     })
 }
 
+/// SHA-256 of the source files that decide what an index holds — loaders, normalisation,
+/// the encoder and model, the index itself — so a cached test index built by older code is
+/// rebuilt rather than tested.
+fn index_code_key() -> String {
+    fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                collect(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for dir in ["index", "ontology", "model"] {
+        collect(&src.join(dir), &mut files);
+    }
+    files.extend(["text.rs", "encoder.rs"].map(|f| src.join(f)));
+    files.sort();
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    medlink::fsutil::sha256_files(&refs).unwrap()
+}
+
 /// The HPO index with the default model. Embedding HPO's 41k names takes minutes on two
 /// cores, so the index is kept in the test cache and rebuilt only when the model, `hp.obo` or
-/// the index format changed (any open error or manifest mismatch triggers a rebuild).
+/// the code that builds it changed (any open error or manifest mismatch triggers a rebuild
+/// too); `built-by.sha256` beside it records the code's key.
 pub fn hpo_index() -> &'static medlink::index::Index {
     use medlink::encoder::Encoder;
     static INDEX: std::sync::OnceLock<medlink::index::Index> = std::sync::OnceLock::new();
     INDEX.get_or_init(|| {
         let out = cache_dir().join("test-indexes/hpo");
+        let key_file = cache_dir().join("test-indexes/hpo.built-by.sha256");
+        let code_key = index_code_key();
         let obo = shared_data("hpo/hp.obo");
         let obo_sha = medlink::fsutil::sha256_files(&[&obo]).unwrap();
         if let Ok(index) = medlink::index::Index::open(&out) {
             if index.manifest.model == *encoder().identity()
                 && index.manifest.sources.first().map(|s| s.sha256.as_str()) == Some(&obo_sha)
+                && std::fs::read_to_string(&key_file).ok().as_deref() == Some(code_key.as_str())
             {
                 return index;
             }
@@ -84,6 +113,7 @@ pub fn hpo_index() -> &'static medlink::index::Index {
             &medlink::progress::NoProgress,
         )
         .unwrap();
+        std::fs::write(&key_file, &code_key).unwrap();
         medlink::index::Index::open(&out).unwrap()
     })
 }
