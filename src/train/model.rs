@@ -48,6 +48,10 @@ pub struct TrainableEncoder {
     pub pooling: Pooling,
     pub max_length: usize,
     base: PathBuf,
+    /// Base weights the model does not train but a checkpoint must keep: the pooler (BERT,
+    /// RoBERTa). Sentence embeddings pool hidden states and never use it, but without it
+    /// transformers re-initialises it at random on loading.
+    carried: Vec<(String, Tensor)>,
 }
 
 impl TrainableEncoder {
@@ -74,6 +78,14 @@ impl TrainableEncoder {
         let prefix = config.architecture.weight_prefix();
         let file = candle_core::safetensors::load(&encoder_files.weights, &Device::Cpu)
             .map_err(|e| Error::model(format!("{}: {e}", encoder_files.weights.display())))?;
+        let carried = file
+            .iter()
+            .filter_map(|(name, tensor)| {
+                let bare = name.strip_prefix(&format!("{prefix}.")).unwrap_or(name);
+                bare.starts_with("pooler.")
+                    .then(|| Ok((bare.to_string(), tensor.to_dtype(DType::F32)?)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
             let stored = file
                 .get(name)
@@ -99,6 +111,7 @@ impl TrainableEncoder {
             pooling,
             max_length,
             base: dir.to_path_buf(),
+            carried,
         })
     }
 
@@ -201,8 +214,17 @@ impl TrainableEncoder {
             write_sentence_transformers_files(dir, self.pooling, self.config().hidden_size)?;
         }
         let weights = dir.join("model.safetensors");
-        self.varmap
-            .save(&weights)
+        let mut tensors: std::collections::HashMap<String, Tensor> = self
+            .vars()
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().clone()))
+            .collect();
+        for (name, tensor) in &self.carried {
+            tensors
+                .entry(name.clone())
+                .or_insert_with(|| tensor.clone());
+        }
+        candle_core::safetensors::save(&tensors, &weights)
             .map_err(|e| Error::model(format!("{}: {e}", weights.display())))
     }
 }

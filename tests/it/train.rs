@@ -482,3 +482,55 @@ fn dev_evaluation_best_selection_and_periodic_checkpoints() {
     }
     assert_eq!(watcher.seen.len(), 50);
 }
+
+/// Weights a base has but the trainer never touches (the pooler) are carried into every
+/// checkpoint unchanged: without them transformers would re-initialise them at random.
+#[test]
+fn checkpoints_keep_the_base_pooler_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_model(&tmp.path().join("base"));
+    let weights = base.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    let pooler = Tensor::arange(0f32, 32.0 * 32.0, &Device::Cpu)
+        .unwrap()
+        .reshape((32, 32))
+        .unwrap();
+    tensors.insert("pooler.dense.weight".into(), pooler.clone());
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&toy_dictionary(tmp.path()), 50, 1);
+    let out = tmp.path().join("run");
+    let summary = Trainer {
+        out: &out,
+        threads: 1,
+        options: tiny_options(2),
+        pairs: &pairs,
+        dev: None,
+    }
+    .run(Start::Base(&base), &StopRule::default(), &mut Silent)
+    .unwrap();
+    let saved =
+        candle_core::safetensors::load(summary.last.join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let kept: Vec<f32> = saved["pooler.dense.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(
+        kept,
+        pooler.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+    // Trained weights did move.
+    let before: Vec<f32> = tensors["embeddings.word_embeddings.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let after: Vec<f32> = saved["embeddings.word_embeddings.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_ne!(before, after);
+}
