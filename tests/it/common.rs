@@ -78,43 +78,61 @@ fn index_code_key() -> String {
     medlink::fsutil::sha256_files(&refs).unwrap()
 }
 
-/// The HPO index with the default model. Embedding HPO's 41k names takes minutes on two
-/// cores, so the index is kept in the test cache and rebuilt only when the model, `hp.obo` or
-/// the code that builds it changed (any open error or manifest mismatch triggers a rebuild
-/// too); `built-by.sha256` beside it records the code's key.
-pub fn hpo_index() -> &'static medlink::index::Index {
+/// An index of one ontology with the default model, kept in the test cache under
+/// `test-indexes/NAME` and rebuilt only when the model, the ontology file or the code that
+/// builds it changed (any open error or manifest mismatch triggers a rebuild too);
+/// `NAME.built-by.sha256` beside it records the code's key. Embedding tens of thousands of
+/// names takes minutes on two cores.
+fn cached_index(
+    name: &str,
+    format: medlink::ontology::Format,
+    file: &str,
+) -> medlink::index::Index {
     use medlink::encoder::Encoder;
+    let out = cache_dir().join("test-indexes").join(name);
+    let key_file = cache_dir().join(format!("test-indexes/{name}.built-by.sha256"));
+    let code_key = index_code_key();
+    let path = shared_data(file);
+    let sha = medlink::fsutil::sha256_files(&[&path]).unwrap();
+    if let Ok(index) = medlink::index::Index::open(&out) {
+        if index.manifest.model == *encoder().identity()
+            && index.manifest.sources.first().map(|s| s.sha256.as_str()) == Some(&sha)
+            && std::fs::read_to_string(&key_file).ok().as_deref() == Some(code_key.as_str())
+        {
+            return index;
+        }
+    }
+    let spec = medlink::ontology::OntologySpec { format, path };
+    let dict = medlink::ontology::load_dictionary(&[spec], &Default::default()).unwrap();
+    medlink::index::Index::build(
+        &dict,
+        encoder(),
+        &default_model(),
+        &out,
+        Default::default(),
+        &medlink::progress::NoProgress,
+    )
+    .unwrap();
+    std::fs::write(&key_file, &code_key).unwrap();
+    medlink::index::Index::open(&out).unwrap()
+}
+
+/// HPO (`hpo/hp.obo`, 41k names) with the default model; see [`cached_index`].
+pub fn hpo_index() -> &'static medlink::index::Index {
+    static INDEX: std::sync::OnceLock<medlink::index::Index> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| cached_index("hpo", medlink::ontology::Format::Obo, "hpo/hp.obo"))
+}
+
+/// MEDIC 2012 (73k names), the vocabulary of NCBI-disease, with the default model; see
+/// [`cached_index`].
+pub fn medic_index() -> &'static medlink::index::Index {
     static INDEX: std::sync::OnceLock<medlink::index::Index> = std::sync::OnceLock::new();
     INDEX.get_or_init(|| {
-        let out = cache_dir().join("test-indexes/hpo");
-        let key_file = cache_dir().join("test-indexes/hpo.built-by.sha256");
-        let code_key = index_code_key();
-        let obo = shared_data("hpo/hp.obo");
-        let obo_sha = medlink::fsutil::sha256_files(&[&obo]).unwrap();
-        if let Ok(index) = medlink::index::Index::open(&out) {
-            if index.manifest.model == *encoder().identity()
-                && index.manifest.sources.first().map(|s| s.sha256.as_str()) == Some(&obo_sha)
-                && std::fs::read_to_string(&key_file).ok().as_deref() == Some(code_key.as_str())
-            {
-                return index;
-            }
-        }
-        let spec = medlink::ontology::OntologySpec {
-            format: medlink::ontology::Format::Obo,
-            path: obo,
-        };
-        let dict = medlink::ontology::load_dictionary(&[spec], &Default::default()).unwrap();
-        medlink::index::Index::build(
-            &dict,
-            encoder(),
-            &default_model(),
-            &out,
-            Default::default(),
-            &medlink::progress::NoProgress,
+        cached_index(
+            "medic2012",
+            medlink::ontology::Format::Medic,
+            "vocab/medic_2012/medic_06Jul2012.txt",
         )
-        .unwrap();
-        std::fs::write(&key_file, &code_key).unwrap();
-        medlink::index::Index::open(&out).unwrap()
     })
 }
 

@@ -1,5 +1,6 @@
 //! medlink integration tests: one binary, one module per area.
 
+mod accuracy;
 mod annotate;
 mod architectures;
 mod cli;

@@ -1,0 +1,75 @@
+//! Accuracy guards: acc@1 of the default model, dense and hybrid, on two dev splits, pinned
+//! within a point of the values measured when each guard was written (raw protocol, the
+//! gold mentions as written). A change to normalisation, the encoder, the index or the fusion
+//! that costs a point fails here, not months later in a benchmark run.
+
+use medlink::eval::link::{evaluate, EvalOptions};
+use medlink::eval::CorpusSpec;
+use medlink::index::Index;
+use medlink::linker::{LinkOptions, Linker, Mode};
+
+use crate::common::{encoder, hpo_index, medic_index, shared_data};
+
+/// acc@1 of `mode` on `corpus` (FORMAT:PATH relative to the shared data).
+fn acc1(index: &Index, corpus: &str, mode: Mode) -> f64 {
+    let (format, path) = corpus.split_once(':').unwrap();
+    let paths: Vec<String> = path
+        .split(',')
+        .map(|p| shared_data(p).display().to_string())
+        .collect();
+    let corpus = format!("{format}:{}", paths.join(","))
+        .parse::<CorpusSpec>()
+        .unwrap()
+        .load()
+        .unwrap();
+    let linker = Linker::new(index, encoder()).unwrap();
+    let options = EvalOptions {
+        ks: vec![1],
+        link: LinkOptions {
+            mode,
+            ..LinkOptions::default()
+        },
+        ..EvalOptions::default()
+    };
+    let (report, _) = evaluate(&linker, index, &corpus, None, &options).unwrap();
+    report.metrics.acc[&1]
+}
+
+fn assert_near(what: &str, got: f64, pinned: f64) {
+    assert!(
+        (got - pinned).abs() <= 0.01,
+        "{what}: acc@1 {got:.4}, pinned at {pinned:.4} (within 0.01)"
+    );
+}
+
+/// Measured 2026-11-28: dense 0.6821, hybrid 0.6994 (173 mentions).
+#[test]
+fn gsc_plus_dev_acc1_is_pinned() {
+    let corpus = "phenotagger:hpo/gsc_plus_dev/GSCplus_dev_gold.tsv,hpo/gsc_plus_dev/GSCplus_dev_input.PubTator";
+    assert_near(
+        "GSC+ dev dense",
+        acc1(hpo_index(), corpus, Mode::Dense),
+        0.6821,
+    );
+    assert_near(
+        "GSC+ dev hybrid",
+        acc1(hpo_index(), corpus, Mode::Hybrid),
+        0.6994,
+    );
+}
+
+/// Measured 2026-11-28: dense 0.7662, hybrid 0.7687 (MEDIC 2012).
+#[test]
+fn ncbi_disease_dev_acc1_is_pinned() {
+    let corpus = "pubtator:ncbi_disease/NCBIdevelopset_corpus.txt";
+    assert_near(
+        "NCBI dev dense",
+        acc1(medic_index(), corpus, Mode::Dense),
+        0.7662,
+    );
+    assert_near(
+        "NCBI dev hybrid",
+        acc1(medic_index(), corpus, Mode::Hybrid),
+        0.7687,
+    );
+}
