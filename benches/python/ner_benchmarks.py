@@ -27,7 +27,7 @@ CDR_DEV = f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}"
 # routed to this index, published anchor. No HPO-annotated training corpus is here: on GSC+ a
 # disease tagger runs out of domain (phenotypes named like diseases), a generalisation check.
 RUNS = [
-    ("GSC+ dev (HPO)", GSC, None, [], "Disease", "PhenoTagger 0.759 mention F1 (GSC+ test)"),
+    ("GSC+ dev (HPO)", GSC, None, ["--label", "HPO=Disease"], "Disease", "PhenoTagger 0.759 mention F1 (GSC+ test)"),
     ("BC5CDR dev, disease (CTD 2017)", CDR_DEV + "#types=Disease", "ctd2017", ["--label", "CTD=Disease"], "Disease",
      "DNorm 0.806 document concept F1 (test)"),
     ("BC5CDR dev, disease (CTD 2017 + train mentions)", CDR_DEV + "#types=Disease", "ctd2017+bc5cdr-train",

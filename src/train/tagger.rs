@@ -519,6 +519,23 @@ impl TrainableTagger {
                 std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
             }
         }
+        // The window the model was trained on is the one to tag with: a tagger fine-tuned on
+        // 128-token windows lost 4.5 points of BC5CDR dev F1 when run on the base's 512-token
+        // windows. medlink's tagger and transformers' pipeline both read it from here.
+        let tokenizer_config = dir.join("tokenizer_config.json");
+        let mut fields = match std::fs::read(&tokenizer_config) {
+            Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+                Error::DataCorruption {
+                    path: tokenizer_config.clone(),
+                    comment: format!("not JSON: {e}"),
+                }
+            })?,
+            Err(_) => serde_json::json!({}),
+        };
+        if let Some(object) = fields.as_object_mut() {
+            object.insert("model_max_length".into(), self.tagger.max_length().into());
+        }
+        write_json(&tokenizer_config, &fields)?;
         write_json(&dir.join("config.json"), &self.config_json)?;
         let weights = dir.join("model.safetensors");
         self.varmap

@@ -654,6 +654,18 @@ fn train_tagger_command_trains_and_refuses_to_overwrite_a_run() {
     assert!(
         out.join("best/config.json").is_file() && out.join("last/trainer_state.json").is_file()
     );
+    // The checkpoint tags with the window it was trained on, here and in transformers.
+    let tokenizer_config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("best/tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tokenizer_config["model_max_length"], 16);
+    let options = medlink::ner::tagger::TaggerOptions {
+        stride: 4,
+        ..Default::default()
+    };
+    let tagger = Tagger::load(&out.join("best"), &options).unwrap();
+    assert_eq!(tagger.max_length(), 16);
     let again = command().output().unwrap();
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
