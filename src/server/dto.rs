@@ -261,6 +261,12 @@ pub struct AnnotateRequest {
     /// Use abbreviations defined in the text (default true).
     #[serde(default)]
     pub abbreviations: Option<bool>,
+    /// `encoder` (default): every mention ranked by the model and the lexical index, the
+    /// concepts a dictionary match names first. `dictionary`: a dictionary match keeps only
+    /// the concepts it matched, ranked lexically; no model runs (the fastest).
+    #[serde(default)]
+    #[schema(example = "encoder")]
+    pub linking: Option<String>,
 }
 
 /// One mention found in a text, with its ranked concepts.

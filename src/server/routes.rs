@@ -339,6 +339,12 @@ pub async fn annotate(
             types,
         )?,
         abbreviations: request.abbreviations.unwrap_or(true),
+        linking: match request.linking.as_deref() {
+            None => Default::default(),
+            Some(linking) => linking
+                .parse()
+                .map_err(|e: crate::error::Error| ApiError::invalid(e.to_string()))?,
+        },
         ..AnnotateOptions::default()
     };
     let texts = request.texts;

@@ -337,8 +337,35 @@ async fn annotate_finds_links_and_expands_mentions() {
             >= 1,
         "{found:?}"
     );
+    // Dictionary linking: the same top concepts, each match keeping only its own concepts.
+    let d = post(
+        &app,
+        "/v1/annotate",
+        json!({"texts": [text], "k": 3, "linking": "dictionary"}).to_string(),
+    )
+    .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    let by_dictionary = d.json()["results"][0]["mentions"].clone();
+    let top: Vec<(String, String)> = by_dictionary
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["candidates"].as_array().unwrap().len(), 1, "{m}");
+            (
+                m["text"].as_str().unwrap().to_string(),
+                m["candidates"][0]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(top, found);
 
     for (body, status, code) in [
+        (
+            json!({"texts": ["x"], "linking": "model"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
         (
             json!({"texts": []}),
             StatusCode::UNPROCESSABLE_ENTITY,
