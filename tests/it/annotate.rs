@@ -380,7 +380,8 @@ fn dictionary_linking_keeps_the_matched_concepts_only() {
         assert_eq!(e["candidates"].as_array().unwrap().len(), 3, "{e}");
         assert!(d["candidates"][0].get("dense").is_none(), "no model: {d}");
     }
-    let (code, _, stderr) = run(medlink().args(["annotate", "--linking", "model"]), text);
+    // Refused while parsing flags, before stdin is read: write none (a broken pipe otherwise).
+    let (code, _, stderr) = run(medlink().args(["annotate", "--linking", "model"]), b"");
     assert_ne!(code, 0);
     assert!(stderr.contains("--linking"), "{stderr}");
 }
