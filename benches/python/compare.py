@@ -26,7 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks_md import replace_block
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import refenv  # noqa: E402
+
+refenv.IMPORT_NAMES.setdefault("faiss-cpu", "faiss")
+refenv.IMPORT_NAMES.setdefault("scikit-learn", "sklearn")
+refenv.ensure(["torch", "sentence-transformers", "faiss-cpu", "scikit-learn"])
+
+from benchmarks_md import replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
