@@ -256,6 +256,8 @@ pub struct Linker<'a> {
     encoder: Option<&'a dyn Encoder>,
     /// Every concept type of the dictionary, lowercased, to validate `--type` filters.
     known_types: std::collections::BTreeSet<String>,
+    /// Threads ranking the mentions of one batch after encoding ([`Linker::with_threads`]).
+    threads: usize,
 }
 
 impl<'a> Linker<'a> {
@@ -283,7 +285,17 @@ impl<'a> Linker<'a> {
             index,
             encoder,
             known_types,
+            threads: 1,
         }
+    }
+
+    /// Ranks the mentions of a batch on up to `threads` threads once they are encoded (HNSW
+    /// search, lexical retrieval and scoring are per mention and share nothing mutable; the
+    /// encoder has its own threads). For batch callers — `link`, `eval link`, `annotate`;
+    /// a server already runs one request per thread and keeps 1. Results do not depend on it.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = crate::parallel::threads(threads);
+        self
     }
 
     pub fn link(&self, mention: &str, options: &LinkOptions) -> Result<Vec<Candidate>> {
@@ -300,11 +312,9 @@ impl<'a> Linker<'a> {
         options: &LinkOptions,
     ) -> Result<Vec<Vec<Candidate>>> {
         let (normalized, vectors) = self.prepare(mentions, options)?;
-        normalized
-            .iter()
-            .zip(&vectors)
-            .map(|(n, v)| self.rank(n, v, options))
-            .collect()
+        crate::parallel::parallel_map(normalized.len(), self.threads, |i| {
+            self.rank(&normalized[i], &vectors[i], options)
+        })
     }
 
     /// Like [`Linker::link_batch`], but ranks the top `options.k` names rather than concepts
@@ -315,11 +325,9 @@ impl<'a> Linker<'a> {
         options: &LinkOptions,
     ) -> Result<Vec<Vec<NameCandidate>>> {
         let (normalized, vectors) = self.prepare(mentions, options)?;
-        normalized
-            .iter()
-            .zip(&vectors)
-            .map(|(n, v)| self.rank_names(n, v, options))
-            .collect()
+        crate::parallel::parallel_map(normalized.len(), self.threads, |i| {
+            self.rank_names(&normalized[i], &vectors[i], options)
+        })
     }
 
     /// Validates options and mentions; normal forms and (unless lexical-only) vectors.

@@ -99,6 +99,9 @@ def main():
         print(f"\nreference {length}: right only there {len(only_ref)}, right only in medlink {len(only_ours)}")
         for i in only_ref[:15]:
             print(f"  {items[i][0]!r}: gold {gold[i]}; reference '{tops[length][i]}'; medlink {ours[i]}")
+        print("  right only in medlink:")
+        for i in only_ours[:15]:
+            print(f"  {items[i][0]!r}: gold {gold[i]}; reference '{tops[length][i]}' {ref[i]}; medlink {ours[i]}")
 
 
 if __name__ == "__main__":

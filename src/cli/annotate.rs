@@ -181,7 +181,8 @@ fn linker<'a>(
     Ok(match encoder {
         Some(encoder) => Linker::new(index, encoder)?,
         None => Linker::lexical_only(index),
-    })
+    }
+    .with_threads(0))
 }
 
 /// The mention detector the flags ask for, over `index`.

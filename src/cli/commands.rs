@@ -411,7 +411,7 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         ));
     }
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = Linker::new(&index, &encoder)?;
+    let linker = Linker::new(&index, &encoder)?.with_threads(0);
 
     let stdin = std::io::stdin().lock();
     let mut lines = crate::ontology::lines::Lines::new(stdin, Path::new("<stdin>"));
@@ -646,7 +646,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
         args.train_corpus.as_deref().map(str::parse).transpose()?;
     let corpus = corpus_spec.load()?;
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = Linker::new(&index, &encoder)?;
+    let linker = Linker::new(&index, &encoder)?.with_threads(0);
     let seen = match &train_spec {
         Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),
         None => None,

@@ -263,3 +263,34 @@ fn a_lexical_only_linker_needs_no_model_and_refuses_dense_modes() {
         assert!(err.contains("needs the model"), "{err}");
     }
 }
+
+/// Ranking a batch's mentions on several threads changes nothing but the time it takes.
+#[test]
+fn threaded_ranking_gives_the_same_candidates() {
+    let mentions = [
+        "seizures",
+        "big head",
+        "enlarged liver",
+        "short statue",
+        "macrocefaly",
+        "kidney cysts",
+        "hearing loss",
+        "cleft palate",
+    ];
+    let options = LinkOptions {
+        k: 10,
+        ..LinkOptions::default()
+    };
+    let one = linker().link_batch(&mentions, &options).unwrap();
+    let two = linker()
+        .with_threads(2)
+        .link_batch(&mentions, &options)
+        .unwrap();
+    assert_eq!(one, two);
+    let names_one = linker().link_names_batch(&mentions, &options).unwrap();
+    let names_four = linker()
+        .with_threads(4)
+        .link_names_batch(&mentions, &options)
+        .unwrap();
+    assert_eq!(names_one, names_four);
+}
