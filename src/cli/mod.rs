@@ -201,7 +201,8 @@ pub struct BuildArgs {
     pub hnsw_m: usize,
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
-    #[arg(long, default_value_t = 128)]
+    /// HNSW search breadth recorded in the index (queries use at least their candidate pool).
+    #[arg(long, default_value_t = 64)]
     pub ef_search: usize,
 }
 

@@ -226,7 +226,10 @@ impl Default for HnswParams {
         HnswParams {
             m: 16,
             ef_construction: 200,
-            ef_search: 128,
+            // The linker searches max(ef_search, its candidate pool of 64): at 64 rather than
+            // 128, `link` runs 13% faster with the same hybrid acc@1/5 on NCBI-disease dev and
+            // GSC+ dev (dense acc@1 on NCBI dev 0.7649 vs 0.7662).
+            ef_search: 64,
         }
     }
 }
