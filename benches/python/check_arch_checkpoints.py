@@ -24,6 +24,7 @@ import refenv  # noqa: E402
 
 refenv.ensure(["torch", "transformers", "safetensors"])
 
+import seeded_weights  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
@@ -83,7 +84,7 @@ def main():
     ontology.write_text("id\tname\tsynonyms\n" + "\n".join(TOY_ONTOLOGY) + "\n")
     failures = []
     for name in FIXTURES:
-        base = ROOT / "tests" / "fixtures" / name
+        base = seeded_weights.materialize(name)
         print(f"{name}:")
         medlink("train", "encoder", "--ontology", f"tsv:{ontology}", "--base", base, "--out", WORK / f"{name}-encoder",
                 "--steps", 3, "--warmup-steps", 1, "--batch-pairs", 8, "--threads", 1)

@@ -12,8 +12,10 @@ that a checkpoint medlink trained from one loads in transformers with medlink's 
 Each fixture (well under 1 MB) holds:
 - config.json (`model_type` roberta / xlm-roberta, id2label, pad_token_id 1,
   max_position_embeddings 66: 64 usable positions after RoBERTa's padding offset),
-  model.safetensors (`roberta.*` and `classifier.*`, as transformers saves them),
-  tokenizer.json, tokenizer_config.json (model_max_length 64);
+  weights.json (the seeded recipe of every weight: see seeded_weights.py; no binary weights are
+  committed, tests and scripts draw `model.safetensors` from it — `roberta.*` and
+  `classifier.*`, as transformers saves them), tokenizer.json, tokenizer_config.json
+  (model_max_length 64);
 - expected.json: the texts, their token ids padded into one batch of mixed lengths with the
   tokenizer's pad id, the attention mask, and transformers' last hidden states (every position,
   padding included), L2-normalised CLS (`<s>`) and masked-mean embeddings, the
@@ -31,11 +33,12 @@ and the clamp at the span's ends, and an `embedding_size` (24) below `hidden_siz
 RoBERTa's tokenizer is a byte-level BPE (every byte is in the alphabet: non-ASCII text splits
 into byte tokens, never `<unk>`); XLM-R's is a SentencePiece-style Unigram with the Metaspace
 pre-tokenizer (characters never seen in training become `<unk>`). Both are trained here on a few
-sentences. Every weight gets random noise on top of transformers' initialisation, so LayerNorm
+sentences. Every weight is drawn uniformly around 0 (LayerNorm weights around 1), so LayerNorm
 weights are not all ones, biases not all zeros, and the token-type row is not zero: a weight
 loaded into the wrong place or left out changes the outputs.
 """
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import refenv  # noqa: E402
 
 refenv.ensure(["torch", "transformers", "safetensors"])
+
+import seeded_weights  # noqa: E402
 
 import torch  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
@@ -191,10 +196,18 @@ def pipeline_entities(model, tokenizer):
     return out
 
 
+def spread_of(name):
+    """(center, spread) of a weight: LayerNorm scales around 1, everything else around 0
+    (standard deviation 0.1, as transformers' init plus the noise these fixtures had)."""
+    return (1.0, 0.17) if name.endswith(("LayerNorm.weight", "layer_norm.weight")) else (0.0, 0.17)
+
+
 def build(name):
     config_class, model_class, make_tokenizer, specials, special_tokens, sizes = ARCHITECTURES[name]
-    out = FIXTURES / name
-    out.mkdir(parents=True, exist_ok=True)
+    # The full directory is built under target/; the fixture keeps everything but the weights.
+    out = ROOT / "target" / "fixture-build" / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     torch.manual_seed(0)
     tok = make_tokenizer()
     assert [tok.token_to_id(t) for t in specials] == [0, 1, 2, 3], "special token ids"
@@ -211,11 +224,10 @@ def build(name):
         label2id={l: i for i, l in enumerate(LABELS)},
     )
     model = model_class(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
+    manifest = seeded_weights.fill(model, spread_of)
     model.save_pretrained(out, safe_serialization=True)
     fast.save_pretrained(out)
+    seeded_weights.check_saved(out, manifest)
 
     # What users get: the directory as transformers loads it.
     model = AutoModelForTokenClassification.from_pretrained(out).eval()
@@ -259,7 +271,8 @@ def build(name):
             states, states, bucket_size=config.position_buckets,
             max_position=config.max_relative_positions)[0].tolist()
     (out / "expected.json").write_text(json.dumps(expected, ensure_ascii=False) + "\n")
-    total = sum(p.stat().st_size for p in out.iterdir())
+    seeded_weights.publish(out, FIXTURES / name, manifest)
+    total = sum(p.stat().st_size for p in (FIXTURES / name).iterdir())
     unk = sum(e.ids.count(auto.unk_token_id) for e in encodings)
     print(f"wrote {out} ({total} bytes; batch {tuple(ids.shape)}, {unk} <unk>)", file=sys.stderr)
 

@@ -4,8 +4,9 @@ transformers, and what transformers computes with it, for medlink's tagger parit
     python3 benches/python/make_tagger_fixture.py
 
 Writes (all small, well under 1 MB):
-- model files: config.json (id2label / label2id), model.safetensors (`bert.` prefix and
-  `classifier.*`, as transformers saves them), tokenizer.json, tokenizer_config.json
+- model files: config.json (id2label / label2id), weights.json (the seeded recipe of the
+  weights, see seeded_weights.py: `bert.` prefix and `classifier.*`, as transformers saves
+  them; no binary weights are committed), tokenizer.json, tokenizer_config.json
   (model_max_length 24, so the long text needs several windows);
 - expected.json: for each fixed text, the logits of every window (the fast tokenizer's
   overflowing windows with STRIDE) and the entities of
@@ -14,10 +15,11 @@ Writes (all small, well under 1 MB):
   texts that fit in one window.
 
 The vocabulary is a WordPiece vocabulary trained on a few sentences, accented and non-ASCII
-letters included; characters outside it become [UNK]. The classifier is scaled up and its `O`
-bias lowered so that the random model tags plenty of B-/I- tokens.
+letters included; characters outside it become [UNK]. The classifier is drawn wide and its bias
+around 0.3 so that the random model tags plenty of B-/I- tokens.
 """
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import refenv  # noqa: E402
 
 refenv.ensure(["torch", "transformers", "safetensors"])
+
+import seeded_weights  # noqa: E402
 
 import torch  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
@@ -92,9 +96,26 @@ def build_tokenizer():
     return tok
 
 
+def spread_of(name):
+    """(center, spread) of a weight: LayerNorm scales around 1, the classifier wide (weights
+    +-1.4, biases around 0.3) so the random model tags plenty of B-/I- tokens, the rest
+    around 0 (standard deviation 0.02, transformers' init)."""
+    if name.endswith("LayerNorm.weight"):
+        return (1.0, 0.0)
+    if name == "classifier.weight":
+        return (0.0, 1.4)
+    if name == "classifier.bias":
+        return (0.3, 0.5)
+    if name.endswith("LayerNorm.bias") or name.endswith(".bias"):
+        return (0.0, 0.0)
+    return (0.0, 0.035)
+
+
 def main():
-    OUT.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
+    # The full directory is built under target/; the fixture keeps everything but the weights.
+    out = ROOT / "target" / "fixture-build" / "tagger-tiny"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     fast = BertTokenizerFast(tokenizer_object=build_tokenizer(), model_max_length=MAX_LENGTH)
     config = BertConfig(
         vocab_size=fast.backend_tokenizer.get_vocab_size(),
@@ -107,15 +128,14 @@ def main():
         label2id={l: i for i, l in enumerate(LABELS)},
     )
     model = BertForTokenClassification(config).eval()
-    with torch.no_grad():
-        model.classifier.weight.mul_(40.0)
-        model.classifier.bias.copy_(torch.tensor([0.8, 0.0, 0.3, 0.0, 0.3]))
-    model.save_pretrained(OUT, safe_serialization=True)
-    fast.save_pretrained(OUT)
+    manifest = seeded_weights.fill(model, spread_of)
+    model.save_pretrained(out, safe_serialization=True)
+    fast.save_pretrained(out)
+    seeded_weights.check_saved(out, manifest)
     # What users get: the directory as transformers loads it.
-    model = AutoModelForTokenClassification.from_pretrained(OUT).eval()
-    fast = AutoTokenizer.from_pretrained(OUT)
-    on_disk = Tokenizer.from_file(str(OUT / "tokenizer.json"))
+    model = AutoModelForTokenClassification.from_pretrained(out).eval()
+    fast = AutoTokenizer.from_pretrained(out)
+    on_disk = Tokenizer.from_file(str(out / "tokenizer.json"))
     for text in TEXTS:
         assert fast(text)["input_ids"] == on_disk.encode(text).ids, f"tokenizers disagree on {text!r}"
 
@@ -141,9 +161,9 @@ def main():
             if s == "none":
                 if len(windows) > 1:
                     continue
-                out = pipe(text)
+                found = pipe(text)
             else:
-                out = pipe(text, stride=STRIDE)
+                found = pipe(text, stride=STRIDE)
             entities[s] = [
                 {
                     "entity_group": e.get("entity_group", e.get("entity")),
@@ -152,12 +172,13 @@ def main():
                     "start": int(e["start"]),
                     "end": int(e["end"]),
                 }
-                for e in out
+                for e in found
             ]
         expected["texts"].append({"text": text, "windows": windows, "entities": entities})
         counts = {s: len(v) for s, v in entities.items()}
         print(f"{len(windows)} window(s), entities {counts}: {text[:50]!r}", file=sys.stderr)
-    (OUT / "expected.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1) + "\n")
+    (out / "expected.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1) + "\n")
+    seeded_weights.publish(out, OUT, manifest)
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {OUT} ({total} bytes)", file=sys.stderr)
 

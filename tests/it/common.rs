@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A file under `../shared/data` beside the checkout. Panics with a clear message when it is
 /// missing: tests never skip silently, and CI provides the folder.
@@ -20,10 +20,93 @@ pub fn shared_data(relative: &str) -> PathBuf {
 }
 
 /// A file under the project's `tests/fixtures`.
+/// A file or directory under `tests/fixtures`. A model fixture commits no binary weights but
+/// `weights.json`, the seeded recipe its weights are drawn from (see
+/// `benches/python/seeded_weights.py`): its path here is a copy under the test cache with
+/// `model.safetensors` drawn, built once per recipe.
 pub fn fixture(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
-        .join(relative)
+        .join(relative);
+    if path.join("weights.json").is_file() {
+        materialized(&path)
+    } else {
+        path
+    }
+}
+
+/// `source` with `model.safetensors` drawn from its `weights.json`, under
+/// `$cache/fixtures/NAME-HASH` (the hash of the recipe, so a changed fixture is redrawn).
+fn materialized(source: &Path) -> PathBuf {
+    let recipe = source.join("weights.json");
+    let hash = medlink::fsutil::sha256_files(&[&recipe]).unwrap();
+    let name = source.file_name().unwrap().to_string_lossy();
+    let out = cache_dir()
+        .join("fixtures")
+        .join(format!("{name}-{}", &hash[..12]));
+    if out.join("model.safetensors").is_file() {
+        return out;
+    }
+    // Tests run in parallel: each draws into its own directory and the first rename wins.
+    let staging = cache_dir().join("fixtures").join(format!(
+        ".{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path != recipe {
+            std::fs::copy(&path, staging.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&recipe).unwrap()).unwrap();
+    candle_core::safetensors::save(
+        &seeded_weights(&manifest),
+        staging.join("model.safetensors"),
+    )
+    .unwrap();
+    if std::fs::rename(&staging, &out).is_err() {
+        assert!(out.join("model.safetensors").is_file(), "{}", out.display());
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    out
+}
+
+/// The tensors of a `weights.json` recipe (`splitmix64-uniform/v1`): tensor i, row-major,
+/// `center + spread * (2u - 1)` in f32 with u the successive `next_f32` of
+/// `SplitMix64::derive(seed, 0, i)` — what `seeded_weights.py` draws, bit for bit.
+fn seeded_weights(
+    manifest: &serde_json::Value,
+) -> std::collections::HashMap<String, candle_core::Tensor> {
+    assert_eq!(manifest["generator"], "splitmix64-uniform/v1");
+    let seed = manifest["seed"].as_u64().unwrap();
+    let tensors = manifest["tensors"].as_array().unwrap();
+    tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            let (center, spread) = (
+                t["center"].as_f64().unwrap() as f32,
+                t["spread"].as_f64().unwrap() as f32,
+            );
+            let mut rng = medlink::rng::SplitMix64::derive(seed, 0, i as u64);
+            let values: Vec<f32> = (0..shape.iter().product::<usize>())
+                .map(|_| center + spread * (2.0 * rng.next_f32() - 1.0))
+                .collect();
+            let tensor =
+                candle_core::Tensor::from_vec(values, shape, &candle_core::Device::Cpu).unwrap();
+            (t["name"].as_str().unwrap().to_string(), tensor)
+        })
+        .collect()
 }
 
 /// The cache tests fetch assets into: `$MEDLINK_CACHE`, else `target/medlink-cache`.
