@@ -18,7 +18,6 @@ Prints a Markdown table and writes benches/results/compare.json. Measures:
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -33,7 +32,7 @@ refenv.IMPORT_NAMES.setdefault("faiss-cpu", "faiss")
 refenv.IMPORT_NAMES.setdefault("scikit-learn", "sklearn")
 refenv.ensure(["torch", "sentence-transformers", "faiss-cpu", "scikit-learn"])
 
-from benchmarks_md import replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -82,15 +81,6 @@ def hpo_mentions():
                 mentions.append(cols[2])
     return mentions
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run_child(cmd, stdin_path=None):

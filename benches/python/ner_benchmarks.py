@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks import BC5CDR, SHARED, ensure_index, medlink  # noqa: E402
-from benchmarks_md import replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block  # noqa: E402
 
 GSC = f"phenotagger:{SHARED / 'hpo/gsc_plus_dev/GSCplus_dev_gold.tsv'},{SHARED / 'hpo/gsc_plus_dev/GSCplus_dev_input.PubTator'}"
 CDR_DEV = f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}"
@@ -36,15 +36,6 @@ RUNS = [
      "tmChem 0.904 mention F1 (test)"),
 ]
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def tagger_types(path):

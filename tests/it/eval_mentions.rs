@@ -190,16 +190,19 @@ fn corpus_spec_errors_name_the_problem() {
     }
 }
 
+/// A PubTator corpus with corpus options (`#types=...`) appended to its path.
+fn load_pubtator(path: &std::path::Path, options: &str) -> Corpus {
+    format!("pubtator:{}{options}", path.display())
+        .parse::<CorpusSpec>()
+        .unwrap()
+        .load()
+        .unwrap()
+}
+
 #[test]
 fn type_option_keeps_documents_and_drops_other_mentions_on_bc5cdr() {
     let path = shared_data("bc5cdr/CDR_TrainingSet.PubTator.txt");
-    let load = |options: &str| {
-        format!("pubtator:{}{options}", path.display())
-            .parse::<CorpusSpec>()
-            .unwrap()
-            .load()
-            .unwrap()
-    };
+    let load = |options: &str| load_pubtator(&path, options);
     let all = load("");
     let disease = load("#types=Disease");
     let chemical = load("#types=chemical"); // case-insensitive
@@ -226,13 +229,7 @@ fn type_option_keeps_documents_and_drops_other_mentions_on_bc5cdr() {
 #[test]
 fn single_type_option_gives_ncbi_disease_one_type() {
     let path = shared_data("ncbi_disease/NCBIdevelopset_corpus.txt");
-    let load = |options: &str| {
-        format!("pubtator:{}{options}", path.display())
-            .parse::<CorpusSpec>()
-            .unwrap()
-            .load()
-            .unwrap()
-    };
+    let load = |options: &str| load_pubtator(&path, options);
     let classes = load("");
     let types: BTreeSet<&str> = classes
         .mentions()
