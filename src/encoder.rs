@@ -273,5 +273,5 @@ impl Encoder for TransformerEncoder {
 
 /// Dot product of two vectors of equal length (cosine similarity for unit vectors).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    crate::index::kernels::dot_f32(a, b)
 }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoder::{dot, Encoder};
+use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ontology::{ConceptIdx, NameIdx};
@@ -217,7 +217,7 @@ impl<'s> NameScorer<'s> {
         let index = self.linker.index;
         let entry = index.dictionary.name(name_idx);
         let dense = (self.options.mode != Mode::Lexical)
-            .then(|| dot(self.vector, index.vectors.row(name_idx as usize)));
+            .then(|| index.vectors.dot(name_idx as usize, self.vector));
         let lexical = self
             .profile
             .as_ref()

@@ -36,7 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&dict.stats())?);
             Ok(())
         }
-        Command::Index(IndexCommand::Build(args)) => build(args, &cache),
+        Command::Index(IndexCommand::Build(args)) => build(*args, &cache),
         Command::Index(IndexCommand::Info { index }) => {
             println!(
                 "{}",
@@ -142,6 +142,7 @@ fn build(args: BuildArgs, cache: &Path) -> Result<()> {
         m: args.hnsw_m,
         ef_construction: args.ef_construction,
         ef_search: args.ef_search,
+        vector_type: args.vectors,
     };
     hnsw.validate()?;
     let specs = parse_specs(&args.ontologies)?;

@@ -6,7 +6,8 @@
 //! index is never queried with vectors from another model.
 //!
 //! Versions: 1, then 2 (sources may have the format `corpus`: names added from an annotated
-//! corpus's mentions). Version 1 indexes are read unchanged.
+//! corpus's mentions), then 3 (medlink's own memory-mapped `graph.bin` replaces the hnsw_rs
+//! dump; `vectors.bin` version 2 may hold f16). Versions 1 and 2 still open.
 
 use std::path::Path;
 
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::ontology::SourceInfo;
 
-pub const INDEX_FORMAT_VERSION: u32 = 2;
+pub const INDEX_FORMAT_VERSION: u32 = 3;
 /// The oldest index format this build still opens.
 pub const OLDEST_READABLE_INDEX_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -52,8 +53,12 @@ pub struct Counts {
 pub struct Files {
     pub dictionary: String,
     pub vectors: String,
-    /// Basename of `<basename>.hnsw.graph` / `.hnsw.data`, as chosen by hnsw_rs.
-    pub hnsw_basename: String,
+    /// The HNSW graph (format 3 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<String>,
+    /// Basename of the hnsw_rs dump of formats 1 and 2 (no longer read: the graph is rebuilt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hnsw_basename: Option<String>,
     /// Directory of the tantivy index.
     pub lexical: String,
 }

@@ -5,22 +5,29 @@
 //! indexes/<name>/
 //!   manifest.json          format version, model identity, sources + checksums, counts, HNSW parameters
 //!   dictionary.bin         concepts (ontology::store format)
-//!   vectors.bin            unit vectors, row i = name i of the dictionary's name table
-//!   names.hnsw.graph/.data hnsw_rs dump
+//!   vectors.bin            unit vectors (f16 or f32), row i = name i of the dictionary's name table
+//!   graph.bin              HNSW links over the vectors (memory-mapped, holds no vectors)
 //!   lexical/               tantivy index
 //! ```
 //! [`Index::build`] writes everything into a temporary sibling directory and renames it into
 //! place, so a crash never leaves half an index. [`Index::open`] checks the format version and
-//! that every part agrees on the number of names.
+//! that every part agrees on the number of names. Vectors and graph are memory-mapped.
+//!
+//! Indexes of format 1 and 2 kept an hnsw_rs dump instead of `graph.bin`: they still open,
+//! with their graph rebuilt in memory from `vectors.bin` (a warning says to rebuild them).
 
 pub mod dense;
+pub mod hnsw;
+pub mod kernels;
 pub mod lexical;
 pub mod manifest;
+pub mod vectors;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dense::{HnswIndex, HnswParams, VectorStore};
+use dense::{HnswIndex, HnswParams, VectorStore, VectorType};
 use lexical::LexicalIndex;
 use manifest::{Counts, Files, Manifest, INDEX_FORMAT_VERSION};
 
@@ -32,7 +39,7 @@ use crate::progress::Progress;
 
 const DICTIONARY_FILE: &str = "dictionary.bin";
 const VECTORS_FILE: &str = "vectors.bin";
-const HNSW_BASENAME: &str = "names";
+const GRAPH_FILE: &str = "graph.bin";
 const LEXICAL_DIR: &str = "lexical";
 /// Names per encoder call while building: small enough for smooth progress, large enough that
 /// length-sorted batches stay full.
@@ -43,7 +50,8 @@ pub struct Index {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub dictionary: Dictionary,
-    pub vectors: VectorStore,
+    /// Shared with `dense`, whose graph holds no copy.
+    pub vectors: Arc<VectorStore>,
     pub dense: HnswIndex,
     pub lexical: LexicalIndex,
 }
@@ -60,37 +68,84 @@ impl Index {
         progress: &dyn Progress,
     ) -> Result<Manifest> {
         hnsw.validate()?;
-        // The target is replaced: never let that be a directory that is not an index.
-        if out.exists() && !out.join(manifest::MANIFEST_FILE).is_file() {
-            let empty = std::fs::read_dir(out)
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false);
-            if !empty {
-                return Err(Error::InvalidInput(format!(
-                    "{} exists and is not a medlink index: choose another --out",
-                    out.display()
-                )));
-            }
-        }
+        check_target(out)?;
         let _span = tracing::info_span!("build_index", out = %out.display()).entered();
-        let staging = StagingDir::new(out)?;
-        let dir = staging.path().to_path_buf();
-        store::save(dictionary, &dir.join(DICTIONARY_FILE))?;
-
         let stage = std::time::Instant::now();
-        let vectors = embed_names(dictionary, encoder, progress)?;
-        vectors.save(&dir.join(VECTORS_FILE))?;
+        let vectors = embed_names(dictionary, encoder, hnsw.vector_type, progress)?;
         tracing::info!(
             names = vectors.len(),
             seconds = stage.elapsed().as_secs_f64(),
             "embedded names"
         );
+        Self::write(
+            dictionary,
+            vectors,
+            encoder.identity(),
+            model_path,
+            out,
+            hnsw,
+            progress,
+        )
+    }
+
+    /// Writes an index directory from vectors computed elsewhere (another machine's GPU, a
+    /// benchmark's synthetic names): row i of `vectors` must be `model`'s unit vector for name
+    /// i of the dictionary's name table.
+    pub fn build_from_vectors(
+        dictionary: &Dictionary,
+        vectors: VectorStore,
+        model: &ModelIdentity,
+        model_path: &Path,
+        out: &Path,
+        hnsw: HnswParams,
+        progress: &dyn Progress,
+    ) -> Result<Manifest> {
+        hnsw.validate()?;
+        check_target(out)?;
+        let names = dictionary.names().len();
+        if vectors.len() != names {
+            return Err(Error::InvalidInput(format!(
+                "{} vectors for {names} names",
+                vectors.len()
+            )));
+        }
+        if vectors.dim() != model.dim {
+            return Err(Error::DimensionMismatch {
+                expected: model.dim,
+                got: vectors.dim(),
+            });
+        }
+        let vectors = if vectors.kind() == hnsw.vector_type {
+            vectors
+        } else {
+            vectors.converted(hnsw.vector_type)
+        };
+        Self::write(dictionary, vectors, model, model_path, out, hnsw, progress)
+    }
+
+    fn write(
+        dictionary: &Dictionary,
+        vectors: VectorStore,
+        model: &ModelIdentity,
+        model_path: &Path,
+        out: &Path,
+        hnsw: HnswParams,
+        progress: &dyn Progress,
+    ) -> Result<Manifest> {
+        let staging = StagingDir::new(out)?;
+        let dir = staging.path().to_path_buf();
+        store::save(dictionary, &dir.join(DICTIONARY_FILE))?;
+        vectors.save(&dir.join(VECTORS_FILE))?;
 
         let stage = std::time::Instant::now();
-        progress.stage("building HNSW graph", 0);
-        let graph = HnswIndex::build(&vectors, hnsw)?;
-        let hnsw_basename = graph.save(&dir, HNSW_BASENAME)?;
-        progress.finish_stage();
+        let graph = HnswIndex::build_with(
+            Arc::new(vectors),
+            hnsw,
+            crate::parallel::threads(0),
+            progress,
+        )?;
+        graph.save(&dir.join(GRAPH_FILE))?;
+        drop(graph);
         tracing::info!(seconds = stage.elapsed().as_secs_f64(), "built HNSW graph");
 
         let stage = std::time::Instant::now();
@@ -118,7 +173,7 @@ impl Index {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            model: encoder.identity().clone(),
+            model: model.clone(),
             model_path: model_path
                 .canonicalize()
                 .unwrap_or_else(|_| model_path.to_path_buf())
@@ -134,7 +189,8 @@ impl Index {
             files: Files {
                 dictionary: DICTIONARY_FILE.into(),
                 vectors: VECTORS_FILE.into(),
-                hnsw_basename,
+                graph: Some(GRAPH_FILE.into()),
+                hnsw_basename: None,
                 lexical: LEXICAL_DIR.into(),
             },
         };
@@ -147,7 +203,7 @@ impl Index {
         let _span = tracing::info_span!("open_index", dir = %dir.display()).entered();
         let manifest = Manifest::load(dir)?;
         let dictionary = store::load(&dir.join(&manifest.files.dictionary))?;
-        let vectors = VectorStore::load(&dir.join(&manifest.files.vectors))?;
+        let vectors = Arc::new(VectorStore::load(&dir.join(&manifest.files.vectors))?);
         let names = dictionary.names().len();
         if vectors.len() != names || manifest.counts.names != names {
             return Err(Error::DataCorruption {
@@ -169,18 +225,18 @@ impl Index {
                 ),
             });
         }
-        let dense = HnswIndex::load(
-            dir,
-            &manifest.files.hnsw_basename,
-            manifest.hnsw,
-            vectors.dim(),
-        )?;
-        if dense.len() != names {
-            return Err(Error::DataCorruption {
-                path: dir.to_path_buf(),
-                comment: format!("HNSW graph has {} points for {names} names", dense.len()),
-            });
-        }
+        let dense = match &manifest.files.graph {
+            Some(graph) => HnswIndex::load(&dir.join(graph), vectors.clone(), manifest.hnsw)?,
+            None => {
+                tracing::warn!(
+                    index = %dir.display(),
+                    "index format {} keeps no graph.bin: building its HNSW graph in memory \
+                     (rebuild the index with `medlink index build` to skip this)",
+                    manifest.format_version
+                );
+                HnswIndex::build(vectors.clone(), manifest.hnsw)?
+            }
+        };
         let lexical = LexicalIndex::open(&dir.join(&manifest.files.lexical))?;
         if lexical.len() != names {
             return Err(Error::DataCorruption {
@@ -235,17 +291,34 @@ impl Index {
     }
 }
 
+/// The target is replaced: never let that be a directory that is not an index.
+fn check_target(out: &Path) -> Result<()> {
+    if out.exists() && !out.join(manifest::MANIFEST_FILE).is_file() {
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(Error::InvalidInput(format!(
+                "{} exists and is not a medlink index: choose another --out",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One vector per name, encoded in length-sorted chunks for full batches and steady progress.
 fn embed_names(
     dictionary: &Dictionary,
     encoder: &dyn Encoder,
+    vector_type: VectorType,
     progress: &dyn Progress,
 ) -> Result<VectorStore> {
     let names = dictionary.names();
     let mut order: Vec<usize> = (0..names.len()).collect();
     order.sort_by_key(|&i| names[i].text.len());
     // Rows go straight to their final place: only one chunk of vectors exists twice.
-    let mut store = VectorStore::zeros(encoder.dim(), names.len());
+    let mut store = VectorStore::zeros(encoder.dim(), names.len(), vector_type);
     progress.stage("embedding names", names.len() as u64);
     for chunk in order.chunks(ENCODE_CHUNK) {
         let texts: Vec<&str> = chunk.iter().map(|&i| names[i].text.as_str()).collect();
@@ -256,7 +329,7 @@ fn embed_names(
                     got: v.len(),
                 });
             }
-            store.row_mut(i).copy_from_slice(&v);
+            store.set_row(i, &v)?;
         }
         progress.advance(chunk.len() as u64);
     }

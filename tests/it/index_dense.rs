@@ -1,8 +1,13 @@
-//! Dense index tests: HNSW recall against the exact oracle on real HPO name vectors, the
-//! vector file format, and the index directory (manifest, model check, corruption).
+//! Dense index tests: HNSW recall against the exact oracle on real HPO name vectors (f16 and
+//! f32), the vector and graph file formats, and the index directory (manifest, model check,
+//! corruption, older formats).
+
+use std::sync::Arc;
 
 use medlink::encoder::Encoder;
-use medlink::index::dense::{ExactIndex, HnswIndex, HnswParams, VectorIndex, VectorStore};
+use medlink::index::dense::{
+    ExactIndex, HnswIndex, HnswParams, VectorIndex, VectorStore, VectorType,
+};
 use medlink::index::manifest::INDEX_FORMAT_VERSION;
 use medlink::index::Index;
 use medlink::ontology::store::DICTIONARY_FORMAT_VERSION;
@@ -10,38 +15,77 @@ use medlink::progress::NoProgress;
 
 use crate::common::{default_model, encoder, hpo_index};
 
+/// recall@25 of `approx` against the exact f32 oracle over 400 name vectors spread over the
+/// name table: every name vector is a realistic query (a mention equal or close to a synonym
+/// is the common case in linking).
+fn recall_at_25(oracle: &VectorStore, approx: &dyn VectorIndex) -> f64 {
+    let exact = ExactIndex::new(oracle);
+    let n = oracle.len();
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for q in (0..n).step_by(n / 400) {
+        let query = oracle.row_vec(q);
+        let truth: Vec<u32> = exact
+            .search(&query, 25)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let got: Vec<u32> = approx
+            .search(&query, 25)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        found += truth.iter().filter(|id| got.contains(id)).count();
+        wanted += truth.len();
+    }
+    found as f64 / wanted as f64
+}
+
 #[test]
 fn hnsw_recall_at_25_against_exact_on_hpo_names() {
     let index = hpo_index();
-    let exact = ExactIndex::new(&index.vectors);
     let n = index.vectors.len();
     assert!(n > 30_000, "{n} HPO names");
-    // 400 queries spread over the name table: every name vector is a realistic query (a
-    // mention equal or close to a synonym is the common case in linking).
-    let (mut found, mut wanted) = (0usize, 0usize);
-    for q in (0..n).step_by(n / 400) {
-        let query = index.vectors.row(q);
-        let truth: Vec<u32> = exact
-            .search(query, 25)
-            .unwrap()
-            .iter()
-            .map(|h| h.id)
-            .collect();
-        let approx: Vec<u32> = index
-            .dense
-            .search(query, 25)
-            .unwrap()
-            .iter()
-            .map(|h| h.id)
-            .collect();
-        found += truth.iter().filter(|id| approx.contains(id)).count();
-        wanted += truth.len();
-    }
-    let recall = found as f64 / wanted as f64;
+    assert!(
+        index.vectors.is_mapped(),
+        "an opened index maps its vectors"
+    );
+    // The cached index stores f16; the oracle ranks the same names in f32 from the f16 values,
+    // and a graph built over f32 copies of them must reach the same recall.
+    let oracle = index.vectors.converted(VectorType::F32);
+    let recall = recall_at_25(&oracle, &index.dense);
     assert!(
         recall >= 0.99,
-        "HNSW recall@25 {recall:.4} ({found} of {wanted})"
+        "HNSW recall@25 over f16 vectors {recall:.4}"
     );
+    let f32_graph = HnswIndex::build(Arc::new(oracle), HnswParams::default()).unwrap();
+    let oracle = index.vectors.converted(VectorType::F32);
+    let recall = recall_at_25(&oracle, &f32_graph);
+    assert!(
+        recall >= 0.99,
+        "HNSW recall@25 over f32 vectors {recall:.4}"
+    );
+}
+
+#[test]
+fn f16_vectors_keep_cosines_within_a_thousandth() {
+    let index = hpo_index();
+    let query = encoder().encode(&["large head"]).unwrap().remove(0);
+    let full = index.vectors.converted(VectorType::F32);
+    for i in (0..index.vectors.len()).step_by(997) {
+        let (half, exact) = (index.vectors.dot(i, &query), full.dot(i, &query));
+        assert!((half - exact).abs() < 1e-5, "row {i}: {half} vs {exact}");
+    }
+    // Rounding an f32 row to f16 moves its cosine with any query by at most ~1e-3.
+    let rounded = full.converted(VectorType::F16).converted(VectorType::F32);
+    let shifted =
+        VectorStore::from_rows(384, &[query.iter().map(|x| x * 0.5 + 0.01).collect()]).unwrap();
+    let probe = shifted.row_vec(0);
+    for i in (0..full.len()).step_by(997) {
+        let d = (rounded.dot(i, &probe) - full.dot(i, &probe)).abs();
+        assert!(d < 1e-3, "row {i}: f16 rounding moved the cosine by {d}");
+    }
 }
 
 #[test]
@@ -56,7 +100,7 @@ fn hnsw_scores_are_cosines_and_sorted() {
     for h in &hits {
         let cos: f32 = query
             .iter()
-            .zip(index.vectors.row(h.id as usize))
+            .zip(index.vectors.row_vec(h.id as usize))
             .map(|(a, b)| a * b)
             .sum();
         assert!((cos - h.score).abs() < 1e-4, "{cos} vs {}", h.score);
@@ -66,14 +110,30 @@ fn hnsw_scores_are_cosines_and_sorted() {
 }
 
 #[test]
-fn vector_file_round_trips_and_detects_corruption() {
+fn vector_file_round_trips_in_both_types_and_detects_corruption() {
     let store = VectorStore::from_rows(3, &[vec![1.0, 0.0, 0.0], vec![0.0, 0.6, 0.8]]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vectors.bin");
-    store.save(&path).unwrap();
+    for kind in [VectorType::F32, VectorType::F16] {
+        let typed = store.converted(kind);
+        typed.save(&path).unwrap();
+        let loaded = VectorStore::load(&path).unwrap();
+        assert!(loaded.is_mapped());
+        assert_eq!(loaded, typed);
+        assert_eq!(loaded.kind(), kind);
+        assert!((loaded.dot(1, &[0.0, 0.6, 0.8]) - 1.0).abs() < 1e-3);
+    }
+    // Version 1 files (f32, 28-byte header) still load.
+    let mut v1 = b"MLVEC\0\0\0".to_vec();
+    v1.extend(1u32.to_le_bytes());
+    v1.extend(2u64.to_le_bytes());
+    v1.extend(3u64.to_le_bytes());
+    for x in [1.0f32, 0.0, 0.0, 0.0, 0.6, 0.8] {
+        v1.extend(x.to_le_bytes());
+    }
+    std::fs::write(&path, &v1).unwrap();
     assert_eq!(VectorStore::load(&path).unwrap(), store);
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() - 2]).unwrap();
+    std::fs::write(&path, &v1[..v1.len() - 2]).unwrap();
     let err = VectorStore::load(&path).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
     std::fs::write(&path, b"garbage").unwrap();
@@ -82,39 +142,83 @@ fn vector_file_round_trips_and_detects_corruption() {
 }
 
 #[test]
-fn hnsw_parameters_are_validated_before_hnsw_rs_sees_them() {
-    let store = VectorStore::from_rows(2, &[vec![1.0, 0.0]]).unwrap();
-    for m in [0, 257, 10_000] {
+fn hnsw_parameters_are_validated() {
+    let store = Arc::new(VectorStore::from_rows(2, &[vec![1.0, 0.0]]).unwrap());
+    for m in [0, 1, 257, 10_000] {
         let params = HnswParams {
             m,
             ..HnswParams::default()
         };
-        let err = HnswIndex::build(&store, params).err().unwrap();
-        assert!(err.to_string().contains("between 1 and 256"), "{err}");
+        let err = HnswIndex::build(store.clone(), params).err().unwrap();
+        assert!(err.to_string().contains("between 2 and 256"), "{err}");
     }
 }
 
 #[test]
-fn hnsw_save_load_gives_identical_results_and_garbage_is_an_error() {
+fn one_thread_builds_are_reproducible_and_tiny_graphs_work() {
+    let index = hpo_index();
+    let rows: Vec<Vec<f32>> = (0..3000).map(|i| index.vectors.row_vec(i * 7)).collect();
+    let store = Arc::new(VectorStore::from_rows(384, &rows).unwrap());
+    let build =
+        || HnswIndex::build_with(store.clone(), HnswParams::default(), 1, &NoProgress).unwrap();
+    let (a, b) = (build(), build());
+    let dir = tempfile::tempdir().unwrap();
+    a.save(&dir.path().join("a.bin")).unwrap();
+    b.save(&dir.path().join("b.bin")).unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("a.bin")).unwrap(),
+        std::fs::read(dir.path().join("b.bin")).unwrap()
+    );
+    // Every row finds itself first.
+    for (i, row) in rows.iter().enumerate().step_by(97) {
+        assert_eq!(a.search(row, 1).unwrap()[0].id, i as u32);
+    }
+    // Zero, one and two points.
+    for n in 0..3 {
+        let store = Arc::new(VectorStore::from_rows(384, &rows[..n]).unwrap());
+        let graph = HnswIndex::build(store, HnswParams::default()).unwrap();
+        assert_eq!(graph.search(&rows[0], 5).unwrap().len(), n);
+    }
+}
+
+#[test]
+fn hnsw_save_load_gives_identical_results_and_damage_is_an_error() {
     let index = hpo_index();
     let dir = tempfile::tempdir().unwrap();
-    let basename = index.dense.save(dir.path(), "copy").unwrap();
-    let reloaded = HnswIndex::load(dir.path(), &basename, index.dense.params(), 384).unwrap();
+    let path = dir.path().join("graph.bin");
+    index.dense.save(&path).unwrap();
+    let reloaded = HnswIndex::load(&path, index.vectors.clone(), index.dense.params()).unwrap();
     for q in [0usize, 17, 4242] {
-        let query = index.vectors.row(q);
+        let query = index.vectors.row_vec(q);
         assert_eq!(
-            index.dense.search(query, 10).unwrap(),
-            reloaded.search(query, 10).unwrap()
+            index.dense.search(&query, 10).unwrap(),
+            reloaded.search(&query, 10).unwrap()
         );
     }
-    let garbage = tempfile::tempdir().unwrap();
-    for ext in ["hnsw.graph", "hnsw.data"] {
-        std::fs::write(garbage.path().join(format!("bad.{ext}")), b"not a graph").unwrap();
-    }
-    let err = HnswIndex::load(garbage.path(), "bad", HnswParams::default(), 384)
+    let load = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        HnswIndex::load(&path, index.vectors.clone(), index.dense.params())
+            .err()
+            .expect("damaged graph refused")
+            .to_string()
+    };
+    let good = std::fs::read(dir.path().join("graph.bin")).unwrap();
+    assert!(load(b"not a graph").contains("corrupt"));
+    assert!(load(&good[..good.len() - 4]).contains("corrupt"));
+    // A link to a node that does not exist (layer 0's first slot: count, then ids).
+    let mut bad = good.clone();
+    let upper = u64::from_le_bytes(good[40..48].try_into().unwrap()) as usize;
+    let first_link = 48 + 4 * upper + 4;
+    bad[first_link..first_link + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let err = load(&bad);
+    assert!(err.contains("link to node"), "{err}");
+    // A graph over other vectors.
+    std::fs::write(&path, &good).unwrap();
+    let other = Arc::new(VectorStore::from_rows(384, &[vec![0.0; 384]]).unwrap());
+    let err = HnswIndex::load(&path, other, index.dense.params())
         .err()
         .unwrap();
-    assert!(err.to_string().contains("corrupt"), "{err}");
+    assert!(err.to_string().contains("nodes for 1 vectors"), "{err}");
 }
 
 #[test]
@@ -225,7 +329,17 @@ fn index_build_is_atomic_and_open_refuses_damaged_directories() {
     assert!(err.to_string().contains("version 99"), "{err}");
     bytes[8..12].copy_from_slice(&DICTIONARY_FORMAT_VERSION.to_le_bytes());
     std::fs::write(&dictionary, &bytes).unwrap();
-    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(&manifest, &text).unwrap();
+    // Format 2 kept an hnsw_rs dump, not graph.bin: such an index opens, its graph rebuilt.
+    let v2 = text
+        .replace(&current, "\"format_version\": 2")
+        .replace("\"graph\": \"graph.bin\"", "\"hnsw_basename\": \"names\"");
+    assert!(!v2.contains("graph.bin"), "{v2}");
+    std::fs::write(&manifest, &v2).unwrap();
+    let old = Index::open(&out).unwrap();
+    let query = old.vectors.row_vec(0);
+    assert_eq!(old.dense.search(&query, 1).unwrap()[0].id, 0);
+    std::fs::write(&manifest, &text).unwrap();
     // Vectors that disagree with the dictionary are detected.
     VectorStore::from_rows(384, &[vec![0.0; 384]])
         .unwrap()

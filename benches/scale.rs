@@ -1,0 +1,365 @@
+//! Scale bench: indexes of up to millions of names, built from precomputed vectors.
+//!
+//! Encoding three million names would take the better part of an hour on two cores, and the
+//! encoder's speed is measured elsewhere; this bench measures what grows with the index. A
+//! synthetic index multiplies a real one (the combined vocabularies in ../shared/data, embedded
+//! by medlink): variant `v` of each real concept carries each of its names with clinical
+//! qualifiers ("chronic familial ...") and, as vectors, the real name's vector plus seeded
+//! Gaussian noise (cosine ~0.92 to it), so variants cluster around real names as synonyms do.
+//!
+//! ```text
+//! cargo bench --bench scale -- synth --base DIR --names N --out DIR
+//! cargo bench --bench scale -- query --index DIR [--queries 1000] [--recall-queries 200]
+//! ```
+//! Each prints one JSON object. `benches/python/scale_benchmarks.py` runs every step in its own
+//! process (so each peak RSS is that step's alone) and writes BENCHMARKS.md's scale table and
+//! `benches/results/scale.svg`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use medlink::encoder::{Encoder, ModelIdentity};
+use medlink::index::dense::{ExactIndex, VectorIndex, VectorStore, VectorType};
+use medlink::index::Index;
+use medlink::linker::{LinkOptions, Linker};
+use medlink::ontology::{Concept, Dictionary};
+use medlink::progress::NoProgress;
+use medlink::rng::SplitMix64;
+
+/// Qualifiers that make a variant's names; variant v uses one (v <= 30) or two.
+const QUALIFIERS: [&str; 30] = [
+    "acute",
+    "chronic",
+    "severe",
+    "mild",
+    "bilateral",
+    "left",
+    "right",
+    "congenital",
+    "familial",
+    "recurrent",
+    "early onset",
+    "late onset",
+    "primary",
+    "secondary",
+    "progressive",
+    "isolated",
+    "partial",
+    "complete",
+    "transient",
+    "persistent",
+    "idiopathic",
+    "hereditary",
+    "juvenile",
+    "adult",
+    "neonatal",
+    "localized",
+    "generalized",
+    "subacute",
+    "intermittent",
+    "episodic",
+];
+/// Per-component noise: cosine(variant, name) = 1 / sqrt(1 + 384 sigma^2) ~ 0.92.
+const VARIANT_SIGMA: f32 = 0.02;
+/// Queries are names moved by the same amount again: mentions near, not on, a name.
+const QUERY_SIGMA: f32 = 0.02;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let result = match args.first().map(String::as_str) {
+        Some("synth") => synth(&args[1..]),
+        Some("query") => query(&args[1..]),
+        _ => Err(
+            "usage: scale synth --base DIR --names N --out DIR | scale query --index DIR".into(),
+        ),
+    };
+    match result {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("scale: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+type BenchResult = Result<serde_json::Value, Box<dyn std::error::Error>>;
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn required<'a>(args: &'a [String], name: &str) -> Result<&'a str, String> {
+    flag(args, name).ok_or_else(|| format!("{name} is required"))
+}
+
+/// VmRSS and VmHWM of this process, in MiB.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn variant_text(name: &str, v: usize) -> String {
+    if v == 0 {
+        return name.to_string();
+    }
+    let first = QUALIFIERS[(v - 1) % QUALIFIERS.len()];
+    match (v - 1) / QUALIFIERS.len() {
+        0 => format!("{first} {name}"),
+        n => format!("{} {first} {name}", QUALIFIERS[(n - 1) % QUALIFIERS.len()]),
+    }
+}
+
+/// `row` moved by seeded Gaussian noise of `sigma` per component, renormalised.
+fn perturbed(row: &[f32], sigma: f32, rng: &mut SplitMix64) -> Vec<f32> {
+    let mut out: Vec<f32> = row
+        .iter()
+        .map(|x| {
+            // Box-Muller.
+            let u1 = rng.next_f32().max(1e-7);
+            let u2 = rng.next_f32();
+            x + sigma * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    out.iter_mut().for_each(|x| *x /= norm);
+    out
+}
+
+fn synth(args: &[String]) -> BenchResult {
+    let base_dir = PathBuf::from(required(args, "--base")?);
+    let target: usize = required(args, "--names")?.parse()?;
+    let out = PathBuf::from(required(args, "--out")?);
+    let start = Instant::now();
+    let base = Index::open(&base_dir)?;
+    let base_names = base.dictionary.names();
+    // Each active base concept's names are one contiguous run of the name table.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, name) in base_names.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if base_names[run.0].concept == name.concept => run.1 = i + 1,
+            _ => runs.push((i, i + 1)),
+        }
+    }
+    // Concepts variant by variant until the name count reaches the target.
+    let mut concepts: Vec<Concept> = Vec::new();
+    let mut origin: Vec<(usize, usize)> = Vec::new(); // (run, variant) per synthetic concept
+    let mut names = 0usize;
+    'fill: for v in 0.. {
+        for (r, &(first, end)) in runs.iter().enumerate() {
+            let real = base.dictionary.concept(base_names[first].concept);
+            let id = if v == 0 {
+                real.id.clone()
+            } else {
+                format!("{}~{v}", real.id)
+            };
+            let mut concept = Concept::new(id, variant_text(&base_names[first].text, v));
+            for name in &base_names[first + 1..end] {
+                concept.push_synonym(
+                    variant_text(&name.text, v),
+                    name.kind.unwrap_or(medlink::ontology::SynonymKind::Exact),
+                );
+            }
+            concept.types = real.types.clone();
+            concept.source = real.source;
+            concepts.push(concept);
+            origin.push((r, v));
+            names += end - first;
+            if names >= target {
+                break 'fill;
+            }
+        }
+    }
+    let dictionary =
+        Dictionary::from_parts(base.dictionary.sources().to_vec(), concepts, Vec::new())?;
+    // Row i: the vector of the real name that name i is a variant of, moved by noise.
+    let dim = base.vectors.dim();
+    let mut vectors = VectorStore::zeros(dim, dictionary.names().len(), VectorType::F16);
+    let mut scratch = Vec::new();
+    for (i, name) in dictionary.names().iter().enumerate() {
+        let (run, v) = origin[name.concept as usize];
+        let (first, end) = runs[run];
+        let real = (first..end)
+            .find(|&b| variant_text(&base_names[b].text, v) == name.text)
+            .ok_or_else(|| format!("name {:?} has no real name", name.text))?;
+        let row = base.vectors.row_into(real, &mut scratch);
+        if v == 0 {
+            vectors.set_row(i, row)?;
+        } else {
+            let mut rng = SplitMix64::derive(7, real as u64, v as u64);
+            vectors.set_row(i, &perturbed(row, VARIANT_SIGMA, &mut rng))?;
+        }
+    }
+    let prepared = start.elapsed().as_secs_f64();
+    let model: ModelIdentity = base.manifest.model.clone();
+    let model_path = PathBuf::from(&base.manifest.model_path);
+    let params = base.manifest.hnsw;
+    let names = dictionary.names().len();
+    drop(base);
+    let build = Instant::now();
+    Index::build_from_vectors(
+        &dictionary,
+        vectors,
+        &model,
+        &model_path,
+        &out,
+        params,
+        &NoProgress,
+    )?;
+    let build_seconds = build.elapsed().as_secs_f64();
+    let (_, peak) = rss_mib();
+    Ok(serde_json::json!({
+        "names": names,
+        "concepts": dictionary.concepts().len(),
+        "prepare_seconds": prepared,
+        "build_seconds": build_seconds,
+        "peak_rss_mib": peak,
+        "disk_bytes": dir_bytes(&out),
+    }))
+}
+
+/// Hands the linker precomputed query vectors by text.
+struct Precomputed {
+    identity: ModelIdentity,
+    vectors: HashMap<String, Vec<f32>>,
+}
+
+impl Encoder for Precomputed {
+    fn dim(&self) -> usize {
+        self.identity.dim
+    }
+
+    fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    fn encode(&self, texts: &[&str]) -> medlink::Result<Vec<Vec<f32>>> {
+        texts
+            .iter()
+            .map(|t| {
+                self.vectors.get(*t).cloned().ok_or_else(|| {
+                    medlink::Error::InvalidInput(format!("no precomputed vector for {t:?}"))
+                })
+            })
+            .collect()
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn query(args: &[String]) -> BenchResult {
+    let dir = PathBuf::from(required(args, "--index")?);
+    let queries: usize = flag(args, "--queries").unwrap_or("1000").parse()?;
+    let recall_queries: usize = flag(args, "--recall-queries").unwrap_or("200").parse()?;
+    let (rss_start, _) = rss_mib();
+    let open = Instant::now();
+    let index = Index::open(&dir)?;
+    let open_seconds = open.elapsed().as_secs_f64();
+    let (rss_open, _) = rss_mib();
+    let n = index.vectors.len();
+    // Seeded queries: a name's vector moved as far again as its variants are from it.
+    let mut rng = SplitMix64::new(42);
+    let mut texts: Vec<String> = Vec::with_capacity(queries);
+    let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut scratch = Vec::new();
+    while texts.len() < queries {
+        let i = rng.below(n);
+        let text = index.dictionary.name(i as u32).text.clone();
+        if vectors.contains_key(&text) {
+            continue;
+        }
+        let q = perturbed(
+            index.vectors.row_into(i, &mut scratch),
+            QUERY_SIGMA,
+            &mut rng,
+        );
+        vectors.insert(text.clone(), q);
+        texts.push(text);
+    }
+    let encoder = Precomputed {
+        identity: index.manifest.model.clone(),
+        vectors,
+    };
+    let pool = LinkOptions::default().candidates;
+    let ef = index.dense.params().ef_search;
+    let mut dense_ms = Vec::with_capacity(queries);
+    for t in &texts {
+        let q = &encoder.vectors[t];
+        let s = Instant::now();
+        std::hint::black_box(index.dense.search_ef(q, pool, ef.max(pool))?);
+        dense_ms.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let linker = Linker::new(&index, &encoder)?;
+    let options = LinkOptions {
+        k: 25,
+        ..LinkOptions::default()
+    };
+    let mut hybrid_ms = Vec::with_capacity(queries);
+    for t in &texts {
+        let s = Instant::now();
+        std::hint::black_box(linker.link(t, &options)?);
+        hybrid_ms.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let (rss_queried, peak) = rss_mib();
+    // recall@25 of the graph against a full scan of the same vectors.
+    let exact = ExactIndex::new(&index.vectors);
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for t in texts.iter().take(recall_queries) {
+        let q = &encoder.vectors[t];
+        let truth = exact.search(q, 25)?;
+        let got: Vec<u32> = index.dense.search(q, 25)?.iter().map(|h| h.id).collect();
+        found += truth.iter().filter(|h| got.contains(&h.id)).count();
+        wanted += truth.len();
+    }
+    dense_ms.sort_by(f64::total_cmp);
+    hybrid_ms.sort_by(f64::total_cmp);
+    let lexical_bytes = dir_bytes(&dir.join(&index.manifest.files.lexical));
+    Ok(serde_json::json!({
+        "names": n,
+        "open_seconds": open_seconds,
+        "rss_start_mib": rss_start,
+        "rss_open_mib": rss_open,
+        "rss_queried_mib": rss_queried,
+        "peak_rss_mib": peak,
+        "vector_bytes": index.vectors.data_bytes(),
+        "graph_bytes": index.dense.graph_bytes(),
+        "lexical_bytes": lexical_bytes,
+        "dense_p50_ms": percentile(&dense_ms, 0.5),
+        "dense_p99_ms": percentile(&dense_ms, 0.99),
+        "hybrid_p50_ms": percentile(&hybrid_ms, 0.5),
+        "hybrid_p99_ms": percentile(&hybrid_ms, 0.99),
+        "recall_at_25": found as f64 / wanted.max(1) as f64,
+        "recall_queries": recall_queries.min(texts.len()),
+    }))
+}

@@ -1,0 +1,367 @@
+//! The stored name vectors: one unit vector per name of the dictionary's name table, as f32 or
+//! f16, held in the heap while an index is built and memory-mapped when it is opened.
+//!
+//! Mapping rather than reading keeps one copy of the vectors in memory (the page cache's),
+//! shared between processes serving the same index, paged in as searches touch them. Index
+//! files are never modified in place (a rebuild renames a new directory over the old one), so
+//! a mapping stays valid for the life of the process.
+//!
+//! `vectors.bin` layout (little-endian):
+//! - version 1: magic `MLVEC\0\0\0`, `u32` 1, `u64` count, `u64` dimension, then f32 rows;
+//! - version 2: magic, `u32` 2, `u32` element type (0 f32, 1 f16), `u64` count, `u64`
+//!   dimension, then the rows (data starts at byte 32).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::kernels::{dot_f16, dot_f32, f16_bits_to_f32, f32_to_f16_bits};
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+#[cfg(target_endian = "big")]
+compile_error!("medlink memory-maps little-endian index files");
+
+const VECTOR_MAGIC: &[u8; 8] = b"MLVEC\0\0\0";
+const VECTOR_FORMAT_VERSION: u32 = 2;
+const V1_HEADER: usize = 28;
+const V2_HEADER: usize = 32;
+
+/// How each vector component is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorType {
+    /// 4 bytes per component.
+    F32,
+    /// 2 bytes per component (IEEE half): half the memory; cosines within ~1e-3 of f32.
+    #[default]
+    F16,
+}
+
+impl VectorType {
+    /// Indexes written before the element type was recorded hold f32.
+    pub fn legacy() -> Self {
+        VectorType::F32
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            VectorType::F32 => 4,
+            VectorType::F16 => 2,
+        }
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            VectorType::F32 => 0,
+            VectorType::F16 => 1,
+        }
+    }
+}
+
+enum Data {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+    /// Rows of `kind` starting `offset` bytes into a read-only mapping of `vectors.bin`.
+    Mapped {
+        map: memmap2::Mmap,
+        offset: usize,
+        kind: VectorType,
+    },
+}
+
+/// A borrowed view of every row at once.
+enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+}
+
+/// Row-major unit vectors.
+pub struct VectorStore {
+    dim: usize,
+    len: usize,
+    data: Data,
+}
+
+impl std::fmt::Debug for VectorStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorStore")
+            .field("dim", &self.dim)
+            .field("len", &self.len)
+            .field("kind", &self.kind())
+            .field("mapped", &matches!(self.data, Data::Mapped { .. }))
+            .finish()
+    }
+}
+
+/// Two stores are equal when they hold the same type and the same values.
+impl PartialEq for VectorStore {
+    fn eq(&self, other: &Self) -> bool {
+        if self.dim != other.dim || self.len != other.len || self.kind() != other.kind() {
+            return false;
+        }
+        match (self.rows(), other.rows()) {
+            (Rows::F32(a), Rows::F32(b)) => a == b,
+            (Rows::F16(a), Rows::F16(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl VectorStore {
+    /// An empty in-memory store.
+    pub fn new(dim: usize, kind: VectorType) -> Self {
+        VectorStore::zeros(dim, 0, kind)
+    }
+
+    /// `count` zero rows, to be filled with [`VectorStore::set_row`].
+    pub fn zeros(dim: usize, count: usize, kind: VectorType) -> Self {
+        let data = match kind {
+            VectorType::F32 => Data::F32(vec![0.0; dim * count]),
+            VectorType::F16 => Data::F16(vec![0; dim * count]),
+        };
+        VectorStore {
+            dim,
+            len: count,
+            data,
+        }
+    }
+
+    /// An f32 store of `rows`.
+    pub fn from_rows(dim: usize, rows: &[Vec<f32>]) -> Result<Self> {
+        let mut store = VectorStore::new(dim, VectorType::F32);
+        for row in rows {
+            store.push(row)?;
+        }
+        Ok(store)
+    }
+
+    /// Appends a row (in-memory stores only).
+    pub fn push(&mut self, row: &[f32]) -> Result<()> {
+        self.check_row(row)?;
+        match &mut self.data {
+            Data::F32(v) => v.extend_from_slice(row),
+            Data::F16(v) => v.extend(row.iter().map(|&x| f32_to_f16_bits(x))),
+            Data::Mapped { .. } => {
+                return Err(Error::InvalidInput(
+                    "a memory-mapped vector store is read-only".into(),
+                ))
+            }
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Overwrites row `i` (in-memory stores only).
+    pub fn set_row(&mut self, i: usize, row: &[f32]) -> Result<()> {
+        self.check_row(row)?;
+        let range = i * self.dim..(i + 1) * self.dim;
+        match &mut self.data {
+            Data::F32(v) => v[range].copy_from_slice(row),
+            Data::F16(v) => {
+                for (out, &x) in v[range].iter_mut().zip(row) {
+                    *out = f32_to_f16_bits(x);
+                }
+            }
+            Data::Mapped { .. } => {
+                return Err(Error::InvalidInput(
+                    "a memory-mapped vector store is read-only".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn check_row(&self, row: &[f32]) -> Result<()> {
+        if row.len() != self.dim {
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                got: row.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The same vectors stored as `kind` (in memory).
+    pub fn converted(&self, kind: VectorType) -> VectorStore {
+        let mut out = VectorStore::zeros(self.dim, self.len, kind);
+        let mut row = Vec::new();
+        for i in 0..self.len {
+            out.set_row(i, self.row_into(i, &mut row))
+                .expect("same dimension");
+        }
+        out
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn kind(&self) -> VectorType {
+        match &self.data {
+            Data::F32(_) => VectorType::F32,
+            Data::F16(_) => VectorType::F16,
+            Data::Mapped { kind, .. } => *kind,
+        }
+    }
+
+    /// Whether the rows live in a file mapping rather than the heap.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Data::Mapped { .. })
+    }
+
+    /// Bytes of vector data (in the heap or mapped).
+    pub fn data_bytes(&self) -> usize {
+        self.len * self.dim * self.kind().bytes()
+    }
+
+    fn rows(&self) -> Rows<'_> {
+        let n = self.len * self.dim;
+        match &self.data {
+            Data::F32(v) => Rows::F32(v),
+            Data::F16(v) => Rows::F16(v),
+            // SAFETY: `load` checked that the mapping holds `n` elements of `kind` from
+            // `offset` and that this address is aligned for the element type; the mapping is
+            // read-only and lives as long as `self`.
+            Data::Mapped { map, offset, kind } => unsafe {
+                let ptr = map.as_ptr().add(*offset);
+                match kind {
+                    VectorType::F32 => Rows::F32(std::slice::from_raw_parts(ptr.cast(), n)),
+                    VectorType::F16 => Rows::F16(std::slice::from_raw_parts(ptr.cast(), n)),
+                }
+            },
+        }
+    }
+
+    /// Cosine of `query` with row `i` (both unit vectors).
+    #[inline]
+    pub fn dot(&self, i: usize, query: &[f32]) -> f32 {
+        let range = i * self.dim..(i + 1) * self.dim;
+        match self.rows() {
+            Rows::F32(v) => dot_f32(query, &v[range]),
+            Rows::F16(v) => dot_f16(query, &v[range]),
+        }
+    }
+
+    /// Row `i` as f32: the stored slice itself, or its widening into `scratch`.
+    pub fn row_into<'a>(&'a self, i: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        let range = i * self.dim..(i + 1) * self.dim;
+        match self.rows() {
+            Rows::F32(v) => &v[range],
+            Rows::F16(v) => {
+                scratch.clear();
+                scratch.extend(v[range].iter().map(|&b| f16_bits_to_f32(b)));
+                scratch
+            }
+        }
+    }
+
+    /// Row `i` as a new f32 vector.
+    pub fn row_vec(&self, i: usize) -> Vec<f32> {
+        let mut scratch = Vec::new();
+        self.row_into(i, &mut scratch).to_vec()
+    }
+
+    /// Writes the store in its own element type (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fsutil::write_atomic(path, |w| {
+            w.write_all(VECTOR_MAGIC)?;
+            w.write_all(&VECTOR_FORMAT_VERSION.to_le_bytes())?;
+            w.write_all(&self.kind().code().to_le_bytes())?;
+            w.write_all(&(self.len as u64).to_le_bytes())?;
+            w.write_all(&(self.dim as u64).to_le_bytes())?;
+            // Through a buffer of bytes: one write per 64 KB, not per component.
+            let mut buf = Vec::with_capacity(1 << 16);
+            match self.rows() {
+                Rows::F32(v) => {
+                    for chunk in v.chunks(1 << 14) {
+                        buf.clear();
+                        buf.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+                        w.write_all(&buf)?;
+                    }
+                }
+                Rows::F16(v) => {
+                    for chunk in v.chunks(1 << 15) {
+                        buf.clear();
+                        buf.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+                        w.write_all(&buf)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Maps `vectors.bin` (version 1 or 2) after checking its header and size.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: index files are read-only once written and replaced only by renaming a new
+        // directory into place, so the mapped bytes do not change under the mapping.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let corrupt = |comment: String| Error::DataCorruption {
+            path: path.to_path_buf(),
+            comment,
+        };
+        if map.len() < V1_HEADER {
+            return Err(corrupt("shorter than the vector file header".into()));
+        }
+        if &map[..8] != VECTOR_MAGIC {
+            return Err(Error::FileFormat {
+                path: path.to_path_buf(),
+                expected: "vector".into(),
+                found: "another file type (bad magic bytes)".into(),
+            });
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8 bytes"));
+        let (kind, count, dim, offset) = match u32_at(8) {
+            1 => (VectorType::F32, u64_at(12), u64_at(20), V1_HEADER),
+            2 => {
+                if map.len() < V2_HEADER {
+                    return Err(corrupt("shorter than the vector file header".into()));
+                }
+                let kind = match u32_at(12) {
+                    0 => VectorType::F32,
+                    1 => VectorType::F16,
+                    other => return Err(corrupt(format!("unknown element type {other}"))),
+                };
+                (kind, u64_at(16), u64_at(24), V2_HEADER)
+            }
+            version => {
+                return Err(Error::FileFormat {
+                    path: path.to_path_buf(),
+                    expected: format!("vector format version 1 to {VECTOR_FORMAT_VERSION}"),
+                    found: format!("version {version}"),
+                })
+            }
+        };
+        let (count, dim) = (count as usize, dim as usize);
+        let expected = count
+            .checked_mul(dim)
+            .and_then(|n| n.checked_mul(kind.bytes()))
+            .ok_or_else(|| corrupt(format!("impossible size {count} x {dim}")))?;
+        let on_disk = map.len() - offset;
+        if on_disk != expected {
+            return Err(corrupt(format!(
+                "expected {count} vectors of {dim} {kind:?} components ({expected} bytes), found {on_disk} bytes"
+            )));
+        }
+        if !(map.as_ptr() as usize + offset).is_multiple_of(kind.bytes()) {
+            return Err(corrupt("vector data is not aligned".into()));
+        }
+        Ok(VectorStore {
+            dim,
+            len: count,
+            data: Data::Mapped { map, offset, kind },
+        })
+    }
+}
