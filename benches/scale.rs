@@ -8,7 +8,7 @@
 //! Gaussian noise (cosine ~0.92 to it), so variants cluster around real names as synonyms do.
 //!
 //! ```text
-//! cargo bench --bench scale -- synth --base DIR --names N --out DIR
+//! cargo bench --bench scale -- synth --base DIR --names N --out DIR [--vectors f16|i8|f32]
 //! cargo bench --bench scale -- query --index DIR [--queries 1000] [--recall-queries 200]
 //! ```
 //! Each prints one JSON object. `benches/python/scale_benchmarks.py` runs every step in its own
@@ -222,7 +222,15 @@ fn synth(args: &[String]) -> BenchResult {
     let prepared = start.elapsed().as_secs_f64();
     let model: ModelIdentity = base.manifest.model.clone();
     let model_path = PathBuf::from(&base.manifest.model_path);
-    let params = base.manifest.hnsw;
+    let mut params = base.manifest.hnsw;
+    if let Some(kind) = flag(args, "--vectors") {
+        params.vector_type = match kind {
+            "f32" => VectorType::F32,
+            "f16" => VectorType::F16,
+            "i8" => VectorType::I8,
+            other => return Err(format!("unknown vector type {other}").into()),
+        };
+    }
     let names = dictionary.names().len();
     drop(base);
     let build = Instant::now();
@@ -239,6 +247,7 @@ fn synth(args: &[String]) -> BenchResult {
     let (_, peak) = rss_mib();
     Ok(serde_json::json!({
         "names": names,
+        "vectors": format!("{:?}", params.vector_type).to_lowercase(),
         "concepts": dictionary.concepts().len(),
         "prepare_seconds": prepared,
         "build_seconds": build_seconds,
@@ -338,8 +347,12 @@ fn query(args: &[String]) -> BenchResult {
     for t in texts.iter().take(recall_queries) {
         let q = &encoder.vectors[t];
         let truth = exact.search(q, 25)?;
-        let got: Vec<u32> = index.dense.search(q, 25)?.iter().map(|h| h.id).collect();
-        found += truth.iter().filter(|h| got.contains(&h.id)).count();
+        let got = index.dense.search(q, 25)?;
+        // Names repeated across vocabularies have identical vectors: a hit that ties the
+        // 25th exact score is as right as the one the full scan listed.
+        let kth = truth.last().map_or(f32::INFINITY, |h| h.score);
+        let right = got.iter().filter(|h| h.score >= kth - 1e-6).count();
+        found += right.min(truth.len());
         wanted += truth.len();
     }
     dense_ms.sort_by(f64::total_cmp);
@@ -347,6 +360,7 @@ fn query(args: &[String]) -> BenchResult {
     let lexical_bytes = dir_bytes(&dir.join(&index.manifest.files.lexical));
     Ok(serde_json::json!({
         "names": n,
+        "vectors": format!("{:?}", index.vectors.kind()).to_lowercase(),
         "open_seconds": open_seconds,
         "rss_start_mib": rss_start,
         "rss_open_mib": rss_open,

@@ -44,6 +44,11 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Index(IndexCommand::Convert {
+            index,
+            vectors,
+            out,
+        }) => convert(&index, vectors, &out),
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
@@ -135,6 +140,45 @@ fn model_dir(args: &ModelArgs, index: Option<&Manifest>, cache: &Path) -> Result
         );
     }
     Ok(assets::ensure(&DEFAULT_MODEL, cache)?)
+}
+
+fn convert(
+    source: &Path,
+    vector_type: crate::index::dense::VectorType,
+    out: &Path,
+) -> Result<()> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(source, out) {
+        return Err(crate::Error::InvalidInput(format!(
+            "--out {} is the index being converted: choose another directory",
+            out.display()
+        ))
+        .into());
+    }
+    let index = Index::open(source)?;
+    let params = HnswParams {
+        vector_type,
+        ..index.manifest.hnsw
+    };
+    let manifest = Index::build_from_vectors(
+        &index.dictionary,
+        index.vectors.converted(vector_type),
+        &index.manifest.model,
+        Path::new(&index.manifest.model_path),
+        out,
+        params,
+        &Bars::default(),
+    )?;
+    eprintln!(
+        "wrote {} ({} names, {:?} vectors)",
+        out.display(),
+        manifest.counts.names,
+        vector_type
+    );
+    Ok(())
 }
 
 fn build(args: BuildArgs, cache: &Path) -> Result<()> {

@@ -173,6 +173,18 @@ pub enum IndexCommand {
         #[arg(long, value_name = "DIR")]
         index: PathBuf,
     },
+    /// Rewrite an index with another vector type (e.g. f32 -> i8 to quarter its vectors'
+    /// memory) without re-embedding its names; the graph is rebuilt over the new vectors.
+    Convert {
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+        /// Vector type of the new index.
+        #[arg(long, value_enum)]
+        vectors: crate::index::dense::VectorType,
+        /// Directory of the new index (replaced atomically if it exists; not the source).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -204,8 +216,8 @@ pub struct BuildArgs {
     /// HNSW search breadth recorded in the index (queries use at least their candidate pool).
     #[arg(long, default_value_t = 64)]
     pub ef_search: usize,
-    /// Stored vector components: f16 (half the memory; acc@1 unchanged on NCBI-disease test)
-    /// or f32.
+    /// Stored vector components: f16 (half of f32's memory), i8 (a quarter) or f32; the
+    /// accuracy of each is in BENCHMARKS.md ("Vector types").
     #[arg(long, value_enum, default_value_t = crate::index::dense::VectorType::F16)]
     pub vectors: crate::index::dense::VectorType,
 }

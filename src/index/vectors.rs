@@ -1,5 +1,6 @@
-//! The stored name vectors: one unit vector per name of the dictionary's name table, as f32 or
-//! f16, held in the heap while an index is built and memory-mapped when it is opened.
+//! The stored name vectors: one unit vector per name of the dictionary's name table, as f32,
+//! f16 or i8 (with a scale per row), held in the heap while an index is built and
+//! memory-mapped when it is opened.
 //!
 //! Mapping rather than reading keeps one copy of the vectors in memory (the page cache's),
 //! shared between processes serving the same index, paged in as searches touch them. Index
@@ -8,15 +9,15 @@
 //!
 //! `vectors.bin` layout (little-endian):
 //! - version 1: magic `MLVEC\0\0\0`, `u32` 1, `u64` count, `u64` dimension, then f32 rows;
-//! - version 2: magic, `u32` 2, `u32` element type (0 f32, 1 f16), `u64` count, `u64`
-//!   dimension, then the rows (data starts at byte 32).
+//! - version 2: magic, `u32` 2, `u32` element type (0 f32, 1 f16, 2 i8), `u64` count, `u64`
+//!   dimension, then from byte 32 the rows; for i8, first one f32 scale per row, then the rows.
 
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::kernels::{dot_f16, dot_f32, f16_bits_to_f32, f32_to_f16_bits};
+use super::kernels::{dot_f16, dot_f32, dot_i8, f16_bits_to_f32, f32_to_f16_bits, quantize_i8};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -34,9 +35,12 @@ const V2_HEADER: usize = 32;
 pub enum VectorType {
     /// 4 bytes per component.
     F32,
-    /// 2 bytes per component (IEEE half): half the memory; cosines within ~1e-3 of f32.
+    /// 2 bytes per component (IEEE half): half the memory; cosines within ~1e-4 of f32.
     #[default]
     F16,
+    /// 1 byte per component and a 4-byte scale per row: a quarter of the memory; cosines
+    /// within ~2e-3 of f32.
+    I8,
 }
 
 impl VectorType {
@@ -45,17 +49,25 @@ impl VectorType {
         VectorType::F32
     }
 
+    /// Bytes per component.
     pub fn bytes(self) -> usize {
         match self {
             VectorType::F32 => 4,
             VectorType::F16 => 2,
+            VectorType::I8 => 1,
         }
+    }
+
+    /// Bytes of a row of `dim` components (with its scale).
+    pub fn row_bytes(self, dim: usize) -> usize {
+        dim * self.bytes() + if self == VectorType::I8 { 4 } else { 0 }
     }
 
     fn code(self) -> u32 {
         match self {
             VectorType::F32 => 0,
             VectorType::F16 => 1,
+            VectorType::I8 => 2,
         }
     }
 }
@@ -63,6 +75,10 @@ impl VectorType {
 enum Data {
     F32(Vec<f32>),
     F16(Vec<u16>),
+    I8 {
+        scales: Vec<f32>,
+        rows: Vec<i8>,
+    },
     /// Rows of `kind` starting `offset` bytes into a read-only mapping of `vectors.bin`.
     Mapped {
         map: memmap2::Mmap,
@@ -75,6 +91,7 @@ enum Data {
 enum Rows<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
+    I8 { scales: &'a [f32], rows: &'a [i8] },
 }
 
 /// Row-major unit vectors.
@@ -104,6 +121,16 @@ impl PartialEq for VectorStore {
         match (self.rows(), other.rows()) {
             (Rows::F32(a), Rows::F32(b)) => a == b,
             (Rows::F16(a), Rows::F16(b)) => a == b,
+            (
+                Rows::I8 {
+                    scales: sa,
+                    rows: ra,
+                },
+                Rows::I8 {
+                    scales: sb,
+                    rows: rb,
+                },
+            ) => sa == sb && ra == rb,
             _ => false,
         }
     }
@@ -120,6 +147,10 @@ impl VectorStore {
         let data = match kind {
             VectorType::F32 => Data::F32(vec![0.0; dim * count]),
             VectorType::F16 => Data::F16(vec![0; dim * count]),
+            VectorType::I8 => Data::I8 {
+                scales: vec![0.0; count],
+                rows: vec![0; dim * count],
+            },
         };
         VectorStore {
             dim,
@@ -143,6 +174,11 @@ impl VectorStore {
         match &mut self.data {
             Data::F32(v) => v.extend_from_slice(row),
             Data::F16(v) => v.extend(row.iter().map(|&x| f32_to_f16_bits(x))),
+            Data::I8 { scales, rows } => {
+                let start = rows.len();
+                rows.resize(start + row.len(), 0);
+                scales.push(quantize_i8(row, &mut rows[start..]));
+            }
             Data::Mapped { .. } => {
                 return Err(Error::InvalidInput(
                     "a memory-mapped vector store is read-only".into(),
@@ -164,6 +200,7 @@ impl VectorStore {
                     *out = f32_to_f16_bits(x);
                 }
             }
+            Data::I8 { scales, rows } => scales[i] = quantize_i8(row, &mut rows[range]),
             Data::Mapped { .. } => {
                 return Err(Error::InvalidInput(
                     "a memory-mapped vector store is read-only".into(),
@@ -210,6 +247,7 @@ impl VectorStore {
         match &self.data {
             Data::F32(_) => VectorType::F32,
             Data::F16(_) => VectorType::F16,
+            Data::I8 { .. } => VectorType::I8,
             Data::Mapped { kind, .. } => *kind,
         }
     }
@@ -221,7 +259,7 @@ impl VectorStore {
 
     /// Bytes of vector data (in the heap or mapped).
     pub fn data_bytes(&self) -> usize {
-        self.len * self.dim * self.kind().bytes()
+        self.len * self.kind().row_bytes(self.dim)
     }
 
     fn rows(&self) -> Rows<'_> {
@@ -229,14 +267,19 @@ impl VectorStore {
         match &self.data {
             Data::F32(v) => Rows::F32(v),
             Data::F16(v) => Rows::F16(v),
+            Data::I8 { scales, rows } => Rows::I8 { scales, rows },
             // SAFETY: `load` checked that the mapping holds `n` elements of `kind` from
-            // `offset` and that this address is aligned for the element type; the mapping is
-            // read-only and lives as long as `self`.
+            // `offset` (after `len` scales for i8) and that this address is aligned for the
+            // element type; the mapping is read-only and lives as long as `self`.
             Data::Mapped { map, offset, kind } => unsafe {
                 let ptr = map.as_ptr().add(*offset);
                 match kind {
                     VectorType::F32 => Rows::F32(std::slice::from_raw_parts(ptr.cast(), n)),
                     VectorType::F16 => Rows::F16(std::slice::from_raw_parts(ptr.cast(), n)),
+                    VectorType::I8 => Rows::I8 {
+                        scales: std::slice::from_raw_parts(ptr.cast(), self.len),
+                        rows: std::slice::from_raw_parts(ptr.add(4 * self.len).cast(), n),
+                    },
                 }
             },
         }
@@ -249,6 +292,7 @@ impl VectorStore {
         match self.rows() {
             Rows::F32(v) => dot_f32(query, &v[range]),
             Rows::F16(v) => dot_f16(query, &v[range]),
+            Rows::I8 { scales, rows } => scales[i] * dot_i8(query, &rows[range]),
         }
     }
 
@@ -260,6 +304,11 @@ impl VectorStore {
             Rows::F16(v) => {
                 scratch.clear();
                 scratch.extend(v[range].iter().map(|&b| f16_bits_to_f32(b)));
+                scratch
+            }
+            Rows::I8 { scales, rows } => {
+                scratch.clear();
+                scratch.extend(rows[range].iter().map(|&q| scales[i] * f32::from(q)));
                 scratch
             }
         }
@@ -293,6 +342,18 @@ impl VectorStore {
                     for chunk in v.chunks(1 << 15) {
                         buf.clear();
                         buf.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+                        w.write_all(&buf)?;
+                    }
+                }
+                Rows::I8 { scales, rows } => {
+                    for chunk in scales.chunks(1 << 14) {
+                        buf.clear();
+                        buf.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+                        w.write_all(&buf)?;
+                    }
+                    for chunk in rows.chunks(1 << 16) {
+                        buf.clear();
+                        buf.extend(chunk.iter().map(|&q| q as u8));
                         w.write_all(&buf)?;
                     }
                 }
@@ -332,6 +393,7 @@ impl VectorStore {
                 let kind = match u32_at(12) {
                     0 => VectorType::F32,
                     1 => VectorType::F16,
+                    2 => VectorType::I8,
                     other => return Err(corrupt(format!("unknown element type {other}"))),
                 };
                 (kind, u64_at(16), u64_at(24), V2_HEADER)
@@ -345,9 +407,10 @@ impl VectorStore {
             }
         };
         let (count, dim) = (count as usize, dim as usize);
-        let expected = count
-            .checked_mul(dim)
-            .and_then(|n| n.checked_mul(kind.bytes()))
+        let expected = dim
+            .checked_mul(kind.bytes())
+            .and_then(|row| row.checked_add(kind.row_bytes(0)))
+            .and_then(|row| row.checked_mul(count))
             .ok_or_else(|| corrupt(format!("impossible size {count} x {dim}")))?;
         let on_disk = map.len() - offset;
         if on_disk != expected {
@@ -355,7 +418,8 @@ impl VectorStore {
                 "expected {count} vectors of {dim} {kind:?} components ({expected} bytes), found {on_disk} bytes"
             )));
         }
-        if !(map.as_ptr() as usize + offset).is_multiple_of(kind.bytes()) {
+        let align = if kind == VectorType::I8 { 4 } else { kind.bytes() };
+        if !(map.as_ptr() as usize + offset).is_multiple_of(align) {
             return Err(corrupt("vector data is not aligned".into()));
         }
         Ok(VectorStore {

@@ -595,3 +595,52 @@ fn train_encoder_without_an_ontology_pairs_mentions_of_one_code() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--ontology"), "{stderr}");
 }
+
+#[test]
+fn index_convert_rewrites_vectors_and_keeps_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let f16 = build_sample_index(dir.path());
+    let i8 = dir.path().join("cardio-i8");
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["index", "convert", "--vectors", "i8", "--index"])
+            .arg(&f16)
+            .arg("--out")
+            .arg(&i8),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let info = |index: &std::path::Path| -> serde_json::Value {
+        let (_, stdout, _) = run(medlink().args(["index", "info", "--index"]).arg(index), b"");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    assert_eq!(info(&f16)["hnsw"]["vector_type"], "f16");
+    assert_eq!(info(&i8)["hnsw"]["vector_type"], "i8");
+    assert_eq!(info(&i8)["counts"], info(&f16)["counts"]);
+    // A quarter of f32's bytes (plus a scale per row): smaller than the f16 file.
+    let size = |index: &std::path::Path| std::fs::metadata(index.join("vectors.bin")).unwrap().len();
+    assert!(size(&i8) * 10 < size(&f16) * 6, "{} vs {}", size(&i8), size(&f16));
+    // The same top concept for a mention, from either index.
+    let top = |index: &std::path::Path| -> String {
+        let (code, stdout, stderr) = run(
+            medlink().args(["link", "-k", "1", "--index"]).arg(index),
+            b"{\"mention\": \"heart attack\"}\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        line["candidates"][0]["id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(top(&i8), top(&f16));
+    // Converting onto itself is refused before anything is written.
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["index", "convert", "--vectors", "f32", "--index"])
+            .arg(&f16)
+            .arg("--out")
+            .arg(&f16),
+        b"",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is the index being converted"), "{stderr}");
+    assert_eq!(info(&f16)["hnsw"]["vector_type"], "f16");
+}
