@@ -8,7 +8,7 @@
 //! Gaussian noise (cosine ~0.92 to it), so variants cluster around real names as synonyms do.
 //!
 //! ```text
-//! cargo bench --bench scale -- synth --base DIR --names N --out DIR [--vectors f16|i8|f32]
+//! cargo bench --bench scale -- synth --base DIR --names N --out DIR [--vectors f16|i8|f32] [--m M]
 //! cargo bench --bench scale -- query --index DIR [--queries 1000] [--recall-queries 200]
 //! ```
 //! Each prints one JSON object. `benches/python/scale_benchmarks.py` runs every step in its own
@@ -223,6 +223,9 @@ fn synth(args: &[String]) -> BenchResult {
     let model: ModelIdentity = base.manifest.model.clone();
     let model_path = PathBuf::from(&base.manifest.model_path);
     let mut params = base.manifest.hnsw;
+    if let Some(m) = flag(args, "--m") {
+        params.m = m.parse()?;
+    }
     if let Some(kind) = flag(args, "--vectors") {
         params.vector_type = match kind {
             "f32" => VectorType::F32,
@@ -247,7 +250,7 @@ fn synth(args: &[String]) -> BenchResult {
     let (_, peak) = rss_mib();
     Ok(serde_json::json!({
         "names": names,
-        "vectors": format!("{:?}", params.vector_type).to_lowercase(),
+        "vectors": params.vector_type.as_str(),
         "concepts": dictionary.concepts().len(),
         "prepare_seconds": prepared,
         "build_seconds": build_seconds,
@@ -341,26 +344,54 @@ fn query(args: &[String]) -> BenchResult {
         hybrid_ms.push(s.elapsed().as_secs_f64() * 1e3);
     }
     let (rss_queried, peak) = rss_mib();
-    // recall@25 of the graph against a full scan of the same vectors.
+    // recall@25 of the graph against a full scan of the same vectors, at the index's search
+    // breadth and at wider ones (with each breadth's latency for the linker's pool).
     let exact = ExactIndex::new(&index.vectors);
-    let (mut found, mut wanted) = (0usize, 0usize);
-    for t in texts.iter().take(recall_queries) {
-        let q = &encoder.vectors[t];
-        let truth = exact.search(q, 25)?;
-        let got = index.dense.search(q, 25)?;
-        // Names repeated across vocabularies have identical vectors: a hit that ties the
-        // 25th exact score is as right as the one the full scan listed.
-        let kth = truth.last().map_or(f32::INFINITY, |h| h.score);
-        let right = got.iter().filter(|h| h.score >= kth - 1e-6).count();
-        found += right.min(truth.len());
-        wanted += truth.len();
+    let recall_texts: Vec<&String> = texts.iter().take(recall_queries).collect();
+    let truths: Vec<Vec<medlink::index::dense::Hit>> = recall_texts
+        .iter()
+        .map(|t| exact.search(&encoder.vectors[*t], 25))
+        .collect::<Result<_, _>>()?;
+    let recall_at = |ef: usize| -> Result<f64, Box<dyn std::error::Error>> {
+        let (mut found, mut wanted) = (0usize, 0usize);
+        for (t, truth) in recall_texts.iter().zip(&truths) {
+            let got = index.dense.search_ef(&encoder.vectors[*t], 25, ef)?;
+            // Names repeated across vocabularies have identical vectors: a hit that ties the
+            // 25th exact score is as right as the one the full scan listed.
+            let kth = truth.last().map_or(f32::INFINITY, |h| h.score);
+            let right = got.iter().filter(|h| h.score >= kth - 1e-6).count();
+            found += right.min(truth.len());
+            wanted += truth.len();
+        }
+        Ok(found as f64 / wanted.max(1) as f64)
+    };
+    let mut sweep = Vec::new();
+    for breadth in [64usize, 128, 256] {
+        let mut ms = Vec::with_capacity(texts.len());
+        for t in &texts {
+            let s = Instant::now();
+            std::hint::black_box(index.dense.search_ef(
+                &encoder.vectors[t],
+                pool,
+                breadth.max(pool),
+            )?);
+            ms.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(f64::total_cmp);
+        sweep.push(serde_json::json!({
+            "ef": breadth,
+            "recall_at_25": recall_at(breadth)?,
+            "p50_ms": percentile(&ms, 0.5),
+            "p99_ms": percentile(&ms, 0.99),
+        }));
     }
+    let recall = recall_at(ef)?;
     dense_ms.sort_by(f64::total_cmp);
     hybrid_ms.sort_by(f64::total_cmp);
     let lexical_bytes = dir_bytes(&dir.join(&index.manifest.files.lexical));
     Ok(serde_json::json!({
         "names": n,
-        "vectors": format!("{:?}", index.vectors.kind()).to_lowercase(),
+        "vectors": index.vectors.kind().as_str(),
         "open_seconds": open_seconds,
         "rss_start_mib": rss_start,
         "rss_open_mib": rss_open,
@@ -373,7 +404,9 @@ fn query(args: &[String]) -> BenchResult {
         "dense_p99_ms": percentile(&dense_ms, 0.99),
         "hybrid_p50_ms": percentile(&hybrid_ms, 0.5),
         "hybrid_p99_ms": percentile(&hybrid_ms, 0.99),
-        "recall_at_25": found as f64 / wanted.max(1) as f64,
-        "recall_queries": recall_queries.min(texts.len()),
+        "ef_search": ef,
+        "recall_at_25": recall,
+        "recall_queries": recall_texts.len(),
+        "ef_sweep": sweep,
     }))
 }

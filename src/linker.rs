@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
+use crate::index::dense::VectorIndex;
 use crate::index::Index;
 use crate::ontology::{ConceptIdx, NameIdx};
 use crate::text::{normalize, singular_variant};
@@ -63,12 +64,17 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Weight of the dense score in hybrid mode for an index never tuned: chosen on NCBI-disease
+/// dev and GSC+ dev with the base model.
+pub const DEFAULT_ALPHA: f32 = 0.6;
+
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
     pub k: usize,
     pub mode: Mode,
-    /// Weight of the dense score in hybrid mode.
-    pub alpha: f32,
+    /// Weight of the dense score in hybrid mode; `None`: the index's tuned weight
+    /// (`medlink index tune`, kept in its manifest), else [`DEFAULT_ALPHA`].
+    pub alpha: Option<f32>,
     /// Candidate names taken from each of HNSW and tantivy before grouping.
     pub candidates: usize,
     /// Keep only concepts from these source names (`HPO`, `MEDIC`...); empty keeps all.
@@ -82,7 +88,7 @@ impl Default for LinkOptions {
         LinkOptions {
             k: 10,
             mode: Mode::Hybrid,
-            alpha: 0.6,
+            alpha: None,
             candidates: 64,
             sources: Vec::new(),
             types: Vec::new(),
@@ -113,10 +119,9 @@ impl LinkOptions {
                 self.k
             )));
         }
-        if !(0.0..=1.0).contains(&self.alpha) {
+        if let Some(alpha) = self.alpha.filter(|a| !(0.0..=1.0).contains(a)) {
             return Err(Error::InvalidInput(format!(
-                "alpha must be between 0 and 1, got {}",
-                self.alpha
+                "alpha must be between 0 and 1, got {alpha}"
             )));
         }
         Ok(())
@@ -230,7 +235,7 @@ impl<'s> NameScorer<'s> {
         } else {
             0.0
         };
-        let alpha = self.options.alpha;
+        let alpha = self.options.alpha.unwrap_or(self.linker.default_alpha);
         let fused = match (dense, lexical) {
             (Some(d), Some(l)) => alpha * d + (1.0 - alpha) * l,
             (Some(d), None) => d,
@@ -252,12 +257,16 @@ impl<'s> NameScorer<'s> {
 /// Links mentions against one index with one encoder.
 pub struct Linker<'a> {
     index: &'a Index,
+    /// Dense retrieval: the index's HNSW graph unless [`Linker::with_vector_index`] set another.
+    dense: &'a dyn VectorIndex,
     /// None for a lexical-only linker ([`Linker::lexical_only`]).
     encoder: Option<&'a dyn Encoder>,
     /// Every concept type of the dictionary, lowercased, to validate `--type` filters.
     known_types: std::collections::BTreeSet<String>,
     /// Threads ranking the mentions of one batch after encoding ([`Linker::with_threads`]).
     threads: usize,
+    /// Hybrid weight when the options name none: the index's tuned one, else the default.
+    default_alpha: f32,
 }
 
 impl<'a> Linker<'a> {
@@ -283,10 +292,24 @@ impl<'a> Linker<'a> {
             .collect();
         Linker {
             index,
+            dense: &index.dense,
             encoder,
             known_types,
             threads: 1,
+            default_alpha: index
+                .manifest
+                .fusion
+                .as_ref()
+                .map_or(DEFAULT_ALPHA, |f| f.alpha),
         }
+    }
+
+    /// Retrieves dense candidates from `dense` instead of the index's graph: the seam for an
+    /// external vector engine loaded from `medlink index export` (its ids must be the index's
+    /// name rows). Scoring still reads the index's own vectors.
+    pub fn with_vector_index(mut self, dense: &'a dyn VectorIndex) -> Self {
+        self.dense = dense;
+        self
     }
 
     /// Ranks the mentions of a batch on up to `threads` threads once they are encoded (HNSW
@@ -379,8 +402,7 @@ impl<'a> Linker<'a> {
         }
         if options.mode != Mode::Lexical {
             names.extend(
-                self.index
-                    .dense
+                self.dense
                     .search_ef(vector, pool, pool.max(self.index.dense.params().ef_search))?
                     .into_iter()
                     .map(|h| h.id),

@@ -49,6 +49,23 @@ pub fn run(cli: Cli) -> Result<()> {
             vectors,
             out,
         }) => convert(&index, vectors, &out),
+        Command::Index(IndexCommand::Tune(args)) => tune(*args, &cache),
+        Command::Index(IndexCommand::Export {
+            index,
+            format,
+            out,
+            batch,
+        }) => {
+            let index = Index::open(&index)?;
+            let summary = crate::index::export::export(&index, format, &out, batch)?;
+            eprintln!(
+                "wrote {} points in {} files to {} (see LOAD.txt there)",
+                summary.points,
+                summary.files.len(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Search(args) => search(args, &cache),
         Command::Link(args) => link(args, &cache),
         Command::Embed(args) => embed(args, &cache),
@@ -142,11 +159,7 @@ fn model_dir(args: &ModelArgs, index: Option<&Manifest>, cache: &Path) -> Result
     Ok(assets::ensure(&DEFAULT_MODEL, cache)?)
 }
 
-fn convert(
-    source: &Path,
-    vector_type: crate::index::dense::VectorType,
-    out: &Path,
-) -> Result<()> {
+fn convert(source: &Path, vector_type: crate::index::dense::VectorType, out: &Path) -> Result<()> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -159,11 +172,67 @@ fn convert(
         .into());
     }
     let index = Index::open(source)?;
+    let manifest = rewrite_index(&index, vector_type, out)?;
+    eprintln!(
+        "wrote {} ({} names, {} vectors)",
+        out.display(),
+        manifest.counts.names,
+        vector_type.as_str()
+    );
+    Ok(())
+}
+
+fn tune(args: super::TuneArgs, cache: &Path) -> Result<()> {
+    use crate::eval::link::EvalOptions;
+    use crate::eval::tune::{default_grid, tune_alpha};
+    use crate::index::manifest::Fusion;
+    let corpus = args.corpus.parse::<crate::eval::CorpusSpec>()?.load()?;
+    let index = Index::open(&args.index)?;
+    let encoder = encoder_for(&index, &args.model, cache)?;
+    let options = EvalOptions {
+        entity_types: args.entity_types.clone(),
+        expand_abbreviations: args.abbreviations,
+        ..EvalOptions::default()
+    };
+    let tuning = tune_alpha(&index, &encoder, &corpus, &options, &default_grid(), 0)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &tuning)?;
+    writeln!(out)?;
+    eprintln!(
+        "alpha {:.2}: acc@1 {:.4} on {} mentions (default {:.2}: {:.4})",
+        tuning.best.alpha,
+        tuning.best.acc_at_1,
+        tuning.mentions,
+        tuning.default.alpha,
+        tuning.default.acc_at_1
+    );
+    if !args.dry_run {
+        let mut manifest = index.manifest.clone();
+        manifest.fusion = Some(Fusion {
+            alpha: tuning.best.alpha,
+            tuned_on: args.corpus.clone(),
+            mentions: tuning.mentions,
+            acc_at_1: tuning.best.acc_at_1,
+            default_acc_at_1: tuning.default.acc_at_1,
+        });
+        manifest.save(&args.index)?;
+        eprintln!("recorded in {}", args.index.join("manifest.json").display());
+    }
+    Ok(())
+}
+
+/// Writes `index`'s dictionary and vectors (as `vector_type`) as a new index at `out`, in the
+/// current format: no name is re-embedded, the graph and lexical index are rebuilt.
+fn rewrite_index(
+    index: &Index,
+    vector_type: crate::index::dense::VectorType,
+    out: &Path,
+) -> Result<Manifest> {
     let params = HnswParams {
         vector_type,
         ..index.manifest.hnsw
     };
-    let manifest = Index::build_from_vectors(
+    let mut manifest = Index::build_from_vectors(
         &index.dictionary,
         index.vectors.converted(vector_type),
         &index.manifest.model,
@@ -172,13 +241,12 @@ fn convert(
         params,
         &Bars::default(),
     )?;
-    eprintln!(
-        "wrote {} ({} names, {:?} vectors)",
-        out.display(),
-        manifest.counts.names,
-        vector_type
-    );
-    Ok(())
+    // A tuned hybrid weight still holds: the names and (up to rounding) the vectors are the same.
+    if index.manifest.fusion.is_some() {
+        manifest.fusion = index.manifest.fusion.clone();
+        manifest.save(out)?;
+    }
+    Ok(manifest)
 }
 
 fn build(args: BuildArgs, cache: &Path) -> Result<()> {
@@ -270,6 +338,17 @@ pub(super) fn open_index(index: Option<&Path>, model: &ModelArgs, cache: &Path) 
             &Bars::default(),
         )
         .with_context(|| format!("building the default index {}", dir.display()))?;
+    }
+    // The default index belongs to medlink: one written by an older medlink is upgraded once
+    // (its vectors are kept, so nothing is re-embedded).
+    if Manifest::load(&dir)?.format_version < crate::index::manifest::INDEX_FORMAT_VERSION {
+        eprintln!(
+            "upgrading the default HPO index in {} to this medlink's format (once)",
+            dir.display()
+        );
+        let old = Index::open(&dir)?;
+        rewrite_index(&old, HnswParams::default().vector_type, &dir)
+            .with_context(|| format!("upgrading the default index {}", dir.display()))?;
     }
     Ok(Index::open(&dir)?)
 }

@@ -131,6 +131,27 @@ pub struct EvalLinkArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A training or development corpus (same syntax as `eval link --corpus`); never the split
+    /// you report.
+    #[arg(long, value_name = "FORMAT:PATH[#OPTIONS]")]
+    pub corpus: String,
+    /// Entity types of gold mentions to tune on (e.g. Disease); default all.
+    #[arg(long, value_delimiter = ',', value_name = "TYPE")]
+    pub entity_types: Vec<String>,
+    /// Expand abbreviations defined in the document before linking, as `eval link` does.
+    #[arg(long)]
+    pub abbreviations: bool,
+    /// Print the grid without recording the winner.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct EmbedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -184,6 +205,23 @@ pub enum IndexCommand {
         /// Directory of the new index (replaced atomically if it exists; not the source).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// Choose the index's hybrid weight (alpha) on a development corpus and record it in the
+    /// manifest, where link, search, eval, annotate and serve find it.
+    Tune(Box<TuneArgs>),
+    /// Write an index's vectors and payloads (id = name row) as bulk-load files for an
+    /// external vector engine, with the requests that load them (LOAD.txt).
+    Export {
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+        #[arg(long, value_enum)]
+        format: crate::index::export::ExportFormat,
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Points per file.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
     },
 }
 
@@ -252,9 +290,10 @@ pub struct QueryArgs {
     /// Candidate signals: hybrid, dense or lexical.
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
-    /// Weight of the dense score in hybrid mode (0..=1).
-    #[arg(long, default_value_t = 0.6)]
-    pub alpha: f32,
+    /// Weight of the dense score in hybrid mode (0..=1) [default: the index's tuned weight
+    /// (`medlink index tune`), else 0.6].
+    #[arg(long)]
+    pub alpha: Option<f32>,
     /// Keep only concepts of these sources (e.g. HPO, MEDIC).
     #[arg(long = "source", value_name = "NAME")]
     pub sources: Vec<String>,

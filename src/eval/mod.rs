@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pubtator;
 pub mod spec;
 pub mod split;
+pub mod tune;
 
 pub use spec::CorpusSpec;
 

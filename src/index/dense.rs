@@ -22,10 +22,20 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// Nearest-neighbour search over unit vectors.
+/// Nearest-neighbour search over unit vectors: what the linker asks of dense retrieval. The
+/// in-process HNSW graph implements it; so can a client of an external engine holding the
+/// vectors `medlink index export` wrote (ids are name rows), set with
+/// [`crate::linker::Linker::with_vector_index`].
 pub trait VectorIndex: Send + Sync {
     /// The `k` most similar rows, best first.
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>>;
+
+    /// Like [`VectorIndex::search`], exploring at least `breadth` candidates where the engine
+    /// has such a knob (HNSW's ef).
+    fn search_ef(&self, query: &[f32], k: usize, breadth: usize) -> Result<Vec<Hit>> {
+        let _ = breadth;
+        self.search(query, k)
+    }
 }
 
 /// Brute-force search over every vector: exact, and the oracle HNSW is tested against.
@@ -196,7 +206,11 @@ impl HnswIndex {
 
 impl VectorIndex for HnswIndex {
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        self.search_ef(query, k, self.params.ef_search)
+        HnswIndex::search_ef(self, query, k, self.params.ef_search)
+    }
+
+    fn search_ef(&self, query: &[f32], k: usize, breadth: usize) -> Result<Vec<Hit>> {
+        HnswIndex::search_ef(self, query, k, breadth)
     }
 }
 

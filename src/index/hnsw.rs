@@ -543,8 +543,8 @@ fn search_layer(
     out
 }
 
-/// The paper's heuristic neighbour selection: take candidates best first, keeping one only if
-/// it is closer to the base than to every neighbour kept so far (spreads links across
+/// The paper's heuristic neighbour selection: take candidates best first, keeping one unless
+/// a neighbour kept so far is closer to it than the base is (spreads links across
 /// directions, which keeps clustered names reachable).
 fn select_neighbours(
     store: &VectorStore,
@@ -558,7 +558,10 @@ fn select_neighbours(
             break;
         }
         let row = store.row_into(c.id as usize, scratch);
-        if kept.iter().all(|k| store.dot(k.id as usize, row) < c.sim) {
+        // Only a neighbour strictly closer to the candidate than the base prunes it: with `<=`
+        // a name repeated across vocabularies (identical vectors) would prune every other
+        // link of its twin and cut both off the graph.
+        if kept.iter().all(|k| store.dot(k.id as usize, row) <= c.sim) {
             kept.push(c);
         }
     }

@@ -201,7 +201,10 @@ mod tests {
             let want8 = dot_i8_scalar(&a, &b8) * scale;
             assert!((dot_i8(&a, &b8) * scale - want8).abs() < 1e-4, "i8 n={n}");
             // A step of max|b| / 127 per component.
-            assert!((want8 - dot_f32_scalar(&a, &b)).abs() < 2e-2, "i8 vs f32 n={n}");
+            assert!(
+                (want8 - dot_f32_scalar(&a, &b)).abs() < 2e-2,
+                "i8 vs f32 n={n}"
+            );
             let want32 = dot_f32_scalar(&a, &b);
             let want16 = dot_f16_scalar(&a, &b16);
             assert!((dot_f32(&a, &b) - want32).abs() < 1e-4, "f32 n={n}");

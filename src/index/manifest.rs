@@ -39,6 +39,24 @@ pub struct Manifest {
     pub counts: Counts,
     pub hnsw: HnswParams,
     pub files: Files,
+    /// The hybrid weight chosen for this index on a development corpus (`medlink index
+    /// tune`); absent until tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
+}
+
+/// A tuned hybrid weight and the evidence for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fusion {
+    /// Weight of the dense score (`alpha * dense + (1 - alpha) * lexical`).
+    pub alpha: f32,
+    /// The corpus it was chosen on (a spec, as `eval link --corpus` takes it).
+    pub tuned_on: String,
+    /// Mentions evaluated.
+    pub mentions: usize,
+    /// acc@1 there with this alpha, and with the untuned default.
+    pub acc_at_1: f64,
+    pub default_acc_at_1: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

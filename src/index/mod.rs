@@ -17,6 +17,7 @@
 //! with their graph rebuilt in memory from `vectors.bin` (a warning says to rebuild them).
 
 pub mod dense;
+pub mod export;
 pub mod hnsw;
 pub mod kernels;
 pub mod lexical;
@@ -193,6 +194,7 @@ impl Index {
                 hnsw_basename: None,
                 lexical: LEXICAL_DIR.into(),
             },
+            fusion: None,
         };
         manifest.save(&dir)?;
         staging.commit()?;

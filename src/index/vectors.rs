@@ -49,6 +49,15 @@ impl VectorType {
         VectorType::F32
     }
 
+    /// The name used on the command line and in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorType::F32 => "f32",
+            VectorType::F16 => "f16",
+            VectorType::I8 => "i8",
+        }
+    }
+
     /// Bytes per component.
     pub fn bytes(self) -> usize {
         match self {
@@ -418,7 +427,11 @@ impl VectorStore {
                 "expected {count} vectors of {dim} {kind:?} components ({expected} bytes), found {on_disk} bytes"
             )));
         }
-        let align = if kind == VectorType::I8 { 4 } else { kind.bytes() };
+        let align = if kind == VectorType::I8 {
+            4
+        } else {
+            kind.bytes()
+        };
         if !(map.as_ptr() as usize + offset).is_multiple_of(align) {
             return Err(corrupt("vector data is not aligned".into()));
         }

@@ -194,11 +194,8 @@ impl Dictionary {
     /// Names whose normal form equals `normalized` (already passed through `text::normalize`).
     pub fn lookup_normalized(&self, normalized: &str) -> &[NameIdx] {
         let key = |&i: &NameIdx| self.names[i as usize].normalized.as_str();
-        let start = self
-            .by_normalized
-            .partition_point(|i| key(i) < normalized);
-        let end = start
-            + self.by_normalized[start..].partition_point(|i| key(i) == normalized);
+        let start = self.by_normalized.partition_point(|i| key(i) < normalized);
+        let end = start + self.by_normalized[start..].partition_point(|i| key(i) == normalized);
         &self.by_normalized[start..end]
     }
 

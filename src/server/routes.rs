@@ -72,7 +72,7 @@ fn link_options(
             Some(m) => m.parse::<Mode>()?,
             None => defaults.mode,
         },
-        alpha: alpha.unwrap_or(defaults.alpha),
+        alpha,
         sources,
         types,
         ..defaults

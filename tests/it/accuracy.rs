@@ -73,3 +73,52 @@ fn ncbi_disease_dev_acc1_is_pinned() {
         0.7687,
     );
 }
+
+/// The tuner's winner is the grid's best acc@1, and `eval link` with that alpha reproduces it
+/// (NCBI-disease dev, the split medlink tunes MEDIC indexes on).
+#[test]
+fn alpha_tuning_picks_the_best_grid_point_and_eval_agrees() {
+    use medlink::eval::tune::{default_grid, tune_alpha};
+    let corpus = format!(
+        "pubtator:{}",
+        shared_data("ncbi_disease/NCBIdevelopset_corpus.txt").display()
+    )
+    .parse::<CorpusSpec>()
+    .unwrap()
+    .load()
+    .unwrap();
+    let index = medic_index();
+    let grid: Vec<f32> = default_grid().into_iter().step_by(2).collect(); // 0, 0.1, ..., 1
+    let tuning = tune_alpha(index, encoder(), &corpus, &EvalOptions::default(), &grid, 2).unwrap();
+    assert_eq!(tuning.grid.len(), 11);
+    assert!(tuning.mentions > 700, "{}", tuning.mentions);
+    let best = tuning.grid.iter().map(|p| p.acc_at_1).fold(0.0, f64::max);
+    assert_eq!(tuning.best.acc_at_1, best);
+    assert!(tuning.best.acc_at_1 >= tuning.default.acc_at_1);
+    // Lexical alone (alpha 0) is far below the fused score on this corpus.
+    assert!(
+        tuning.grid[0].acc_at_1 + 0.05 < tuning.best.acc_at_1,
+        "{tuning:?}"
+    );
+    let linker = Linker::new(index, encoder()).unwrap();
+    let options = EvalOptions {
+        ks: vec![1],
+        link: LinkOptions {
+            alpha: Some(tuning.best.alpha),
+            ..LinkOptions::default()
+        },
+        ..EvalOptions::default()
+    };
+    let (report, _) = evaluate(&linker, index, &corpus, None, &options).unwrap();
+    assert!((report.metrics.acc[&1] - tuning.best.acc_at_1).abs() < 1e-12);
+    let err = tune_alpha(
+        index,
+        encoder(),
+        &corpus,
+        &EvalOptions::default(),
+        &[1.5],
+        1,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("between 0 and 1"), "{err}");
+}

@@ -618,8 +618,14 @@ fn index_convert_rewrites_vectors_and_keeps_results() {
     assert_eq!(info(&i8)["hnsw"]["vector_type"], "i8");
     assert_eq!(info(&i8)["counts"], info(&f16)["counts"]);
     // A quarter of f32's bytes (plus a scale per row): smaller than the f16 file.
-    let size = |index: &std::path::Path| std::fs::metadata(index.join("vectors.bin")).unwrap().len();
-    assert!(size(&i8) * 10 < size(&f16) * 6, "{} vs {}", size(&i8), size(&f16));
+    let size =
+        |index: &std::path::Path| std::fs::metadata(index.join("vectors.bin")).unwrap().len();
+    assert!(
+        size(&i8) * 10 < size(&f16) * 6,
+        "{} vs {}",
+        size(&i8),
+        size(&f16)
+    );
     // The same top concept for a mention, from either index.
     let top = |index: &std::path::Path| -> String {
         let (code, stdout, stderr) = run(
@@ -643,4 +649,101 @@ fn index_convert_rewrites_vectors_and_keeps_results() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is the index being converted"), "{stderr}");
     assert_eq!(info(&f16)["hnsw"]["vector_type"], "f16");
+}
+
+#[test]
+fn index_tune_records_alpha_and_linking_uses_it_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_sample_index(dir.path());
+    let corpus = dir.path().join("dev.txt");
+    std::fs::write(
+        &corpus,
+        pubtator_doc(
+            "1",
+            "A cardiac event, then heart disease and an irregular heartbeat.",
+            &[
+                ("cardiac event", "Disease", "CARD:0003"),
+                ("heart disease", "Disease", "CARD:0001"),
+                ("irregular heartbeat", "Disease", "CARD:0006"),
+            ],
+        ),
+    )
+    .unwrap();
+    let spec = format!("pubtator:{}", corpus.display());
+    let manifest = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(index.join("manifest.json")).unwrap())
+            .unwrap()
+    };
+    // --dry-run prints the grid and writes nothing.
+    let (code, stdout, stderr) = run(
+        medlink()
+            .args(["index", "tune", "--dry-run", "--corpus", &spec, "--index"])
+            .arg(&index),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let tuning: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(tuning["grid"].as_array().unwrap().len(), 21);
+    assert_eq!(tuning["mentions"], 3);
+    assert!(manifest().get("fusion").is_none());
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["index", "tune", "--corpus", &spec, "--index"])
+            .arg(&index),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let fusion = manifest()["fusion"].clone();
+    assert_eq!(fusion["tuned_on"], spec.as_str());
+    assert_eq!(fusion["alpha"], tuning["best"]["alpha"]);
+    assert_eq!(fusion["mentions"], 3);
+
+    // With no --alpha, scores fuse with the manifest's weight; --alpha still overrides it.
+    let mut m = manifest();
+    m["fusion"]["alpha"] = serde_json::json!(0.25);
+    std::fs::write(index.join("manifest.json"), m.to_string()).unwrap();
+    let top = |extra: &[&str]| -> (f64, f64, f64) {
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args(["link", "-k", "1"])
+                .args(extra)
+                .arg("--index")
+                .arg(&index),
+            b"{\"mention\": \"cardiac rhythm trouble\"}\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        let c = &line["candidates"][0];
+        (
+            c["score"].as_f64().unwrap(),
+            c["dense"].as_f64().unwrap(),
+            c["lexical"].as_f64().unwrap(),
+        )
+    };
+    let (score, dense, lexical) = top(&[]);
+    assert!(
+        (score - (0.25 * dense + 0.75 * lexical)).abs() < 1e-4,
+        "{score} {dense} {lexical}"
+    );
+    let (score, dense, lexical) = top(&["--alpha", "0.9"]);
+    assert!(
+        (score - (0.9 * dense + 0.1 * lexical)).abs() < 1e-4,
+        "{score} {dense} {lexical}"
+    );
+
+    let (code, _, stderr) = run(
+        medlink()
+            .args([
+                "index",
+                "tune",
+                "--corpus",
+                "pubtator:/no/such/file",
+                "--index",
+            ])
+            .arg(&index),
+        b"",
+    );
+    // A missing file is exit 1, as everywhere (2 is for arguments that are wrong as written).
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/no/such/file"), "{stderr}");
 }

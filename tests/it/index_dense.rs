@@ -348,3 +348,106 @@ fn index_build_is_atomic_and_open_refuses_damaged_directories() {
     let err = Index::open(&out).err().unwrap();
     assert!(err.to_string().contains("disagree"), "{err}");
 }
+
+#[test]
+fn export_writes_loadable_points_with_name_rows_as_ids() {
+    use medlink::index::export::{export, ExportFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&crate::cli::build_sample_index(dir.path())).unwrap();
+    let names = index.dictionary.names().len();
+    let out = dir.path().join("qdrant");
+    let summary = export(&index, ExportFormat::Qdrant, &out, 4).unwrap();
+    assert_eq!(summary.points, names);
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let collection = read(&out.join("collection.json"));
+    assert_eq!(collection["vectors"]["size"], 384);
+    assert_eq!(collection["vectors"]["distance"], "Dot");
+    let mut rows = Vec::new();
+    for file in summary
+        .files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("points-"))
+    {
+        let batch = read(file);
+        let points = batch["points"].as_array().unwrap();
+        assert!(points.len() <= 4);
+        for p in points {
+            let row = p["id"].as_u64().unwrap() as usize;
+            let vector: Vec<f32> = serde_json::from_value(p["vector"].clone()).unwrap();
+            assert!((index.vectors.dot(row, &vector) - 1.0).abs() < 1e-3);
+            let name = index.dictionary.name(row as u32);
+            assert_eq!(p["payload"]["name"], name.text.as_str());
+            assert_eq!(
+                p["payload"]["concept_id"],
+                index.dictionary.concept(name.concept).id.as_str()
+            );
+            rows.push(row);
+        }
+    }
+    assert_eq!(rows, (0..names).collect::<Vec<_>>());
+    assert!(std::fs::read_to_string(out.join("LOAD.txt"))
+        .unwrap()
+        .contains("collections/medlink/points"));
+
+    let out = dir.path().join("opensearch");
+    export(&index, ExportFormat::Opensearch, &out, 10_000).unwrap();
+    let mapping = read(&out.join("mapping.json"));
+    assert_eq!(
+        mapping["mappings"]["properties"]["vector"]["dimension"],
+        384
+    );
+    let bulk = std::fs::read_to_string(out.join("bulk-00000.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = bulk
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2 * names);
+    assert_eq!(lines[2]["index"]["_id"], "1");
+    assert_eq!(lines[3]["row"], 1);
+    assert!(export(&index, ExportFormat::Qdrant, &out, 0).is_err());
+}
+
+/// Delegates to a full scan and counts its calls: stands in for an external engine.
+struct CountingEngine<'a> {
+    exact: ExactIndex<'a>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl VectorIndex for CountingEngine<'_> {
+    fn search(&self, query: &[f32], k: usize) -> medlink::Result<Vec<medlink::index::dense::Hit>> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.exact.search(query, k)
+    }
+}
+
+#[test]
+fn the_linker_retrieves_dense_candidates_through_the_vector_index_seam() {
+    use medlink::linker::{LinkOptions, Linker, Mode};
+    let index = hpo_index();
+    let engine = CountingEngine {
+        exact: ExactIndex::new(&index.vectors),
+        calls: Default::default(),
+    };
+    let options = LinkOptions {
+        k: 5,
+        mode: Mode::Dense,
+        ..LinkOptions::default()
+    };
+    let mentions = ["big head", "seizures", "short stature"];
+    let own = Linker::new(index, encoder()).unwrap();
+    let external = Linker::new(index, encoder())
+        .unwrap()
+        .with_vector_index(&engine);
+    let a = own.link_batch(&mentions, &options).unwrap();
+    let b = external.link_batch(&mentions, &options).unwrap();
+    assert_eq!(
+        engine.calls.load(std::sync::atomic::Ordering::Relaxed),
+        mentions.len()
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x[0].id, y[0].id);
+    }
+}

@@ -45,7 +45,7 @@ fn concepts_are_deduplicated_and_report_their_best_synonym() {
 fn fused_score_is_the_documented_rule() {
     let options = LinkOptions {
         k: 20,
-        alpha: 0.6,
+        alpha: Some(0.6),
         ..LinkOptions::default()
     };
     for query in ["seizures", "enlarged liver", "short statue"] {
@@ -190,7 +190,7 @@ fn bad_requests_are_clear_errors() {
         (
             "ok".into(),
             LinkOptions {
-                alpha: 1.5,
+                alpha: Some(1.5),
                 ..LinkOptions::default()
             },
             "alpha",
