@@ -534,6 +534,11 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
             "--lines-per-batch must be at least 1".into()
         ));
     }
+    if args.nil_threshold.is_some_and(|t| !t.is_finite()) {
+        anyhow::bail!(crate::Error::InvalidInput(
+            "--nil-threshold must be a finite score".into()
+        ));
+    }
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
     let linker = Linker::new(&index, &encoder)?.with_threads(0);
 
@@ -571,7 +576,7 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
             batch.push(parsed);
         }
         if batch.len() >= args.lines_per_batch || (done && !batch.is_empty()) {
-            write_batch(&linker, &options, &batch, &mut out)?;
+            write_batch(&linker, &options, args.nil_threshold, &batch, &mut out)?;
             batch.clear();
         }
         if done {
@@ -716,6 +721,7 @@ fn embed(args: EmbedArgs, cache: &Path) -> Result<()> {
 fn write_batch(
     linker: &Linker,
     options: &LinkOptions,
+    nil_threshold: Option<f32>,
     batch: &[LinkLine],
     out: &mut impl Write,
 ) -> Result<()> {
@@ -739,6 +745,10 @@ fn write_batch(
                 let candidates = results.next().unwrap_or_default();
                 let mut json =
                     serde_json::json!({ "line": line, "id": id, "candidates": candidates });
+                if let Some(threshold) = nil_threshold {
+                    let top = candidates.first().map(|c| c.score);
+                    json["nil"] = serde_json::json!(top.is_none_or(|s| s < threshold));
+                }
                 if let Some(short) = expanded_from {
                     json["linked_text"] = serde_json::json!(text);
                     json["expanded_from"] = serde_json::json!(short);

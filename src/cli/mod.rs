@@ -321,6 +321,11 @@ pub struct LinkArgs {
     /// Mentions per batch.
     #[arg(long, default_value_t = 256)]
     pub lines_per_batch: usize,
+    /// Mark a mention `"nil": true` (no concept) when its top score is below this; the
+    /// candidates are still listed. `eval link --json` reports the trade-off per threshold
+    /// (`nil_curve`); BENCHMARKS.md ("NIL") has thresholds chosen on training splits.
+    #[arg(long, value_name = "SCORE")]
+    pub nil_threshold: Option<f32>,
 }
 
 #[derive(Args, Debug)]

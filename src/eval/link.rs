@@ -121,7 +121,67 @@ pub struct EvalReport {
     pub model: String,
     pub model_sha256: String,
     pub dictionary_sources: Vec<String>,
+    /// Mentions no answer can be right for: no gold id (PubTator's `-1`) or a gold id the
+    /// dictionary lacks.
+    pub unlinkable: usize,
+    /// Answering only when the top score reaches a threshold (NIL below it), per threshold.
+    pub nil_curve: Vec<NilPoint>,
     pub worst_misses: Vec<Miss>,
+}
+
+/// What a NIL threshold gains and costs: below it medlink answers "no concept".
+#[derive(Debug, Clone, Serialize)]
+pub struct NilPoint {
+    pub threshold: f32,
+    /// Mentions answered (top score at or above the threshold).
+    pub answered: usize,
+    /// Of the answered, the fraction whose top concept is right.
+    pub precision: f64,
+    /// Of the linkable mentions, the fraction answered right.
+    pub recall: f64,
+    /// Of the unlinkable mentions, the fraction left unanswered.
+    pub nil_recall: f64,
+    /// Of the unanswered, the fraction that is unlinkable.
+    pub nil_precision: f64,
+    /// Right answers plus right abstentions, over all mentions.
+    pub accuracy: f64,
+}
+
+/// NIL thresholds reported: 0 (always answer), then the range where fused scores of non-exact
+/// matches lie (an exact normal-form match adds 1 and is always answered).
+const NIL_THRESHOLDS: [f32; 16] = [
+    0.0, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 1.00,
+];
+
+/// The NIL trade-off of `outcomes` given each mention's top score (`None`: nothing returned).
+fn nil_curve(outcomes: &[LinkOutcome], top_scores: &[Option<f32>]) -> Vec<NilPoint> {
+    let linkable = outcomes.iter().filter(|o| o.gold_in_dictionary).count();
+    let unlinkable = outcomes.len() - linkable;
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    NIL_THRESHOLDS
+        .iter()
+        .map(|&threshold| {
+            let (mut answered, mut right, mut abstained, mut right_abstained) = (0, 0, 0, 0);
+            for (o, score) in outcomes.iter().zip(top_scores) {
+                if score.is_some_and(|s| s >= threshold) {
+                    answered += 1;
+                    right += usize::from(o.gold_in_dictionary && o.rank() == Some(1));
+                } else {
+                    abstained += 1;
+                    right_abstained += usize::from(!o.gold_in_dictionary);
+                }
+            }
+            NilPoint {
+                threshold,
+                answered,
+                precision: ratio(right, answered),
+                recall: ratio(right, linkable),
+                nil_recall: ratio(right_abstained, unlinkable),
+                nil_precision: ratio(right_abstained, abstained),
+                accuracy: ratio(right + right_abstained, outcomes.len()),
+            }
+        })
+        .collect()
 }
 
 /// Training-corpus facts for the seen / unseen breakdown.
@@ -279,6 +339,7 @@ pub fn evaluate(
     });
     misses.truncate(options.worst_misses);
 
+    let top_scores: Vec<Option<f32>> = tops.iter().map(|t| t.as_ref().map(|t| t.2)).collect();
     let report = EvalReport {
         metrics: link_metrics(&outcomes, &options.ks),
         breakdown: breakdown(&outcomes, &options.ks),
@@ -305,6 +366,8 @@ pub fn evaluate(
                 )
             })
             .collect(),
+        unlinkable: outcomes.iter().filter(|o| !o.gold_in_dictionary).count(),
+        nil_curve: nil_curve(&outcomes, &top_scores),
         worst_misses: misses,
     };
     Ok((report, outcomes))

@@ -747,3 +747,76 @@ fn index_tune_records_alpha_and_linking_uses_it_by_default() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("/no/such/file"), "{stderr}");
 }
+
+#[test]
+fn nil_curve_and_nil_threshold_mark_mentions_with_no_concept() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_sample_index(dir.path());
+    let corpus = dir.path().join("nil.txt");
+    // "blue widget" has no concept: PubTator's -1.
+    std::fs::write(
+        &corpus,
+        pubtator_doc(
+            "1",
+            "A cardiac disease and a blue widget.",
+            &[
+                ("cardiac disease", "Disease", "CARD:0001"),
+                ("blue widget", "Disease", "-1"),
+            ],
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(
+        medlink()
+            .args(["eval", "link", "--json", "--ks", "1", "--corpus"])
+            .arg(format!("pubtator:{}", corpus.display()))
+            .arg("--index")
+            .arg(&index),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["unlinkable"], 1);
+    let curve = report["nil_curve"].as_array().unwrap();
+    let at = |t: f64| {
+        curve
+            .iter()
+            .find(|p| (p["threshold"].as_f64().unwrap() - t).abs() < 1e-6)
+            .unwrap()
+            .clone()
+    };
+    // Always answering: the linkable mention right, the unlinkable one wrong.
+    assert_eq!(at(0.0)["answered"], 2);
+    assert_eq!(at(0.0)["precision"], 0.5);
+    assert_eq!(at(0.0)["nil_recall"], 0.0);
+    assert_eq!(at(0.0)["accuracy"], 0.5);
+    // At 1.0 only the exact name (score 1 + cosine) is answered: both mentions are right.
+    assert_eq!(at(1.0)["answered"], 1);
+    assert_eq!(at(1.0)["recall"], 1.0);
+    assert_eq!(at(1.0)["nil_recall"], 1.0);
+    assert_eq!(at(1.0)["nil_precision"], 1.0);
+    assert_eq!(at(1.0)["accuracy"], 1.0);
+    let answered: Vec<u64> = curve.iter().map(|p| p["answered"].as_u64().unwrap()).collect();
+    assert!(answered.windows(2).all(|w| w[0] >= w[1]), "{answered:?}");
+
+    let link = |extra: &[&str]| {
+        run(
+            medlink().args(["link", "-k", "1"]).args(extra).arg("--index").arg(&index),
+            b"{\"mention\": \"cardiac disease\"}\n{\"mention\": \"blue widget\"}\n",
+        )
+    };
+    let (code, stdout, stderr) = link(&["--nil-threshold", "1.0"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["nil"], false);
+    assert_eq!(lines[1]["nil"], true);
+    assert_eq!(lines[1]["candidates"].as_array().unwrap().len(), 1);
+    let (_, stdout, _) = link(&[]);
+    assert!(!stdout.contains("\"nil\""), "{stdout}");
+    let (code, _, stderr) = link(&["--nil-threshold", "NaN"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--nil-threshold"), "{stderr}");
+}
