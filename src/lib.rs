@@ -4,6 +4,7 @@
 //! SNOMED CT RF2, ICD-10-CM XML, MeSH and custom TSV/JSONL files into one [`ontology::Dictionary`].
 
 pub mod assets;
+pub mod cache;
 pub mod cli;
 pub mod encoder;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod ner;
 pub mod ontology;
 pub mod parallel;
 pub mod progress;
+pub mod rerank;
 pub mod rng;
 pub mod server;
 pub mod text;

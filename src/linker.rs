@@ -29,11 +29,13 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::RecentCache;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::index::dense::VectorIndex;
 use crate::index::Index;
 use crate::ontology::{ConceptIdx, NameIdx};
+use crate::rerank::Reranker;
 use crate::text::{normalize, singular_variant};
 
 pub const MAX_K: usize = 100;
@@ -149,6 +151,10 @@ pub struct Candidate {
     pub source: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
+    /// The re-ranker's probability for this concept among the list ([`crate::rerank`]), when
+    /// the index has one: candidates are then ordered by it, not by `score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<f32>,
 }
 
 /// One ranked name for a mention ([`Linker::link_names_batch`]).
@@ -267,6 +273,11 @@ pub struct Linker<'a> {
     threads: usize,
     /// Hybrid weight when the options name none: the index's tuned one, else the default.
     default_alpha: f32,
+    /// Re-orders the top concepts of hybrid linking: the index's, unless
+    /// [`Linker::without_reranker`].
+    reranker: Option<&'a Reranker>,
+    /// Recently linked mentions ([`Linker::with_cache`]).
+    cache: Option<std::sync::Arc<RecentCache<std::sync::Arc<Vec<Candidate>>>>>,
 }
 
 impl<'a> Linker<'a> {
@@ -301,7 +312,34 @@ impl<'a> Linker<'a> {
                 .fusion
                 .as_ref()
                 .map_or(DEFAULT_ALPHA, |f| f.alpha),
+            reranker: index.reranker.as_ref(),
+            cache: None,
         }
+    }
+
+    /// Remembers the candidates of up to `capacity` recently linked mentions (keyed by the
+    /// mention's text and the options), so a mention that recurs in a stream or across service
+    /// requests is answered without encoding or searching. Results are the same with or
+    /// without it; 0 turns it off.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| std::sync::Arc::new(RecentCache::new(capacity)));
+        self
+    }
+
+    /// Links with the linker's own order even if the index has a re-ranker (for ablations).
+    pub fn without_reranker(mut self) -> Self {
+        self.reranker = None;
+        self
+    }
+
+    /// The re-ranker in use, if any.
+    pub fn reranker(&self) -> Option<&Reranker> {
+        self.reranker
+    }
+
+    /// Hits and misses of the mention cache, if it is on.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     /// Retrieves dense candidates from `dense` instead of the index's graph: the seam for an
@@ -330,6 +368,50 @@ impl<'a> Linker<'a> {
 
     /// Links many mentions; the encoder sees them as one length-sorted batch.
     pub fn link_batch(
+        &self,
+        mentions: &[&str],
+        options: &LinkOptions,
+    ) -> Result<Vec<Vec<Candidate>>> {
+        let Some(cache) = &self.cache else {
+            return self.link_uncached(mentions, options);
+        };
+        options.validate()?;
+        self.validate_filters(options)?;
+        // Every option that changes the answer is part of the key.
+        let prefix = format!(
+            "{}|{:?}|{:?}|{}|{:?}|{:?}\u{0}",
+            options.k,
+            options.mode,
+            options.alpha,
+            options.candidates,
+            options.sources,
+            options.types
+        );
+        let mut results: Vec<Option<Vec<Candidate>>> = mentions
+            .iter()
+            .map(|m| {
+                cache
+                    .get(&format!("{prefix}{m}"))
+                    .map(|c| c.as_ref().clone())
+            })
+            .collect();
+        let missing: Vec<usize> = (0..mentions.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if !missing.is_empty() {
+            let texts: Vec<&str> = missing.iter().map(|&i| mentions[i]).collect();
+            for (&i, candidates) in missing.iter().zip(self.link_uncached(&texts, options)?) {
+                cache.put(
+                    format!("{prefix}{}", mentions[i]),
+                    std::sync::Arc::new(candidates.clone()),
+                );
+                results[i] = Some(candidates);
+            }
+        }
+        Ok(results.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn link_uncached(
         &self,
         mentions: &[&str],
         options: &LinkOptions,
@@ -481,7 +563,18 @@ impl<'a> Linker<'a> {
         options: &LinkOptions,
     ) -> Result<Vec<Candidate>> {
         let scored = self.scored_names(normalized, vector, options, false)?;
-        Ok(self.group_by_concept(scored, options))
+        match self.reranker {
+            Some(reranker) if options.mode == Mode::Hybrid => {
+                let deep = LinkOptions {
+                    k: options.k.max(reranker.depth),
+                    ..options.clone()
+                };
+                let mut ranked = reranker.rerank(normalized, self.group_by_concept(scored, &deep));
+                ranked.truncate(options.k);
+                Ok(ranked)
+            }
+            _ => Ok(self.group_by_concept(scored, options)),
+        }
     }
 
     /// Step 4 of the module docs: the top `options.k` concepts, each by its best name.
@@ -527,6 +620,7 @@ impl<'a> Linker<'a> {
                         .map(|s| s.name.clone())
                         .unwrap_or_default(),
                     types: concept.types.clone(),
+                    rerank: None,
                 }
             })
             .collect()

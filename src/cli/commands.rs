@@ -246,6 +246,13 @@ fn rewrite_index(
         manifest.fusion = index.manifest.fusion.clone();
         manifest.save(out)?;
     }
+    // So does a re-ranker: it reads scores and counts, not vectors.
+    if let Some(reranker) = &index.reranker {
+        let file = crate::rerank::RERANKER_FILE;
+        reranker.save(&out.join(file))?;
+        manifest.files.reranker = Some(file.into());
+        manifest.save(out)?;
+    }
     Ok(manifest)
 }
 
@@ -376,6 +383,15 @@ pub(super) fn encoder_for(
     )?)
 }
 
+/// `linker`, without the index's re-ranker if `--no-rerank`.
+fn query_linker<'a>(args: &QueryArgs, linker: Linker<'a>) -> Linker<'a> {
+    if args.no_rerank {
+        linker.without_reranker()
+    } else {
+        linker
+    }
+}
+
 pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
     let options = LinkOptions {
         k: args.k,
@@ -393,7 +409,7 @@ fn search(args: SearchArgs, cache: &Path) -> Result<()> {
     let options = link_options(&args.query)?;
     let text = args.text.join(" ");
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = Linker::new(&index, &encoder)?;
+    let linker = query_linker(&args.query, Linker::new(&index, &encoder)?);
     let candidates = linker.link(&text, &options)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -540,7 +556,9 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         ));
     }
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = Linker::new(&index, &encoder)?.with_threads(0);
+    let linker = query_linker(&args.query, Linker::new(&index, &encoder)?)
+        .with_threads(0)
+        .with_cache(args.mention_cache);
 
     let stdin = std::io::stdin().lock();
     let mut lines = crate::ontology::lines::Lines::new(stdin, Path::new("<stdin>"));
@@ -585,8 +603,11 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
     }
     out.flush()?;
     let seconds = started.elapsed().as_secs_f64();
+    let cached = linker.cache_stats().map_or(String::new(), |(hits, _)| {
+        format!(", {hits} from the mention cache")
+    });
     eprintln!(
-        "linked {linked} mentions in {seconds:.2}s ({:.0} mentions/s)",
+        "linked {linked} mentions in {seconds:.2}s ({:.0} mentions/s{cached})",
         linked as f64 / seconds.max(1e-9)
     );
     if let Some(first) = first_refusal {
@@ -617,6 +638,7 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
             max_batch: args.max_batch,
             encoder_workers: args.encoder_workers,
             request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
+            mention_cache: args.mention_cache,
         },
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         cors_origins: args.cors_origins.clone(),
@@ -780,7 +802,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
         args.train_corpus.as_deref().map(str::parse).transpose()?;
     let corpus = corpus_spec.load()?;
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = Linker::new(&index, &encoder)?.with_threads(0);
+    let linker = query_linker(&args.query, Linker::new(&index, &encoder)?).with_threads(0);
     let seen = match &train_spec {
         Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),
         None => None,

@@ -300,6 +300,10 @@ pub struct QueryArgs {
     /// Keep only concepts of these types (e.g. "Phenotypic abnormality").
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
+    /// Keep the linker's own order even if the index has a re-ranker (`medlink train
+    /// reranker`).
+    #[arg(long)]
+    pub no_rerank: bool,
 }
 
 #[derive(Args, Debug)]
@@ -326,6 +330,10 @@ pub struct LinkArgs {
     /// (`nil_curve`); BENCHMARKS.md ("NIL") has thresholds chosen on training splits.
     #[arg(long, value_name = "SCORE")]
     pub nil_threshold: Option<f32>,
+    /// Recently linked mentions remembered and answered without encoding (same results);
+    /// 0 turns the cache off.
+    #[arg(long, default_value_t = 10_000)]
+    pub mention_cache: usize,
 }
 
 #[derive(Args, Debug)]
@@ -377,6 +385,10 @@ pub struct ServeArgs {
     /// Seconds a /v1 request may take before a 503 `timeout`.
     #[arg(long, default_value_t = 30.0)]
     pub request_timeout: f64,
+    /// Recently linked mentions remembered per index and answered without encoding (same
+    /// results); 0 turns the cache off.
+    #[arg(long, default_value_t = 10_000)]
+    pub mention_cache: usize,
 }
 
 /// Entry point of the binary.

@@ -1,5 +1,5 @@
-//! `medlink train encoder` and `medlink train tagger`: arguments and the progress display of a
-//! training run.
+//! `medlink train encoder`, `medlink train tagger` and `medlink train reranker`: arguments and
+//! the progress display of a training run.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,41 @@ pub enum TrainCommand {
     /// checkpoints are Hugging Face token-classification directories of the base's
     /// architecture (BERT, RoBERTa, XLM-R or DeBERTa-v2/v3).
     Tagger(Box<TrainTaggerArgs>),
+    /// Learn to re-order an index's top hybrid candidates from annotated mentions (features:
+    /// both similarities, exact and preferred-name matches, how often training mentions chose
+    /// each concept); recorded in the index and used whenever it links in hybrid mode.
+    Reranker(Box<TrainRerankerArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainRerankerArgs {
+    /// Index directory the re-ranker is trained for (and recorded in, unless --out).
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
+    /// Annotated training corpus (FORMAT:PATH, as `eval link --corpus`); repeat for several.
+    #[arg(long = "corpus", value_name = "FORMAT:PATH", required = true)]
+    pub corpora: Vec<String>,
+    /// Dev corpus choosing the regularisation (never a test split).
+    #[arg(long, value_name = "FORMAT:PATH")]
+    pub dev_corpus: Option<String>,
+    /// Entity types of the corpora's mentions to use (e.g. Disease); default all.
+    #[arg(long, value_delimiter = ',', value_name = "TYPE,...")]
+    pub entity_types: Vec<String>,
+    /// Link short forms defined in their document by their long form (as `eval link
+    /// --abbreviations`); use it if you link that way.
+    #[arg(long)]
+    pub abbreviations: bool,
+    /// Concepts re-ranked per mention.
+    #[arg(long, default_value_t = crate::rerank::DEFAULT_DEPTH)]
+    pub depth: usize,
+    /// Write the re-ranker to this file instead of recording it in the index.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Worker threads for linking (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +161,11 @@ pub struct TrainEncoderArgs {
     /// Entity types of the dev corpus to score (e.g. Disease); default all.
     #[arg(long, value_delimiter = ',', value_name = "TYPE,...")]
     pub dev_entity_types: Vec<String>,
+    /// FORMAT:PATH of the dictionary the dev corpus is scored against (repeat to combine)
+    /// [default: the training ontologies]. Each evaluation embeds every name of it, so a
+    /// run over several large vocabularies evaluates faster against the dev corpus's own one.
+    #[arg(long = "dev-ontology", value_name = "FORMAT:PATH")]
+    pub dev_ontologies: Vec<String>,
     /// Positive pairs per micro-batch.
     #[arg(long, default_value_t = 64)]
     pub batch_pairs: usize,
@@ -171,6 +211,7 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
     let args = match command {
         TrainCommand::Encoder(args) => args,
         TrainCommand::Tagger(args) => return run_tagger(*args, cache),
+        TrainCommand::Reranker(args) => return run_reranker(*args, cache),
     };
     let threads = crate::parallel::threads(args.threads);
     let specs = args
@@ -229,7 +270,22 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
     let dev = match &args.dev_corpus {
         Some(spec) => {
             let corpus = spec.parse::<CorpusSpec>()?.load()?;
-            Some(DevSet::new(&corpus, &dictionary, &args.dev_entity_types))
+            if args.dev_ontologies.is_empty() {
+                Some(DevSet::new(&corpus, &dictionary, &args.dev_entity_types))
+            } else {
+                let dev_specs = args
+                    .dev_ontologies
+                    .iter()
+                    .map(|s| s.parse::<OntologySpec>())
+                    .collect::<crate::Result<Vec<_>>>()?;
+                let dev_dictionary =
+                    ontology::load_dictionary(&dev_specs, &LoadOptions::default())?;
+                Some(DevSet::new(
+                    &corpus,
+                    &dev_dictionary,
+                    &args.dev_entity_types,
+                ))
+            }
         }
         None => None,
     };
@@ -435,4 +491,66 @@ impl TrainObserver for Bar {
     fn message(&mut self, text: &str) {
         self.bar.suspend(|| eprintln!("{text}"));
     }
+}
+
+fn run_reranker(args: TrainRerankerArgs, cache: &Path) -> Result<()> {
+    use crate::rerank::train::{train, RerankTrainOptions};
+    use crate::rerank::RERANKER_FILE;
+    let load = |spec: &str| -> crate::Result<(String, crate::eval::Corpus)> {
+        Ok((spec.to_string(), spec.parse::<CorpusSpec>()?.load()?))
+    };
+    let corpora = args
+        .corpora
+        .iter()
+        .map(|s| load(s))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let dev = args.dev_corpus.as_deref().map(load).transpose()?;
+    let index = super::commands::open_index(Some(args.index.as_path()), &args.model, cache)?;
+    let encoder = super::commands::encoder_for(&index, &args.model, cache)?;
+    let linker = crate::linker::Linker::new(&index, &encoder)?
+        .without_reranker()
+        .with_threads(args.threads);
+    let options = RerankTrainOptions {
+        depth: args.depth,
+        abbreviations: args.abbreviations,
+        entity_types: args.entity_types.clone(),
+        ..RerankTrainOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let reranker = train(
+        &index,
+        &linker,
+        &corpora,
+        dev.as_ref().map(|(name, corpus)| (name.as_str(), corpus)),
+        &options,
+    )?;
+    eprintln!(
+        "trained on {} candidate lists in {:.0} s; L2 {}",
+        reranker.training_lists,
+        started.elapsed().as_secs_f64(),
+        reranker.l2
+    );
+    if let Some(dev) = &reranker.dev {
+        eprintln!(
+            "dev acc@1 over {} mentions: {:.4} in the linker's order, {:.4} re-ranked",
+            dev.mentions, dev.linker_acc_at_1, dev.reranked_acc_at_1
+        );
+    }
+    match &args.out {
+        Some(path) => {
+            reranker.save(path)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            reranker.save(&args.index.join(RERANKER_FILE))?;
+            let mut manifest = index.manifest.clone();
+            manifest.files.reranker = Some(RERANKER_FILE.into());
+            manifest.save(&args.index)?;
+            eprintln!(
+                "recorded in {} (hybrid linking with this index now re-ranks; `--no-rerank` turns it off)",
+                args.index.display()
+            );
+        }
+    }
+    Ok(())
 }

@@ -121,6 +121,8 @@ pub struct EvalReport {
     pub model: String,
     pub model_sha256: String,
     pub dictionary_sources: Vec<String>,
+    /// Whether the index's re-ranker ordered the concepts (hybrid mode, medlink protocol).
+    pub reranked: bool,
     /// Mentions no answer can be right for: no gold id (PubTator's `-1`) or a gold id the
     /// dictionary lacks.
     pub unlinkable: usize,
@@ -352,6 +354,9 @@ pub fn evaluate(
         mentions_per_second: items.len() as f64 / seconds.max(1e-9),
         model: index.manifest.model.name.clone(),
         model_sha256: index.manifest.model.weights_sha256.clone(),
+        reranked: linker.reranker().is_some()
+            && options.protocol == Protocol::Medlink
+            && options.link.mode == crate::linker::Mode::Hybrid,
         dictionary_sources: index
             .manifest
             .sources
@@ -432,9 +437,43 @@ fn prepare_items<'c>(
     (items, expanded, split)
 }
 
+/// A gold mention as the medlink protocol links it.
+pub struct ProtocolMention {
+    pub document: String,
+    /// The text linked: the mention, or its long form when `expand_abbreviations` found one.
+    pub text: String,
+    /// Gold ids mapped to the dictionary's primary ids.
+    pub gold: Vec<String>,
+}
+
+/// The gold mentions of `corpus` (only `entity_types` if not empty) prepared as `eval link`
+/// prepares them under the medlink protocol, for stages trained on what the linker sees.
+pub fn medlink_protocol_mentions(
+    index: &Index,
+    corpus: &Corpus,
+    entity_types: &[String],
+    expand_abbreviations: bool,
+) -> Vec<ProtocolMention> {
+    let options = EvalOptions {
+        protocol: Protocol::Medlink,
+        entity_types: entity_types.to_vec(),
+        expand_abbreviations,
+        ..EvalOptions::default()
+    };
+    prepare_items(index, corpus, &options)
+        .0
+        .into_iter()
+        .map(|mut it| ProtocolMention {
+            document: it.doc.to_string(),
+            text: it.parts.swap_remove(0),
+            gold: it.gold,
+        })
+        .collect()
+}
+
 /// Links `texts` in batches of [`BATCH`]. A text the linker would refuse (nothing left after
 /// normalisation, or too long) gets an empty list instead of failing the whole evaluation.
-fn link_in_batches<T>(
+pub(crate) fn link_in_batches<T>(
     texts: &[&str],
     mut link: impl FnMut(&[&str]) -> Result<Vec<Vec<T>>>,
 ) -> Result<Vec<Vec<T>>> {

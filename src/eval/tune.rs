@@ -105,7 +105,10 @@ pub fn tune_alpha(
         inner: encoder,
         seen: Mutex::new(HashMap::new()),
     };
-    let linker = Linker::new(index, &memo)?.with_threads(threads);
+    // The fused order is what is tuned; a re-ranker trained on it sits on top.
+    let linker = Linker::new(index, &memo)?
+        .without_reranker()
+        .with_threads(threads);
     let mut points = Vec::with_capacity(grid.len() + 1);
     let mut mentions = 0;
     let mut with_default = grid.to_vec();

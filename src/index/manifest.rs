@@ -79,6 +79,9 @@ pub struct Files {
     pub hnsw_basename: Option<String>,
     /// Directory of the tantivy index.
     pub lexical: String,
+    /// The re-ranker trained for this index (`medlink train reranker`); absent until trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reranker: Option<String>,
 }
 
 impl Manifest {

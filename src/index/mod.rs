@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::StagingDir;
 use crate::ontology::{store, Dictionary};
 use crate::progress::Progress;
+use crate::rerank::Reranker;
 
 const DICTIONARY_FILE: &str = "dictionary.bin";
 const VECTORS_FILE: &str = "vectors.bin";
@@ -55,6 +56,8 @@ pub struct Index {
     pub vectors: Arc<VectorStore>,
     pub dense: HnswIndex,
     pub lexical: LexicalIndex,
+    /// Re-orders hybrid linking's top concepts (`medlink train reranker`); absent until trained.
+    pub reranker: Option<Reranker>,
 }
 
 impl Index {
@@ -193,6 +196,7 @@ impl Index {
                 graph: Some(GRAPH_FILE.into()),
                 hnsw_basename: None,
                 lexical: LEXICAL_DIR.into(),
+                reranker: None,
             },
             fusion: None,
         };
@@ -246,6 +250,10 @@ impl Index {
                 comment: format!("lexical index has {} names for {names}", lexical.len()),
             });
         }
+        let reranker = match &manifest.files.reranker {
+            Some(file) => Some(Reranker::load(&dir.join(file))?),
+            None => None,
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
@@ -253,6 +261,7 @@ impl Index {
             vectors,
             dense,
             lexical,
+            reranker,
         })
     }
 

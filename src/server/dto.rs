@@ -89,6 +89,10 @@ pub struct CandidateDto {
     pub source: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<String>,
+    /// The index's re-ranker's probability for this concept among the list, when the index has
+    /// one (`medlink train reranker`): candidates are then in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<f32>,
 }
 
 impl From<crate::linker::Candidate> for CandidateDto {
@@ -104,6 +108,7 @@ impl From<crate::linker::Candidate> for CandidateDto {
             bonus: c.bonus,
             source: c.source,
             types: c.types,
+            rerank: c.rerank,
         }
     }
 }

@@ -607,12 +607,25 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")), tag = "operations")]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics.render();
+    if let Some(indexes) = state.indexes.get() {
+        text.push_str("# HELP medlink_mention_cache_lookups_total Mention cache lookups by index and result.\n");
+        text.push_str("# TYPE medlink_mention_cache_lookups_total counter\n");
+        for (name, served) in &indexes.by_name {
+            if let Some((hits, misses)) = served.linker.cache_stats() {
+                text.push_str(&format!(
+                    "medlink_mention_cache_lookups_total{{index=\"{name}\",result=\"hit\"}} {hits}\n\
+                     medlink_mention_cache_lookups_total{{index=\"{name}\",result=\"miss\"}} {misses}\n"
+                ));
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }

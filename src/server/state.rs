@@ -45,6 +45,8 @@ pub struct Limits {
     pub encoder_workers: usize,
     /// Time a `/v1` request may take (503 `timeout` after).
     pub request_timeout: Duration,
+    /// Recently linked mentions remembered per index (0: off).
+    pub mention_cache: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +61,7 @@ impl Default for Limits {
             max_batch: 128,
             encoder_workers: 1,
             request_timeout: Duration::from_secs(30),
+            mention_cache: 10_000,
         }
     }
 }
@@ -228,7 +231,7 @@ impl AppState {
             };
             let encoder: &'static QueuedEncoder =
                 Box::leak(Box::new(QueuedEncoder(Arc::clone(&queue))));
-            let linker = Linker::new(spec.index, encoder)?;
+            let linker = Linker::new(spec.index, encoder)?.with_cache(limits.mention_cache);
             let dict = &spec.index.dictionary;
             let mut children: HashMap<ConceptIdx, Vec<ConceptIdx>> = HashMap::new();
             let mut type_counts: HashMap<&str, usize> = HashMap::new();

@@ -596,6 +596,159 @@ fn train_encoder_without_an_ontology_pairs_mentions_of_one_code() {
     assert!(stderr.contains("--ontology"), "{stderr}");
 }
 
+/// `--dev-ontology` scores the dev corpus against its own dictionary, not the training
+/// vocabularies: a dev mention whose concept only the dev dictionary has is evaluated.
+#[test]
+fn train_encoder_scores_dev_against_the_dev_ontology() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let train = write(
+        "train.tsv",
+        "id\tname\tsynonyms\nD1\tmyocardial infarction\theart attack|MI\n",
+    );
+    let dev_vocab = write(
+        "dev.tsv",
+        "id\tname\tsynonyms\nD1\tmyocardial infarction\theart attack\nD2\tgout\tpodagra\n",
+    );
+    let corpus = write(
+        "dev.txt",
+        "1|t|Heart attack and podagra.\n1|a|\n\
+         1\t0\t12\tHeart attack\tDisease\tD1\n\
+         1\t17\t24\tpodagra\tDisease\tD2\n",
+    );
+    let evaluated = |run_name: &str, extra: &[std::path::PathBuf]| {
+        let out = dir.path().join(run_name);
+        let mut command = medlink();
+        command
+            .args(["train", "encoder", "--steps", "1", "--batch-pairs", "2"])
+            .arg("--base")
+            .arg(crate::common::default_model())
+            .arg("--ontology")
+            .arg(format!("tsv:{}", train.display()))
+            .arg("--dev-corpus")
+            .arg(format!("pubtator:{}", corpus.display()))
+            .arg("--out")
+            .arg(&out);
+        for path in extra {
+            command
+                .arg("--dev-ontology")
+                .arg(format!("tsv:{}", path.display()));
+        }
+        let (code, _, stderr) = run(&mut command, b"");
+        assert_eq!(code, 0, "{stderr}");
+        let eval: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("best/eval.json")).unwrap())
+                .unwrap();
+        eval["mentions"].as_u64().unwrap()
+    };
+    assert_eq!(evaluated("own", &[]), 1, "gout is not a training concept");
+    assert_eq!(evaluated("dev", std::slice::from_ref(&dev_vocab)), 2);
+}
+
+/// `train reranker` learns from annotations what similarity alone cannot know (this corpus
+/// calls heart failure "cardiac trouble"), records the re-ranker in the index, and every hybrid
+/// link then uses it; `--no-rerank` restores the linker's order.
+#[test]
+fn train_reranker_learns_a_corpus_convention_and_is_used_by_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_sample_index(dir.path());
+    let mut corpus = String::new();
+    for doc in 1..=8 {
+        let text = "cardiac trouble and heart attack, then angina.";
+        corpus.push_str(&format!("{doc}|t|{text}\n{doc}|a|\n"));
+        for (mention, id) in [
+            ("cardiac trouble", "CARD:0009"),
+            ("heart attack", "CARD:0003"),
+            ("angina", "CARD:0004"),
+        ] {
+            let start = text.find(mention).unwrap();
+            let end = start + mention.len();
+            corpus.push_str(&format!(
+                "{doc}\t{start}\t{end}\t{mention}\tDisease\t{id}\n"
+            ));
+        }
+        corpus.push('\n');
+    }
+    let corpus_path = dir.path().join("notes.txt");
+    std::fs::write(&corpus_path, corpus).unwrap();
+    let spec = format!("pubtator:{}", corpus_path.display());
+
+    let top = |extra: &[&str], mention: &str| -> serde_json::Value {
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args(["link", "-k", "3"])
+                .args(extra)
+                .arg("--index")
+                .arg(&index),
+            format!("{{\"mention\": \"{mention}\"}}\n").as_bytes(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(stdout.lines().next().unwrap()).unwrap()
+            ["candidates"][0]
+            .clone()
+    };
+    let before = top(&[], "cardiac trouble");
+    assert_ne!(
+        before["id"], "CARD:0009",
+        "similarity alone must not already find it"
+    );
+    assert!(before.get("rerank").is_none());
+
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["train", "reranker", "--index"])
+            .arg(&index)
+            .args(["--corpus", &spec, "--dev-corpus", &spec]),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("re-ranked"), "{stderr}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(index.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["files"]["reranker"], "reranker.json");
+
+    let after = top(&[], "cardiac trouble");
+    assert_eq!(after["id"], "CARD:0009", "{after}");
+    let p = after["rerank"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0, "{after}");
+    // Exact names stay first, and --no-rerank is the linker's order again.
+    assert_eq!(top(&[], "heart attack")["id"], "CARD:0003");
+    assert_eq!(top(&["--no-rerank"], "cardiac trouble")["id"], before["id"]);
+
+    let (code, stdout, stderr) = run(
+        medlink()
+            .args(["eval", "link", "--json", "--corpus", &spec, "--index"])
+            .arg(&index),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["reranked"], true);
+    assert_eq!(report["acc@1"], 1.0);
+
+    // A corpus with nothing this index can learn from is refused by name.
+    let foreign = dir.path().join("foreign.txt");
+    std::fs::write(&foreign, "1|t|gout\n1|a|\n1\t0\t4\tgout\tDisease\tX:1\n\n").unwrap();
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["train", "reranker", "--index"])
+            .arg(&index)
+            .arg("--corpus")
+            .arg(format!("pubtator:{}", foreign.display())),
+        b"",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("no mention with one gold concept"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn index_convert_rewrites_vectors_and_keeps_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -796,12 +949,19 @@ fn nil_curve_and_nil_threshold_mark_mentions_with_no_concept() {
     assert_eq!(at(1.0)["nil_recall"], 1.0);
     assert_eq!(at(1.0)["nil_precision"], 1.0);
     assert_eq!(at(1.0)["accuracy"], 1.0);
-    let answered: Vec<u64> = curve.iter().map(|p| p["answered"].as_u64().unwrap()).collect();
+    let answered: Vec<u64> = curve
+        .iter()
+        .map(|p| p["answered"].as_u64().unwrap())
+        .collect();
     assert!(answered.windows(2).all(|w| w[0] >= w[1]), "{answered:?}");
 
     let link = |extra: &[&str]| {
         run(
-            medlink().args(["link", "-k", "1"]).args(extra).arg("--index").arg(&index),
+            medlink()
+                .args(["link", "-k", "1"])
+                .args(extra)
+                .arg("--index")
+                .arg(&index),
             b"{\"mention\": \"cardiac disease\"}\n{\"mention\": \"blue widget\"}\n",
         )
     };

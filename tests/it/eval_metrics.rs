@@ -232,6 +232,7 @@ fn ranked_ids_keep_order_and_drop_repeats() {
         bonus: 0.0,
         source: "test".into(),
         types: Vec::new(),
+        rerank: None,
     };
     let list = [candidate("B"), candidate("A"), candidate("B")];
     assert_eq!(ranked_ids(&list), ["B", "A"]);

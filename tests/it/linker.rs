@@ -294,3 +294,33 @@ fn threaded_ranking_gives_the_same_candidates() {
         .unwrap();
     assert_eq!(names_one, names_four);
 }
+
+#[test]
+fn the_mention_cache_gives_the_same_candidates_and_keys_on_the_options() {
+    let index = hpo_index();
+    let plain = Linker::new(index, encoder()).unwrap();
+    let cached = Linker::new(index, encoder()).unwrap().with_cache(100);
+    let mentions = ["big head", "seizures", "big head", "short stature"];
+    let options = LinkOptions::default();
+    let want = plain.link_batch(&mentions, &options).unwrap();
+    // First pass: every distinct mention misses once ("big head" twice in one batch both miss).
+    assert_eq!(cached.link_batch(&mentions, &options).unwrap(), want);
+    assert_eq!(cached.cache_stats(), Some((0, 4)));
+    assert_eq!(cached.link_batch(&mentions, &options).unwrap(), want);
+    assert_eq!(cached.cache_stats(), Some((4, 4)));
+    // Other options are another key: no stale answer for a different k.
+    let k3 = LinkOptions {
+        k: 3,
+        ..LinkOptions::default()
+    };
+    let got = cached.link_batch(&["big head"], &k3).unwrap();
+    assert_eq!(got[0].len(), 3);
+    assert_eq!(cached.cache_stats(), Some((4, 5)));
+    // Bad options are refused even when every mention would hit.
+    let bad = LinkOptions {
+        k: 0,
+        ..LinkOptions::default()
+    };
+    assert!(cached.link_batch(&["big head"], &bad).is_err());
+    assert_eq!(plain.cache_stats(), None);
+}
