@@ -326,6 +326,12 @@ impl<'a> Linker<'a> {
         self
     }
 
+    /// Re-ranks with `reranker` instead of the index's own.
+    pub fn with_reranker(mut self, reranker: &'a Reranker) -> Self {
+        self.reranker = Some(reranker);
+        self
+    }
+
     /// Links with the linker's own order even if the index has a re-ranker (for ablations).
     pub fn without_reranker(mut self) -> Self {
         self.reranker = None;
@@ -531,13 +537,24 @@ impl<'a> Linker<'a> {
         options: &LinkOptions,
     ) -> Result<Vec<Candidate>> {
         let (normalized, vectors) = self.prepare(&[mention], options)?;
-        let dict = &self.index.dictionary;
         let scorer = NameScorer::new(self, &normalized[0], &vectors[0], options);
+        let concepts: Vec<ConceptIdx> = ids
+            .iter()
+            .filter_map(|id| self.index.dictionary.lookup_id(id))
+            .collect();
+        Ok(self.score_concept_rows(&scorer, &concepts, options))
+    }
+
+    /// Each of `concepts` (passing the filters) scored by its best name, best first.
+    fn score_concept_rows(
+        &self,
+        scorer: &NameScorer,
+        concepts: &[ConceptIdx],
+        options: &LinkOptions,
+    ) -> Vec<Candidate> {
+        let dict = &self.index.dictionary;
         let mut scored = Vec::new();
-        for id in ids {
-            let Some(concept) = dict.lookup_id(id) else {
-                continue;
-            };
+        for &concept in concepts {
             if !self.passes_filters(concept, options) {
                 continue;
             }
@@ -550,10 +567,57 @@ impl<'a> Linker<'a> {
             }
         }
         let options = LinkOptions {
-            k: ids.len().max(1),
+            k: concepts.len().max(1),
             ..options.clone()
         };
-        Ok(self.group_by_concept(scored, &options))
+        self.group_by_concept(scored, &options)
+    }
+
+    /// Like [`Linker::link_batch`] (no cache, no re-ranker), but the concepts `extra[i]` (ids)
+    /// join mention `i`'s top `options.k` after it, scored alike, when the linker did not rank
+    /// them there: the candidate lists a re-ranker is trained on, where the concepts training
+    /// mentions of the same text were given join the list ([`crate::rerank`]).
+    pub fn link_batch_with_extra(
+        &self,
+        mentions: &[&str],
+        extra: &[Vec<String>],
+        options: &LinkOptions,
+    ) -> Result<Vec<Vec<Candidate>>> {
+        if extra.len() != mentions.len() {
+            return Err(Error::Internal(format!(
+                "{} extra lists for {} mentions",
+                extra.len(),
+                mentions.len()
+            )));
+        }
+        let (normalized, vectors) = self.prepare(mentions, options)?;
+        crate::parallel::parallel_map(normalized.len(), self.threads, |i| {
+            let ids: Vec<&str> = extra[i].iter().map(String::as_str).collect();
+            self.rank_with_extra(&normalized[i], &vectors[i], options, &ids)
+        })
+    }
+
+    /// The top `options.k` concepts, then those of `extra` the top k lacks.
+    fn rank_with_extra(
+        &self,
+        normalized: &str,
+        vector: &[f32],
+        options: &LinkOptions,
+        extra: &[&str],
+    ) -> Result<Vec<Candidate>> {
+        let scored = self.scored_names(normalized, vector, options, false)?;
+        let mut ranked = self.group_by_concept(scored, options);
+        let dict = &self.index.dictionary;
+        let missing: Vec<ConceptIdx> = extra
+            .iter()
+            .filter_map(|id| dict.lookup_id(id))
+            .filter(|&c| !ranked.iter().any(|r| r.id == dict.concept(c).id))
+            .collect();
+        if !missing.is_empty() {
+            let scorer = NameScorer::new(self, normalized, vector, options);
+            ranked.extend(self.score_concept_rows(&scorer, &missing, options));
+        }
+        Ok(ranked)
     }
 
     fn rank(
@@ -562,18 +626,22 @@ impl<'a> Linker<'a> {
         vector: &[f32],
         options: &LinkOptions,
     ) -> Result<Vec<Candidate>> {
-        let scored = self.scored_names(normalized, vector, options, false)?;
         match self.reranker {
             Some(reranker) if options.mode == Mode::Hybrid => {
                 let deep = LinkOptions {
                     k: options.k.max(reranker.depth),
                     ..options.clone()
                 };
-                let mut ranked = reranker.rerank(normalized, self.group_by_concept(scored, &deep));
+                let remembered = reranker.remembered(normalized);
+                let list = self.rank_with_extra(normalized, vector, &deep, &remembered)?;
+                let mut ranked = reranker.rerank(normalized, list);
                 ranked.truncate(options.k);
                 Ok(ranked)
             }
-            _ => Ok(self.group_by_concept(scored, options)),
+            _ => {
+                let scored = self.scored_names(normalized, vector, options, false)?;
+                Ok(self.group_by_concept(scored, options))
+            }
         }
     }
 

@@ -383,12 +383,25 @@ pub(super) fn encoder_for(
     )?)
 }
 
-/// `linker`, without the index's re-ranker if `--no-rerank`.
-fn query_linker<'a>(args: &QueryArgs, linker: Linker<'a>) -> Linker<'a> {
-    if args.no_rerank {
-        linker.without_reranker()
-    } else {
-        linker
+/// The `--reranker` file, if one is named.
+fn reranker_file(args: &QueryArgs) -> Result<Option<crate::rerank::Reranker>> {
+    Ok(args
+        .reranker
+        .as_deref()
+        .map(crate::rerank::Reranker::load)
+        .transpose()?)
+}
+
+/// `linker` with the `--reranker` file's re-ranker, or without the index's if `--no-rerank`.
+fn query_linker<'a>(
+    args: &QueryArgs,
+    linker: Linker<'a>,
+    file: Option<&'a crate::rerank::Reranker>,
+) -> Linker<'a> {
+    match file {
+        Some(reranker) => linker.with_reranker(reranker),
+        None if args.no_rerank => linker.without_reranker(),
+        None => linker,
     }
 }
 
@@ -409,7 +422,12 @@ fn search(args: SearchArgs, cache: &Path) -> Result<()> {
     let options = link_options(&args.query)?;
     let text = args.text.join(" ");
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = query_linker(&args.query, Linker::new(&index, &encoder)?);
+    let reranker = reranker_file(&args.query)?;
+    let linker = query_linker(
+        &args.query,
+        Linker::new(&index, &encoder)?,
+        reranker.as_ref(),
+    );
     let candidates = linker.link(&text, &options)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -556,9 +574,14 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         ));
     }
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = query_linker(&args.query, Linker::new(&index, &encoder)?)
-        .with_threads(0)
-        .with_cache(args.mention_cache);
+    let reranker = reranker_file(&args.query)?;
+    let linker = query_linker(
+        &args.query,
+        Linker::new(&index, &encoder)?,
+        reranker.as_ref(),
+    )
+    .with_threads(0)
+    .with_cache(args.mention_cache);
 
     let stdin = std::io::stdin().lock();
     let mut lines = crate::ontology::lines::Lines::new(stdin, Path::new("<stdin>"));
@@ -802,7 +825,13 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
         args.train_corpus.as_deref().map(str::parse).transpose()?;
     let corpus = corpus_spec.load()?;
     let (index, encoder) = open_index_and_encoder(&args.query, cache)?;
-    let linker = query_linker(&args.query, Linker::new(&index, &encoder)?).with_threads(0);
+    let reranker = reranker_file(&args.query)?;
+    let linker = query_linker(
+        &args.query,
+        Linker::new(&index, &encoder)?,
+        reranker.as_ref(),
+    )
+    .with_threads(0);
     let seen = match &train_spec {
         Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),
         None => None,

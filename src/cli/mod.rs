@@ -302,8 +302,11 @@ pub struct QueryArgs {
     pub types: Vec<String>,
     /// Keep the linker's own order even if the index has a re-ranker (`medlink train
     /// reranker`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reranker")]
     pub no_rerank: bool,
+    /// Re-rank with this file (`medlink train reranker --out`) instead of the index's own.
+    #[arg(long, value_name = "FILE")]
+    pub reranker: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

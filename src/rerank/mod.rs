@@ -7,8 +7,10 @@
 //! signals (cosine, trigram similarity, exact and singular matches, preferred name, score gap,
 //! rank), surface agreement (shared words, length ratio) and counts from the training mentions
 //! (how often the concept was the answer, how often this very string was linked to it) — and
-//! orders them by that score. The reported `score` stays the linker's fused score (NIL
-//! thresholds keep their meaning); `rerank` carries the re-ranker's probability.
+//! orders them by that score. Concepts that training mentions of the same normalised text were
+//! given join the list when similarity alone does not reach them ([`Reranker::remembered`]:
+//! "DM" is myotonic dystrophy in this corpus). The reported `score` stays the linker's fused
+//! score (NIL thresholds keep their meaning); `rerank` carries the re-ranker's probability.
 //!
 //! Training (`medlink train reranker`, [`fit`]): every training mention is linked with the
 //! re-ranker off; lists that hold the gold concept at some rank other than alone teach a
@@ -218,6 +220,16 @@ impl Reranker {
                 c
             })
             .collect()
+    }
+
+    /// Concepts training mentions with this normalised text were given: they join the list
+    /// even when similarity alone does not reach them ("DM" for myotonic dystrophy).
+    pub fn remembered(&self, normalized_mention: &str) -> Vec<&str> {
+        self.counts
+            .mentions
+            .get(normalized_mention)
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default()
     }
 
     fn score(&self, f: &[f32; N]) -> f32 {

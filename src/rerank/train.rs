@@ -3,8 +3,10 @@
 //! 1. Every gold mention of the training corpora with one gold concept in the dictionary is
 //!    prepared as `eval link` prepares it (abbreviations expanded if asked) and counted: the
 //!    concept, and the normalised text with the concept, overall and per document.
-//! 2. Each is linked (hybrid, the index's weight, no re-ranker) to its top `depth` concepts and
-//!    described by [`features`], with its own document's counts left out.
+//! 2. Each is linked (hybrid, the index's weight, no re-ranker) to its top `depth` concepts,
+//!    followed by the concepts other documents' mentions of the same text were given (as the
+//!    linker does with a re-ranker, [`Reranker::remembered`]), and described by [`features`],
+//!    with its own document's counts left out.
 //! 3. [`fit`] runs once per L2 strength of the grid; the dev corpus (all counts seen) picks the
 //!    strength with the best acc@1, ties going to the stronger regularisation.
 
@@ -15,10 +17,10 @@ use super::{
     TrainingList, FEATURES, RERANKER_FORMAT,
 };
 use crate::error::{Error, Result};
-use crate::eval::link::{link_in_batches, medlink_protocol_mentions, ProtocolMention};
+use crate::eval::link::{medlink_protocol_mentions, ProtocolMention};
 use crate::eval::Corpus;
 use crate::index::Index;
-use crate::linker::{Candidate, LinkOptions, Linker, Mode};
+use crate::linker::{mention_problem, Candidate, LinkOptions, Linker, Mode};
 use crate::text::normalize;
 
 #[derive(Debug, Clone)]
@@ -55,10 +57,13 @@ fn usable(index: &Index, mentions: Vec<ProtocolMention>) -> Vec<ProtocolMention>
         .collect()
 }
 
-/// Candidate lists of `mentions`, hybrid, `depth` deep, in the linker's order.
+/// Candidate lists of `mentions`, hybrid, `depth` deep, in the linker's order, each followed
+/// by the concepts of `remembered` (per mention) the top `depth` lacks — as a linker with the
+/// re-ranker builds them. A text the linker refuses gets an empty list.
 fn link_lists(
     linker: &Linker,
     mentions: &[ProtocolMention],
+    remembered: &[Vec<String>],
     depth: usize,
 ) -> Result<Vec<Vec<Candidate>>> {
     let options = LinkOptions {
@@ -66,8 +71,41 @@ fn link_lists(
         mode: Mode::Hybrid,
         ..LinkOptions::default()
     };
-    let texts: Vec<&str> = mentions.iter().map(|m| m.text.as_str()).collect();
-    link_in_batches(&texts, |batch| linker.link_batch(batch, &options))
+    let mut lists = Vec::with_capacity(mentions.len());
+    for (chunk, extra) in mentions.chunks(BATCH).zip(remembered.chunks(BATCH)) {
+        let linkable: Vec<usize> = (0..chunk.len())
+            .filter(|&i| mention_problem(&chunk[i].text).is_none())
+            .collect();
+        let texts: Vec<&str> = linkable.iter().map(|&i| chunk[i].text.as_str()).collect();
+        let extra: Vec<Vec<String>> = linkable.iter().map(|&i| extra[i].clone()).collect();
+        let mut out: Vec<Vec<Candidate>> = vec![Vec::new(); chunk.len()];
+        for (i, list) in linkable
+            .into_iter()
+            .zip(linker.link_batch_with_extra(&texts, &extra, &options)?)
+        {
+            out[i] = list;
+        }
+        lists.extend(out);
+    }
+    Ok(lists)
+}
+
+/// Mentions linked at once.
+const BATCH: usize = 256;
+
+/// The concepts `view` says training mentions with this text were given.
+fn remembered(view: &CountView, normalized_mention: &str) -> Vec<String> {
+    view.all
+        .mentions
+        .get(normalized_mention)
+        .map(|concepts| {
+            concepts
+                .keys()
+                .filter(|id| view.get(|c| c.mention(normalized_mention, id)) > 0)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn gold_flags(list: &[Candidate], gold: &str) -> Vec<bool> {
@@ -124,18 +162,20 @@ pub fn train(
             gold: m.gold.clone(),
         })
         .collect();
-    let training: Vec<TrainingList> = link_lists(linker, &plain, options.depth)?
+    let view_of = |c: usize, document: &str| CountView {
+        all: &counts,
+        excluded: by_document.get(&(c, document.to_string())),
+    };
+    let extra: Vec<Vec<String>> = mentions
+        .iter()
+        .map(|(c, m)| remembered(&view_of(*c, &m.document), &normalize(&m.text)))
+        .collect();
+    let training: Vec<TrainingList> = link_lists(linker, &plain, &extra, options.depth)?
         .iter()
         .zip(&mentions)
-        .map(|(list, (c, m))| {
-            let view = CountView {
-                all: &counts,
-                excluded: by_document.get(&(*c, m.document.clone())),
-            };
-            TrainingList {
-                features: features(&normalize(&m.text), list, &view),
-                gold: gold_flags(list, &m.gold[0]),
-            }
+        .map(|(list, (c, m))| TrainingList {
+            features: features(&normalize(&m.text), list, &view_of(*c, &m.document)),
+            gold: gold_flags(list, &m.gold[0]),
         })
         .collect();
 
@@ -154,7 +194,11 @@ pub fn train(
                 all: &counts,
                 excluded: None,
             };
-            let lists = link_lists(linker, &prepared, options.depth)?
+            let extra: Vec<Vec<String>> = prepared
+                .iter()
+                .map(|m| remembered(&view, &normalize(&m.text)))
+                .collect();
+            let lists = link_lists(linker, &prepared, &extra, options.depth)?
                 .iter()
                 .zip(&prepared)
                 .map(|(list, m)| TrainingList {

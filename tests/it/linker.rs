@@ -324,3 +324,43 @@ fn the_mention_cache_gives_the_same_candidates_and_keys_on_the_options() {
     assert!(cached.link_batch(&["big head"], &bad).is_err());
     assert_eq!(plain.cache_stats(), None);
 }
+
+/// The lists a re-ranker sees: the top k, then the extra concepts the top k lacks, each scored
+/// as the linker scores any concept (never twice, never one the dictionary lacks).
+#[test]
+fn extra_concepts_join_the_list_after_the_top_k() {
+    let index = hpo_index();
+    let linker = Linker::new(index, encoder()).unwrap();
+    let options = LinkOptions {
+        k: 2,
+        ..LinkOptions::default()
+    };
+    let plain = linker
+        .link_batch(&["big head"], &options)
+        .unwrap()
+        .remove(0);
+    assert_eq!(plain[0].id, "HP:0000256");
+    let seizure = "HP:0001250".to_string();
+    assert!(plain.iter().all(|c| c.id != seizure));
+    let extra = vec![vec![
+        seizure.clone(),
+        plain[0].id.clone(),
+        "HP:9999999".to_string(),
+    ]];
+    let got = linker
+        .link_batch_with_extra(&["big head"], &extra, &options)
+        .unwrap()
+        .remove(0);
+    let ids: Vec<&str> = got.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [plain[0].id.as_str(), plain[1].id.as_str(), "HP:0001250"]
+    );
+    let scored = linker
+        .score_concepts("big head", &[seizure], &options)
+        .unwrap();
+    assert_eq!(got[2], scored[0]);
+    assert!(linker
+        .link_batch_with_extra(&["big head"], &[], &options)
+        .is_err());
+}
