@@ -10,7 +10,8 @@ the MEDIC 2012 and CTD 2017 indexes, then runs `medlink eval link --json` on NCB
 (MEDIC 2012) and BC5CDR dev disease (CTD 2017), dense-only and hybrid with in-document
 abbreviations. Training facts (steps, seconds per step, pairs/s) come from the model
 directory's trainer_state.json (medlink) or train_log.json (PyTorch reference). Prints the
-Markdown table; with --write, replaces the block between the TRAINING markers.
+Markdown table; with --write, replaces the block between the TRAINING markers (or --block's).
+--biosyn adds BioSyn-protocol rows (indexes with the training mentions added).
 """
 import argparse
 import hashlib
@@ -33,10 +34,16 @@ VOCABULARIES = {
 }
 RUNS = [
     ("NCBI-disease test", f"pubtator:{SHARED / 'ncbi_disease/NCBItestset_corpus.txt'}", "medic2012", "",
-     "92.0 / 95.6"),
+     "SapBERT 92.0 / 95.6; BioSyn 91.1 / 93.9"),
     ("BC5CDR dev, disease", f"pubtator:{SHARED / 'bc5cdr/CDR_DevelopmentSet.PubTator.txt'}", "ctd2017", "Disease",
-     "93.5 / 96.0 (test split)"),
+     "SapBERT 93.5 / 96.0; BioSyn 93.2 / 96.0 (test split)"),
 ]
+# The BioSyn protocol's dictionary: training mention strings added (`index build --add-mentions`).
+ADDED_MENTIONS = {
+    "medic2012": ("ncbi-traindev", [f"pubtator:{SHARED / 'ncbi_disease/NCBItrainset_corpus.txt'}",
+                                    f"pubtator:{SHARED / 'ncbi_disease/NCBIdevelopset_corpus.txt'}"]),
+    "ctd2017": ("bc5cdr-train", [f"pubtator:{SHARED / 'bc5cdr/CDR_TrainingSet.PubTator.txt'}#types=Disease"]),
+}
 
 
 def medlink(binary, *args):
@@ -55,12 +62,14 @@ def weights_hash(model_dir):
     return h.hexdigest()[:12]
 
 
-def ensure_index(binary, vocab, model_dir):
-    out = INDEXES / f"{vocab}-{weights_hash(model_dir)}"
+def ensure_index(binary, vocab, model_dir, biosyn=False):
+    added, corpora = ADDED_MENTIONS[vocab] if biosyn else ("", [])
+    out = INDEXES / f"{vocab}{'+' + added if added else ''}-{weights_hash(model_dir)}"
     if not (out / "manifest.json").exists():
         print(f"building {out.name} ...", file=sys.stderr)
+        extra = [a for c in corpora for a in ("--add-mentions", c)]
         medlink(binary, "index", "build", "--ontology", VOCABULARIES[vocab], "--model", str(model_dir),
-                "--out", str(out))
+                *extra, "--out", str(out))
     return out
 
 
@@ -84,35 +93,44 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", required=True, help="LABEL=DIR")
     ap.add_argument("--medlink", default=str(ROOT / "target/release/medlink"))
+    ap.add_argument("--biosyn", action="store_true",
+                    help="also the BioSyn protocol (name-level, training mentions in the dictionary)")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--block", default="TRAINING", help="the BENCHMARKS.md block --write replaces")
     args = ap.parse_args()
 
     lines = [
-        "| model | training | corpus (dictionary) | signals | acc@1 | acc@5 | acc@25 | SapBERT acc@1 / acc@5 |",
+        "| model | training | corpus (dictionary) | signals | acc@1 | acc@5 | acc@25 | published acc@1 / acc@5 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for spec in args.model:
         label, model_dir = spec.split("=", 1)
         facts = training_facts(model_dir)
         for corpus_label, corpus, vocab, types, anchor in RUNS:
-            index = ensure_index(args.medlink, vocab, model_dir)
-            for mode, abbrev in [("dense", False), ("hybrid", True)]:
+            settings = [("dense", False, False), ("hybrid", True, False)]
+            if args.biosyn:
+                settings += [("dense", False, True), ("hybrid", False, True)]
+            for mode, abbrev, biosyn in settings:
+                index = ensure_index(args.medlink, vocab, model_dir, biosyn)
                 cmd = ["eval", "link", "--index", str(index), "--corpus", corpus, "--mode", mode,
                        "--ks", "1,5,25", "--json"]
                 if types:
                     cmd += ["--entity-types", types]
                 if abbrev:
                     cmd.append("--abbreviations")
+                if biosyn:
+                    cmd += ["--protocol", "biosyn"]
                 r = json.loads(medlink(args.medlink, *cmd))
-                signals = mode + (" + abbreviations" if abbrev else "")
+                signals = mode + (" + abbreviations" if abbrev else "") + (", BioSyn protocol" if biosyn else "")
                 print(f"{label:36} {corpus_label:22} {signals:24} acc@1 {r['acc@1']:.3f} acc@5 {r['acc@5']:.3f} "
                       f"acc@25 {r['acc@25']:.3f}", file=sys.stderr)
-                lines.append(f"| {label} | {facts} | {corpus_label} ({vocab}) | {signals} | {r['acc@1']:.3f} | "
+                dictionary = vocab + (f"+{ADDED_MENTIONS[vocab][0]}" if biosyn else "")
+                lines.append(f"| {label} | {facts} | {corpus_label} ({dictionary}) | {signals} | {r['acc@1']:.3f} | "
                              f"{r['acc@5']:.3f} | {r['acc@25']:.3f} | {anchor} |")
     table = "\n".join(lines)
     print(table)
     if args.write:
-        replace_block("TRAINING", table)
+        replace_block(args.block, table)
 
 
 if __name__ == "__main__":
