@@ -52,6 +52,10 @@ pub struct TrainRerankerArgs {
     /// Concepts re-ranked per mention.
     #[arg(long, default_value_t = crate::rerank::DEFAULT_DEPTH)]
     pub depth: usize,
+    /// Use this L2 strength instead of choosing one on --dev-corpus: to refit on training and
+    /// dev mentions together once the dev corpus has chosen it.
+    #[arg(long, conflicts_with = "dev_corpus")]
+    pub l2: Option<f32>,
     /// Write the re-ranker to this file instead of recording it in the index.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -515,6 +519,16 @@ fn run_reranker(args: TrainRerankerArgs, cache: &Path) -> Result<()> {
         abbreviations: args.abbreviations,
         entity_types: args.entity_types.clone(),
         ..RerankTrainOptions::default()
+    };
+    let options = match args.l2 {
+        Some(l2) if l2.is_finite() && l2 >= 0.0 => RerankTrainOptions {
+            l2_grid: vec![l2],
+            ..options
+        },
+        Some(l2) => anyhow::bail!(crate::Error::InvalidInput(format!(
+            "--l2 must be a finite number at least 0, got {l2}"
+        ))),
+        None => options,
     };
     let started = std::time::Instant::now();
     let reranker = train(

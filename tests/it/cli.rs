@@ -731,6 +731,33 @@ fn train_reranker_learns_a_corpus_convention_and_is_used_by_link() {
     assert_eq!(report["reranked"], true);
     assert_eq!(report["acc@1"], 1.0);
 
+    // A fixed L2 strength (refitting once a dev corpus chose it) is recorded as given; a
+    // negative one is refused.
+    let refit = dir.path().join("refit.json");
+    let (code, _, stderr) = run(
+        medlink()
+            .args([
+                "train", "reranker", "--l2", "0.01", "--corpus", &spec, "--index",
+            ])
+            .arg(&index)
+            .arg("--out")
+            .arg(&refit),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&refit).unwrap()).unwrap();
+    assert!((saved["l2"].as_f64().unwrap() - 0.01).abs() < 1e-6);
+    assert!(saved.get("dev").is_none());
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["train", "reranker", "--l2=-1", "--corpus", &spec, "--index"])
+            .arg(&index),
+        b"",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--l2"), "{stderr}");
+
     // A corpus with nothing this index can learn from is refused by name.
     let foreign = dir.path().join("foreign.txt");
     std::fs::write(&foreign, "1|t|gout\n1|a|\n1\t0\t4\tgout\tDisease\tX:1\n\n").unwrap();
