@@ -111,7 +111,7 @@ def main():
         results.append(row)
         print(f"{reported}: acc@1 {row['linker']['acc@1']:.4f} -> {row['reranked']['acc@1']:.4f} "
               f"({trained.stderr.strip().splitlines()[-2] if trained.stderr else ''})", file=sys.stderr)
-    out = ROOT / "benches/results/rerank.json"
+    out = ROOT / f"benches/results/rerank{'-' + work.name if args.model else ''}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"label": args.label, "rows": results}, indent=1))
     if args.write:
