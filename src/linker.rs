@@ -329,13 +329,22 @@ impl<'a> Linker<'a> {
     /// Re-ranks with `reranker` instead of the index's own.
     pub fn with_reranker(mut self, reranker: &'a Reranker) -> Self {
         self.reranker = Some(reranker);
+        self.fresh_cache()
+    }
+
+    /// After a change that changes answers, remembered answers are stale.
+    fn fresh_cache(mut self) -> Self {
+        self.cache = self
+            .cache
+            .as_ref()
+            .map(|c| std::sync::Arc::new(RecentCache::new(c.capacity())));
         self
     }
 
     /// Links with the linker's own order even if the index has a re-ranker (for ablations).
     pub fn without_reranker(mut self) -> Self {
         self.reranker = None;
-        self
+        self.fresh_cache()
     }
 
     /// The re-ranker in use, if any.
@@ -353,7 +362,7 @@ impl<'a> Linker<'a> {
     /// name rows). Scoring still reads the index's own vectors.
     pub fn with_vector_index(mut self, dense: &'a dyn VectorIndex) -> Self {
         self.dense = dense;
-        self
+        self.fresh_cache()
     }
 
     /// Ranks the mentions of a batch on up to `threads` threads once they are encoded (HNSW
@@ -628,13 +637,23 @@ impl<'a> Linker<'a> {
     ) -> Result<Vec<Candidate>> {
         match self.reranker {
             Some(reranker) if options.mode == Mode::Hybrid => {
-                let deep = LinkOptions {
-                    k: options.k.max(reranker.depth),
+                // The list the re-ranker was trained on: the top `depth`, then remembered
+                // concepts. A larger k continues in the linker's order after it.
+                let at_depth = LinkOptions {
+                    k: reranker.depth,
                     ..options.clone()
                 };
                 let remembered = reranker.remembered(normalized);
-                let list = self.rank_with_extra(normalized, vector, &deep, &remembered)?;
+                let list = self.rank_with_extra(normalized, vector, &at_depth, &remembered)?;
                 let mut ranked = reranker.rerank(normalized, list);
+                if options.k > reranker.depth {
+                    let scored = self.scored_names(normalized, vector, options, false)?;
+                    for candidate in self.group_by_concept(scored, options) {
+                        if !ranked.iter().any(|r| r.id == candidate.id) {
+                            ranked.push(candidate);
+                        }
+                    }
+                }
                 ranked.truncate(options.k);
                 Ok(ranked)
             }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::commands::{link_options, open_index, open_index_and_encoder};
+use super::commands::{
+    link_options, open_index, open_index_and_encoder, query_linker, reranker_file,
+};
 use super::progress::Bars;
 use super::QueryArgs;
 use crate::encoder::TransformerEncoder;
@@ -371,7 +373,12 @@ pub fn run(mut args: AnnotateArgs, cache: &Path) -> Result<()> {
     let mut documents = DocumentReader::new(reader, &name, input_format);
 
     let (index, encoder) = open_for(&args.query, &options, cache)?;
-    let linker = linker(&index, encoder.as_ref())?;
+    let reranker = reranker_file(&args.query)?;
+    let linker = query_linker(
+        &args.query,
+        linker(&index, encoder.as_ref())?,
+        reranker.as_ref(),
+    );
     let detector = detector(&args.query, &args.detector, &index)?;
     let annotator = Annotator::new(detector.as_ref(), &linker);
 
@@ -491,7 +498,12 @@ pub fn eval_e2e(mut args: EvalE2eArgs, cache: &Path) -> Result<()> {
             crate::eval::e2e::predictions_from_corpus(&corpus, &other, &index)?
         }
         None => {
-            let linker = linker(&index, encoder.as_ref())?;
+            let reranker = reranker_file(&args.query)?;
+            let linker = query_linker(
+                &args.query,
+                linker(&index, encoder.as_ref())?,
+                reranker.as_ref(),
+            );
             let detector = detector(&args.query, &args.detector, &index)?;
             let annotator = Annotator::new(detector.as_ref(), &linker);
             detector_seconds = Some(started.elapsed().as_secs_f64());

@@ -384,7 +384,7 @@ pub(super) fn encoder_for(
 }
 
 /// The `--reranker` file, if one is named.
-fn reranker_file(args: &QueryArgs) -> Result<Option<crate::rerank::Reranker>> {
+pub(super) fn reranker_file(args: &QueryArgs) -> Result<Option<crate::rerank::Reranker>> {
     Ok(args
         .reranker
         .as_deref()
@@ -393,7 +393,7 @@ fn reranker_file(args: &QueryArgs) -> Result<Option<crate::rerank::Reranker>> {
 }
 
 /// `linker` with the `--reranker` file's re-ranker, or without the index's if `--no-rerank`.
-fn query_linker<'a>(
+pub(super) fn query_linker<'a>(
     args: &QueryArgs,
     linker: Linker<'a>,
     file: Option<&'a crate::rerank::Reranker>,

@@ -166,9 +166,13 @@ pub struct TrainEncoderArgs {
     #[arg(long, value_delimiter = ',', value_name = "TYPE,...")]
     pub dev_entity_types: Vec<String>,
     /// FORMAT:PATH of the dictionary the dev corpus is scored against (repeat to combine)
-    /// [default: the training ontologies]. Each evaluation embeds every name of it, so a
+    /// [default: the training dictionary]. Each evaluation embeds every name of it, so a
     /// run over several large vocabularies evaluates faster against the dev corpus's own one.
-    #[arg(long = "dev-ontology", value_name = "FORMAT:PATH")]
+    #[arg(
+        long = "dev-ontology",
+        value_name = "FORMAT:PATH",
+        requires = "dev_corpus"
+    )]
     pub dev_ontologies: Vec<String>,
     /// Positive pairs per micro-batch.
     #[arg(long, default_value_t = 64)]

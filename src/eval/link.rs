@@ -121,7 +121,8 @@ pub struct EvalReport {
     pub model: String,
     pub model_sha256: String,
     pub dictionary_sources: Vec<String>,
-    /// Whether the index's re-ranker ordered the concepts (hybrid mode, medlink protocol).
+    /// Whether a re-ranker (the index's or `--reranker`'s) ordered the concepts (hybrid mode,
+    /// medlink protocol).
     pub reranked: bool,
     /// Mentions no answer can be right for: no gold id (PubTator's `-1`) or a gold id the
     /// dictionary lacks.

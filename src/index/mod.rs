@@ -250,8 +250,19 @@ impl Index {
                 comment: format!("lexical index has {} names for {names}", lexical.len()),
             });
         }
+        // A re-ranker this build cannot read (another format, damaged) must not lock the
+        // index: it opens without one, and `train reranker` can write a new one.
         let reranker = match &manifest.files.reranker {
-            Some(file) => Some(Reranker::load(&dir.join(file))?),
+            Some(file) => match Reranker::load(&dir.join(file)) {
+                Ok(reranker) => Some(reranker),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "opening the index without its re-ranker (train a new one with `medlink train reranker`)"
+                    );
+                    None
+                }
+            },
             None => None,
         };
         Ok(Index {

@@ -263,10 +263,18 @@ impl Reranker {
                 ),
             });
         }
-        if reranker.scale.iter().any(|s| s.is_nan() || *s <= 0.0) || reranker.depth == 0 {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !reranker.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+            || !finite(&reranker.weights)
+            || !finite(&reranker.mean)
+            || !(1..=crate::linker::MAX_K).contains(&reranker.depth)
+        {
             return Err(Error::DataCorruption {
                 path: path.to_path_buf(),
-                comment: "feature scales must be positive and depth at least 1".into(),
+                comment: format!(
+                    "weights and means must be finite, feature scales positive and depth between 1 and {}",
+                    crate::linker::MAX_K
+                ),
             });
         }
         Ok(reranker)
@@ -508,5 +516,11 @@ mod tests {
         other.save(&path).unwrap();
         let err = Reranker::load(&path).unwrap_err().to_string();
         assert!(err.contains("train it again"), "{err}");
+        // A depth the linker could never fetch is refused, not obeyed.
+        let mut deep = reranker.clone();
+        deep.depth = 1_000_000_000;
+        deep.save(&path).unwrap();
+        let err = Reranker::load(&path).unwrap_err().to_string();
+        assert!(err.contains("depth between 1 and 100"), "{err}");
     }
 }

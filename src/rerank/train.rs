@@ -31,7 +31,8 @@ pub struct RerankTrainOptions {
     pub abbreviations: bool,
     /// Gold mention types used; empty keeps all.
     pub entity_types: Vec<String>,
-    /// L2 strengths tried, the dev corpus choosing (the first alone without one).
+    /// L2 strengths tried, the dev corpus choosing (the first alone without one; with one,
+    /// ties go to the strongest).
     pub l2_grid: Vec<f32>,
     /// Full-batch optimiser steps per fit.
     pub iterations: usize,
@@ -126,11 +127,15 @@ pub fn train(
             "a re-ranker is trained on the linker's own order: pass a linker without one".into(),
         ));
     }
-    if options.depth == 0 || options.depth > crate::linker::MAX_K || options.l2_grid.is_empty() {
+    if options.depth == 0 || options.depth > crate::linker::MAX_K {
         return Err(Error::InvalidInput(format!(
-            "re-ranking depth must be between 1 and {} and the L2 grid not empty",
-            crate::linker::MAX_K
+            "re-ranking depth must be between 1 and {}, got {}",
+            crate::linker::MAX_K,
+            options.depth
         )));
+    }
+    if options.l2_grid.is_empty() {
+        return Err(Error::InvalidInput("the L2 grid is empty".into()));
     }
     let mut counts = Counts::default();
     let mut by_document: HashMap<(usize, String), Counts> = HashMap::new();
@@ -215,9 +220,18 @@ pub fn train(
         let right = lists.iter().filter(|l| ranks(l) == Some(0)).count();
         right as f64 / lists.len().max(1) as f64
     };
-    // Strongest regularisation first, so that ties keep it.
+    if !training.iter().any(TrainingList::informative) {
+        return Err(Error::InvalidInput(
+            "no training mention has its gold concept among other candidates: nothing to learn"
+                .into(),
+        ));
+    }
+    // With a dev corpus, strongest regularisation first, so that ties keep it; without one,
+    // the grid's first strength.
     let mut grid = options.l2_grid.clone();
-    grid.sort_by(|a, b| b.total_cmp(a));
+    if dev_lists.is_some() {
+        grid.sort_by(|a, b| b.total_cmp(a));
+    }
     let mut chosen: Option<(f32, Fitted, Option<DevReport>)> = None;
     for &l2 in &grid {
         let fitted = fit(&training, l2, options.iterations);
@@ -246,6 +260,16 @@ pub fn train(
         }
     }
     let (l2, (weights, mean, scale), dev_report) = chosen.expect("the grid is not empty");
+    if !weights
+        .iter()
+        .chain(&mean)
+        .chain(&scale)
+        .all(|x| x.is_finite())
+    {
+        return Err(Error::InvalidInput(format!(
+            "the fit diverged (non-finite weights) with L2 {l2}: try a larger --l2"
+        )));
+    }
     Ok(Reranker {
         format: RERANKER_FORMAT,
         features: FEATURES.iter().map(|s| s.to_string()).collect(),

@@ -758,6 +758,48 @@ fn train_reranker_learns_a_corpus_convention_and_is_used_by_link() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--l2"), "{stderr}");
 
+    // A k beyond the re-ranker's depth continues in the linker's order: the first answers do
+    // not depend on k.
+    let shallow = dir.path().join("shallow.json");
+    let (code, _, stderr) = run(
+        medlink()
+            .args([
+                "train", "reranker", "--depth", "2", "--corpus", &spec, "--index",
+            ])
+            .arg(&index)
+            .arg("--out")
+            .arg(&shallow),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let ids = |k: &str| -> Vec<String> {
+        let (code, stdout, stderr) = run(
+            medlink()
+                .args(["link", "-k", k, "--reranker"])
+                .arg(&shallow)
+                .arg("--index")
+                .arg(&index),
+            b"{\"mention\": \"cardiac trouble\"}\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        line["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (two, six) = (ids("2"), ids("6"));
+    assert_eq!(two, six[..2], "{six:?}");
+    assert_eq!(six.len(), 6);
+
+    // A damaged re-ranker does not lock the index: it links without one.
+    std::fs::write(index.join("reranker.json"), "{not json").unwrap();
+    let damaged = top(&[], "cardiac trouble");
+    assert_eq!(damaged["id"], before["id"]);
+    assert!(damaged.get("rerank").is_none());
+
     // A corpus with nothing this index can learn from is refused by name.
     let foreign = dir.path().join("foreign.txt");
     std::fs::write(&foreign, "1|t|gout\n1|a|\n1\t0\t4\tgout\tDisease\tX:1\n\n").unwrap();
