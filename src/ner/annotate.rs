@@ -275,8 +275,12 @@ impl<'a> Annotator<'a> {
             .cloned()
             .collect();
         if !missing.is_empty() && mention_problem(text).is_none() {
+            // A re-ranked list keeps the re-ranker's order; the concepts it lacked follow.
+            let reranked = first.iter().any(|c| c.rerank.is_some());
             first.extend(self.linker.score_concepts(text, &missing, options)?);
-            first.sort_by(|a, b| b.score.total_cmp(&a.score));
+            if !reranked {
+                first.sort_by(|a, b| b.score.total_cmp(&a.score));
+            }
         }
         first.extend(rest);
         first.truncate(options.k);
