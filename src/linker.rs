@@ -589,7 +589,7 @@ impl<'a> Linker<'a> {
     pub fn link_batch_with_extra(
         &self,
         mentions: &[&str],
-        extra: &[Vec<String>],
+        extra: &[Vec<&str>],
         options: &LinkOptions,
     ) -> Result<Vec<Vec<Candidate>>> {
         if extra.len() != mentions.len() {
@@ -601,8 +601,7 @@ impl<'a> Linker<'a> {
         }
         let (normalized, vectors) = self.prepare(mentions, options)?;
         crate::parallel::parallel_map(normalized.len(), self.threads, |i| {
-            let ids: Vec<&str> = extra[i].iter().map(String::as_str).collect();
-            self.rank_with_extra(&normalized[i], &vectors[i], options, &ids)
+            self.rank_with_extra(&normalized[i], &vectors[i], options, &extra[i])
         })
     }
 

@@ -248,10 +248,7 @@ fn rewrite_index(
     }
     // So does a re-ranker: it reads scores and counts, not vectors.
     if let Some(reranker) = &index.reranker {
-        let file = crate::rerank::RERANKER_FILE;
-        reranker.save(&out.join(file))?;
-        manifest.files.reranker = Some(file.into());
-        manifest.save(out)?;
+        reranker.record_in(out, &mut manifest)?;
     }
     Ok(manifest)
 }

@@ -503,7 +503,6 @@ impl TrainObserver for Bar {
 
 fn run_reranker(args: TrainRerankerArgs, cache: &Path) -> Result<()> {
     use crate::rerank::train::{train, RerankTrainOptions};
-    use crate::rerank::RERANKER_FILE;
     let load = |spec: &str| -> crate::Result<(String, crate::eval::Corpus)> {
         Ok((spec.to_string(), spec.parse::<CorpusSpec>()?.load()?))
     };
@@ -560,10 +559,7 @@ fn run_reranker(args: TrainRerankerArgs, cache: &Path) -> Result<()> {
             eprintln!("wrote {}", path.display());
         }
         None => {
-            reranker.save(&args.index.join(RERANKER_FILE))?;
-            let mut manifest = index.manifest.clone();
-            manifest.files.reranker = Some(RERANKER_FILE.into());
-            manifest.save(&args.index)?;
+            reranker.record_in(&args.index, &mut index.manifest.clone())?;
             eprintln!(
                 "recorded in {} (hybrid linking with this index now re-ranks; `--no-rerank` turns it off)",
                 args.index.display()

@@ -263,7 +263,7 @@ pub fn evaluate(
     let started = Instant::now();
     let parts: Vec<PartResult> = match options.protocol {
         Protocol::Medlink => {
-            link_in_batches(&texts, |batch| linker.link_batch(batch, &link_options))?
+            link_in_batches(&texts, |batch, _| linker.link_batch(batch, &link_options))?
                 .into_iter()
                 .map(|cands| PartResult {
                     ranks: ranked_ids(&cands).into_iter().map(|id| vec![id]).collect(),
@@ -273,7 +273,7 @@ pub fn evaluate(
                 })
                 .collect()
         }
-        Protocol::Biosyn => link_in_batches(&texts, |batch| {
+        Protocol::Biosyn => link_in_batches(&texts, |batch, _| {
             linker.link_names_batch(batch, &link_options)
         })?
         .into_iter()
@@ -472,22 +472,24 @@ pub fn medlink_protocol_mentions(
         .collect()
 }
 
-/// Links `texts` in batches of [`BATCH`]. A text the linker would refuse (nothing left after
+/// Links `texts` in batches of [`BATCH`]; `link` also gets each text's position in `texts`
+/// (to pass what goes with it). A text the linker would refuse (nothing left after
 /// normalisation, or too long) gets an empty list instead of failing the whole evaluation.
 pub(crate) fn link_in_batches<T>(
     texts: &[&str],
-    mut link: impl FnMut(&[&str]) -> Result<Vec<Vec<T>>>,
+    mut link: impl FnMut(&[&str], &[usize]) -> Result<Vec<Vec<T>>>,
 ) -> Result<Vec<Vec<T>>> {
     let mut results = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(BATCH) {
+    for (c, chunk) in texts.chunks(BATCH).enumerate() {
         let (linkable, idx): (Vec<&str>, Vec<usize>) = chunk
             .iter()
             .enumerate()
             .filter(|(_, t)| crate::linker::mention_problem(t).is_none())
             .map(|(i, t)| (*t, i))
             .unzip();
+        let positions: Vec<usize> = idx.iter().map(|i| c * BATCH + i).collect();
         let mut out: Vec<Vec<T>> = (0..chunk.len()).map(|_| Vec::new()).collect();
-        for (i, ranked) in idx.into_iter().zip(link(&linkable)?) {
+        for (i, ranked) in idx.into_iter().zip(link(&linkable, &positions)?) {
             out[i] = ranked;
         }
         results.extend(out);

@@ -104,9 +104,26 @@ pub struct CountView<'a> {
     pub excluded: Option<&'a Counts>,
 }
 
-impl CountView<'_> {
+impl<'a> CountView<'a> {
     fn get(&self, f: impl Fn(&Counts) -> u32) -> u32 {
         f(self.all).saturating_sub(self.excluded.map_or(0, &f))
+    }
+
+    /// Concepts training mentions with this normalised text were given (as this view counts
+    /// them): they join the candidate list even when similarity alone does not reach them
+    /// ("DM" for myotonic dystrophy).
+    pub fn remembered(&self, normalized_mention: &str) -> Vec<&'a str> {
+        self.all
+            .mentions
+            .get(normalized_mention)
+            .map(|concepts| {
+                concepts
+                    .keys()
+                    .filter(|id| self.get(|c| c.mention(normalized_mention, id)) > 0)
+                    .map(String::as_str)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -200,19 +217,13 @@ impl Reranker {
     /// Reorders `candidates` (the linker's list for `normalized_mention`, best first) by the
     /// learned score and sets each one's `rerank` probability. Ties keep the linker's order.
     pub fn rerank(&self, normalized_mention: &str, candidates: Vec<Candidate>) -> Vec<Candidate> {
-        let view = CountView {
-            all: &self.counts,
-            excluded: None,
-        };
-        let scores: Vec<f32> = features(normalized_mention, &candidates, &view)
+        let scores: Vec<f32> = features(normalized_mention, &candidates, &self.view())
             .iter()
-            .map(|f| self.score(f))
+            .map(|f| standardised_score(&self.weights, &self.mean, &self.scale, f))
             .collect();
         let probabilities = softmax(&scores);
-        let mut order: Vec<usize> = (0..candidates.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
         let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
-        order
+        best_first(&scores)
             .into_iter()
             .map(|i| {
                 let mut c = slots[i].take().expect("each index once");
@@ -222,20 +233,29 @@ impl Reranker {
             .collect()
     }
 
-    /// Concepts training mentions with this normalised text were given: they join the list
-    /// even when similarity alone does not reach them ("DM" for myotonic dystrophy).
-    pub fn remembered(&self, normalized_mention: &str) -> Vec<&str> {
-        self.counts
-            .mentions
-            .get(normalized_mention)
-            .map(|m| m.keys().map(String::as_str).collect())
-            .unwrap_or_default()
+    /// The training counts, all of them: what a mention seen after training sees.
+    fn view(&self) -> CountView<'_> {
+        CountView {
+            all: &self.counts,
+            excluded: None,
+        }
     }
 
-    fn score(&self, f: &[f32; N]) -> f32 {
-        (0..N)
-            .map(|j| self.weights[j] * (f[j] - self.mean[j]) / self.scale[j])
-            .sum()
+    /// [`CountView::remembered`] over every training mention.
+    pub fn remembered(&self, normalized_mention: &str) -> Vec<&str> {
+        self.view().remembered(normalized_mention)
+    }
+
+    /// Writes the re-ranker into the index directory `dir` and names it in `manifest`, which
+    /// is saved there: from then on the index opens with it.
+    pub fn record_in(
+        &self,
+        dir: &Path,
+        manifest: &mut crate::index::manifest::Manifest,
+    ) -> Result<()> {
+        self.save(&dir.join(RERANKER_FILE))?;
+        manifest.files.reranker = Some(RERANKER_FILE.into());
+        manifest.save(dir)
     }
 
     /// Reads a re-ranker file, refusing one made for other features.
@@ -287,6 +307,20 @@ impl Reranker {
             std::io::Write::write_all(w, b"\n")
         })
     }
+}
+
+/// The linear score of one candidate's features.
+fn standardised_score(weights: &[f32], mean: &[f32], scale: &[f32], f: &[f32; N]) -> f32 {
+    (0..N)
+        .map(|j| weights[j] * (f[j] - mean[j]) / scale[j])
+        .sum()
+}
+
+/// Positions of `scores`, highest first; ties keep the linker's order.
+fn best_first(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order
 }
 
 fn softmax(scores: &[f32]) -> Vec<f32> {
@@ -403,15 +437,9 @@ pub fn reranked_gold_rank(
     let scores: Vec<f32> = list
         .features
         .iter()
-        .map(|f| {
-            (0..N)
-                .map(|j| weights[j] * (f[j] - mean[j]) / scale[j])
-                .sum()
-        })
+        .map(|f| standardised_score(weights, mean, scale, f))
         .collect();
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    order.iter().position(|&i| list.gold[i])
+    best_first(&scores).iter().position(|&i| list.gold[i])
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use super::{
     TrainingList, FEATURES, RERANKER_FORMAT,
 };
 use crate::error::{Error, Result};
-use crate::eval::link::{medlink_protocol_mentions, ProtocolMention};
+use crate::eval::link::{link_in_batches, medlink_protocol_mentions, ProtocolMention};
 use crate::eval::Corpus;
 use crate::index::Index;
-use crate::linker::{mention_problem, Candidate, LinkOptions, Linker, Mode};
+use crate::linker::{LinkOptions, Linker, Mode};
 use crate::text::normalize;
 
 #[derive(Debug, Clone)]
@@ -58,59 +58,40 @@ fn usable(index: &Index, mentions: Vec<ProtocolMention>) -> Vec<ProtocolMention>
         .collect()
 }
 
-/// Candidate lists of `mentions`, hybrid, `depth` deep, in the linker's order, each followed
-/// by the concepts of `remembered` (per mention) the top `depth` lacks — as a linker with the
-/// re-ranker builds them. A text the linker refuses gets an empty list.
-fn link_lists(
+/// The training lists of `mentions`, each seen through its own count view: linked (hybrid,
+/// `depth` deep, the linker's order) and followed by the concepts the view remembers for its
+/// text that the top `depth` lacks — as a linker with the re-ranker builds them. A text the
+/// linker refuses gets an empty list.
+fn candidate_lists(
     linker: &Linker,
-    mentions: &[ProtocolMention],
-    remembered: &[Vec<String>],
+    mentions: &[&ProtocolMention],
+    views: &[CountView],
     depth: usize,
-) -> Result<Vec<Vec<Candidate>>> {
+) -> Result<Vec<TrainingList>> {
     let options = LinkOptions {
         k: depth,
         mode: Mode::Hybrid,
         ..LinkOptions::default()
     };
-    let mut lists = Vec::with_capacity(mentions.len());
-    for (chunk, extra) in mentions.chunks(BATCH).zip(remembered.chunks(BATCH)) {
-        let linkable: Vec<usize> = (0..chunk.len())
-            .filter(|&i| mention_problem(&chunk[i].text).is_none())
-            .collect();
-        let texts: Vec<&str> = linkable.iter().map(|&i| chunk[i].text.as_str()).collect();
-        let extra: Vec<Vec<String>> = linkable.iter().map(|&i| extra[i].clone()).collect();
-        let mut out: Vec<Vec<Candidate>> = vec![Vec::new(); chunk.len()];
-        for (i, list) in linkable
-            .into_iter()
-            .zip(linker.link_batch_with_extra(&texts, &extra, &options)?)
-        {
-            out[i] = list;
-        }
-        lists.extend(out);
-    }
-    Ok(lists)
-}
-
-/// Mentions linked at once.
-const BATCH: usize = 256;
-
-/// The concepts `view` says training mentions with this text were given.
-fn remembered(view: &CountView, normalized_mention: &str) -> Vec<String> {
-    view.all
-        .mentions
-        .get(normalized_mention)
-        .map(|concepts| {
-            concepts
-                .keys()
-                .filter(|id| view.get(|c| c.mention(normalized_mention, id)) > 0)
-                .cloned()
-                .collect()
+    let normalized: Vec<String> = mentions.iter().map(|m| normalize(&m.text)).collect();
+    let remembered: Vec<Vec<&str>> = views
+        .iter()
+        .zip(&normalized)
+        .map(|(view, text)| view.remembered(text))
+        .collect();
+    let texts: Vec<&str> = mentions.iter().map(|m| m.text.as_str()).collect();
+    let lists = link_in_batches(&texts, |batch, at| {
+        let extra: Vec<Vec<&str>> = at.iter().map(|&i| remembered[i].clone()).collect();
+        linker.link_batch_with_extra(batch, &extra, &options)
+    })?;
+    Ok(lists
+        .iter()
+        .enumerate()
+        .map(|(i, list)| TrainingList {
+            features: features(&normalized[i], list, &views[i]),
+            gold: list.iter().map(|c| c.id == mentions[i].gold[0]).collect(),
         })
-        .unwrap_or_default()
-}
-
-fn gold_flags(list: &[Candidate], gold: &str) -> Vec<bool> {
-    list.iter().map(|c| c.id == gold).collect()
+        .collect())
 }
 
 /// Trains a re-ranker for `index` from `corpora` (name, corpus), choosing its L2 strength on
@@ -159,30 +140,16 @@ pub fn train(
                 .into(),
         ));
     }
-    let plain: Vec<ProtocolMention> = mentions
+    // Each training mention sees the counts less its own document's.
+    let views: Vec<CountView> = mentions
         .iter()
-        .map(|(_, m)| ProtocolMention {
-            document: m.document.clone(),
-            text: m.text.clone(),
-            gold: m.gold.clone(),
+        .map(|(c, m)| CountView {
+            all: &counts,
+            excluded: by_document.get(&(*c, m.document.clone())),
         })
         .collect();
-    let view_of = |c: usize, document: &str| CountView {
-        all: &counts,
-        excluded: by_document.get(&(c, document.to_string())),
-    };
-    let extra: Vec<Vec<String>> = mentions
-        .iter()
-        .map(|(c, m)| remembered(&view_of(*c, &m.document), &normalize(&m.text)))
-        .collect();
-    let training: Vec<TrainingList> = link_lists(linker, &plain, &extra, options.depth)?
-        .iter()
-        .zip(&mentions)
-        .map(|(list, (c, m))| TrainingList {
-            features: features(&normalize(&m.text), list, &view_of(*c, &m.document)),
-            gold: gold_flags(list, &m.gold[0]),
-        })
-        .collect();
+    let own: Vec<&ProtocolMention> = mentions.iter().map(|(_, m)| m).collect();
+    let training = candidate_lists(linker, &own, &views, options.depth)?;
 
     let dev_lists: Option<(&str, Vec<TrainingList>)> = match dev {
         Some((name, corpus)) => {
@@ -195,23 +162,16 @@ pub fn train(
                     options.abbreviations,
                 ),
             );
-            let view = CountView {
-                all: &counts,
-                excluded: None,
-            };
-            let extra: Vec<Vec<String>> = prepared
+            // Dev mentions see every training count.
+            let views: Vec<CountView> = prepared
                 .iter()
-                .map(|m| remembered(&view, &normalize(&m.text)))
-                .collect();
-            let lists = link_lists(linker, &prepared, &extra, options.depth)?
-                .iter()
-                .zip(&prepared)
-                .map(|(list, m)| TrainingList {
-                    features: features(&normalize(&m.text), list, &view),
-                    gold: gold_flags(list, &m.gold[0]),
+                .map(|_| CountView {
+                    all: &counts,
+                    excluded: None,
                 })
                 .collect();
-            Some((name, lists))
+            let dev: Vec<&ProtocolMention> = prepared.iter().collect();
+            Some((name, candidate_lists(linker, &dev, &views, options.depth)?))
         }
         None => None,
     };

@@ -342,11 +342,7 @@ fn extra_concepts_join_the_list_after_the_top_k() {
     assert_eq!(plain[0].id, "HP:0000256");
     let seizure = "HP:0001250".to_string();
     assert!(plain.iter().all(|c| c.id != seizure));
-    let extra = vec![vec![
-        seizure.clone(),
-        plain[0].id.clone(),
-        "HP:9999999".to_string(),
-    ]];
+    let extra = vec![vec![seizure.as_str(), plain[0].id.as_str(), "HP:9999999"]];
     let got = linker
         .link_batch_with_extra(&["big head"], &extra, &options)
         .unwrap()
