@@ -307,11 +307,7 @@ impl<'a> Linker<'a> {
             encoder,
             known_types,
             threads: 1,
-            default_alpha: index
-                .manifest
-                .fusion
-                .as_ref()
-                .map_or(DEFAULT_ALPHA, |f| f.alpha),
+            default_alpha: index.fusion_alpha(),
             reranker: index.reranker.as_ref(),
             cache: None,
         }
@@ -326,10 +322,21 @@ impl<'a> Linker<'a> {
         self
     }
 
-    /// Re-ranks with `reranker` instead of the index's own.
-    pub fn with_reranker(mut self, reranker: &'a Reranker) -> Self {
+    /// Re-ranks with `reranker` instead of the index's own; refuses one trained for another
+    /// model or hybrid weight.
+    pub fn with_reranker(mut self, reranker: &'a Reranker) -> Result<Self> {
+        reranker.check_fits(
+            &self.index.manifest.model.weights_sha256,
+            self.default_alpha,
+        )?;
         self.reranker = Some(reranker);
-        self.fresh_cache()
+        Ok(self.fresh_cache())
+    }
+
+    /// The hybrid weight used when the options name none: the index's tuned one, else the
+    /// default.
+    pub fn default_alpha(&self) -> f32 {
+        self.default_alpha
     }
 
     /// After a change that changes answers, remembered answers are stale.
@@ -634,8 +641,11 @@ impl<'a> Linker<'a> {
         vector: &[f32],
         options: &LinkOptions,
     ) -> Result<Vec<Candidate>> {
+        // A re-ranker learned lists fused with one weight; an `alpha` option naming another
+        // gets the linker's order (its candidates carry no `rerank`).
+        let alpha = options.alpha.unwrap_or(self.default_alpha);
         match self.reranker {
-            Some(reranker) if options.mode == Mode::Hybrid => {
+            Some(reranker) if options.mode == Mode::Hybrid && reranker.uses_alpha(alpha) => {
                 // The list the re-ranker was trained on: the top `depth`, then remembered
                 // concepts. A larger k continues in the linker's order after it.
                 let at_depth = LinkOptions {

@@ -378,7 +378,7 @@ pub fn run(mut args: AnnotateArgs, cache: &Path) -> Result<()> {
         &args.query,
         linker(&index, encoder.as_ref())?,
         reranker.as_ref(),
-    );
+    )?;
     let detector = detector(&args.query, &args.detector, &index)?;
     let annotator = Annotator::new(detector.as_ref(), &linker);
 
@@ -503,7 +503,7 @@ pub fn eval_e2e(mut args: EvalE2eArgs, cache: &Path) -> Result<()> {
                 &args.query,
                 linker(&index, encoder.as_ref())?,
                 reranker.as_ref(),
-            );
+            )?;
             let detector = detector(&args.query, &args.detector, &index)?;
             let annotator = Annotator::new(detector.as_ref(), &linker);
             detector_seconds = Some(started.elapsed().as_secs_f64());

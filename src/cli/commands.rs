@@ -217,6 +217,14 @@ fn tune(args: super::TuneArgs, cache: &Path) -> Result<()> {
         });
         manifest.save(&args.index)?;
         eprintln!("recorded in {}", args.index.join("manifest.json").display());
+        if let Some(reranker) = &index.reranker {
+            if !reranker.uses_alpha(tuning.best.alpha) {
+                eprintln!(
+                    "the index's re-ranker was trained with the hybrid weight {} and is no longer used: train it again with `medlink train reranker`",
+                    reranker.trained_for.alpha
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -389,17 +397,21 @@ pub(super) fn reranker_file(args: &QueryArgs) -> Result<Option<crate::rerank::Re
         .transpose()?)
 }
 
-/// `linker` with the `--reranker` file's re-ranker, or without the index's if `--no-rerank`.
+/// `linker` with the `--reranker` file's re-ranker (refused if trained for another model or
+/// hybrid weight), or without the index's if `--no-rerank`.
 pub(super) fn query_linker<'a>(
     args: &QueryArgs,
     linker: Linker<'a>,
     file: Option<&'a crate::rerank::Reranker>,
-) -> Linker<'a> {
-    match file {
-        Some(reranker) => linker.with_reranker(reranker),
-        None if args.no_rerank => linker.without_reranker(),
-        None => linker,
-    }
+) -> Result<Linker<'a>> {
+    Ok(match (file, args.reranker.as_deref()) {
+        (Some(reranker), Some(path)) => linker
+            .with_reranker(reranker)
+            .with_context(|| format!("--reranker {}", path.display()))?,
+        (Some(reranker), None) => linker.with_reranker(reranker)?,
+        (None, _) if args.no_rerank => linker.without_reranker(),
+        (None, _) => linker,
+    })
 }
 
 pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
@@ -424,7 +436,7 @@ fn search(args: SearchArgs, cache: &Path) -> Result<()> {
         &args.query,
         Linker::new(&index, &encoder)?,
         reranker.as_ref(),
-    );
+    )?;
     let candidates = linker.link(&text, &options)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -576,7 +588,7 @@ fn link(args: LinkArgs, cache: &Path) -> Result<()> {
         &args.query,
         Linker::new(&index, &encoder)?,
         reranker.as_ref(),
-    )
+    )?
     .with_threads(0)
     .with_cache(args.mention_cache);
 
@@ -827,7 +839,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
         &args.query,
         Linker::new(&index, &encoder)?,
         reranker.as_ref(),
-    )
+    )?
     .with_threads(0);
     let seen = match &train_spec {
         Some(spec) => Some(SeenSets::from_corpus(&spec.load()?, &index)),

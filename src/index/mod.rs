@@ -252,8 +252,12 @@ impl Index {
         }
         // A re-ranker this build cannot read (another format, damaged) must not lock the
         // index: it opens without one, and `train reranker` can write a new one.
+        let alpha = fusion_alpha(&manifest);
         let reranker = match &manifest.files.reranker {
-            Some(file) => match Reranker::load(&dir.join(file)) {
+            Some(file) => match Reranker::load(&dir.join(file)).and_then(|r| {
+                r.check_fits(&manifest.model.weights_sha256, alpha)?;
+                Ok(r)
+            }) {
                 Ok(reranker) => Some(reranker),
                 Err(e) => {
                     tracing::warn!(
@@ -274,6 +278,12 @@ impl Index {
             lexical,
             reranker,
         })
+    }
+
+    /// The hybrid weight linking uses when asked for none: the tuned one (`medlink index tune`),
+    /// else [`crate::linker::DEFAULT_ALPHA`].
+    pub fn fusion_alpha(&self) -> f32 {
+        fusion_alpha(&self.manifest)
     }
 
     /// Refuses a model other than the one the index was built with.
@@ -357,4 +367,11 @@ fn embed_names(
     }
     progress.finish_stage();
     Ok(store)
+}
+
+fn fusion_alpha(manifest: &Manifest) -> f32 {
+    manifest
+        .fusion
+        .as_ref()
+        .map_or(crate::linker::DEFAULT_ALPHA, |f| f.alpha)
 }

@@ -35,8 +35,8 @@ use crate::text::normalize;
 
 /// File name of a re-ranker inside an index directory.
 pub const RERANKER_FILE: &str = "reranker.json";
-/// Bumped when the file's shape or the features change.
-pub const RERANKER_FORMAT: u32 = 1;
+/// Bumped when the file's shape or the features change (2: [`TrainedFor`]).
+pub const RERANKER_FORMAT: u32 = 2;
 /// Concepts re-ranked per mention unless trained otherwise.
 pub const DEFAULT_DEPTH: usize = 25;
 
@@ -190,6 +190,17 @@ pub struct DevReport {
     pub reranked_acc_at_1: f64,
 }
 
+/// What a re-ranker's dense and fused features depend on: the model that made the vectors and
+/// the hybrid weight that ordered the lists. Under another model or weight its scores mean
+/// something else, so it is not used there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainedFor {
+    /// SHA-256 of the model's weights (the index manifest's `model.weights_sha256`).
+    pub model_weights_sha256: String,
+    /// The hybrid weight of the linker whose lists it learned from.
+    pub alpha: f32,
+}
+
 /// A trained re-ranker, as stored in `reranker.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reranker {
@@ -207,6 +218,8 @@ pub struct Reranker {
     /// by their long form (as `eval link --abbreviations`).
     pub abbreviations: bool,
     pub trained_on: Vec<String>,
+    /// The scores its features were drawn from.
+    pub trained_for: TrainedFor,
     pub training_lists: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<DevReport>,
@@ -258,6 +271,34 @@ impl Reranker {
         manifest.save(dir)
     }
 
+    /// Refuses a re-ranker trained for another model or hybrid weight than `model_weights_sha256`
+    /// and `alpha` (an index re-tuned after training, or another index's file).
+    pub fn check_fits(&self, model_weights_sha256: &str, alpha: f32) -> Result<()> {
+        let trained = &self.trained_for;
+        let problem = if trained.model_weights_sha256 != model_weights_sha256 {
+            format!(
+                "it was trained with the model whose weights hash {}, the index uses {}",
+                short_hash(&trained.model_weights_sha256),
+                short_hash(model_weights_sha256)
+            )
+        } else if !self.uses_alpha(alpha) {
+            format!(
+                "it was trained with the hybrid weight {} and the index now uses {alpha} (`medlink index tune` ran after it)",
+                trained.alpha
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidInput(format!(
+            "the re-ranker does not fit this index: {problem}; train it again with `medlink train reranker`"
+        )))
+    }
+
+    /// Whether lists fused with `alpha` are the lists it learned from.
+    pub fn uses_alpha(&self, alpha: f32) -> bool {
+        (self.trained_for.alpha - alpha).abs() <= 1e-6
+    }
+
     /// Reads a re-ranker file, refusing one made for other features.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -307,6 +348,11 @@ impl Reranker {
             std::io::Write::write_all(w, b"\n")
         })
     }
+}
+
+/// The first 12 hex digits of a SHA-256, enough to tell models apart in a message.
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// The linear score of one candidate's features.
@@ -522,6 +568,10 @@ mod tests {
             l2: 0.01,
             abbreviations: false,
             trained_on: Vec::new(),
+            trained_for: TrainedFor {
+                model_weights_sha256: "ab".repeat(32),
+                alpha: 0.5,
+            },
             training_lists: 20,
             dev: None,
             counts,
@@ -550,5 +600,24 @@ mod tests {
         deep.save(&path).unwrap();
         let err = Reranker::load(&path).unwrap_err().to_string();
         assert!(err.contains("depth between 1 and 100"), "{err}");
+
+        // It fits only the model and hybrid weight it was trained with.
+        reranker.check_fits(&"ab".repeat(32), 0.5).unwrap();
+        let err = reranker
+            .check_fits(&"cd".repeat(32), 0.5)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("abababababab") && err.contains("cdcdcdcdcdcd"),
+            "{err}"
+        );
+        let err = reranker
+            .check_fits(&"ab".repeat(32), 0.6)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("hybrid weight 0.5") && err.contains("0.6"),
+            "{err}"
+        );
     }
 }

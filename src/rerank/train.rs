@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use super::{
-    features, fit, reranked_gold_rank, CountView, Counts, DevReport, Fitted, Reranker,
+    features, fit, reranked_gold_rank, CountView, Counts, DevReport, Fitted, Reranker, TrainedFor,
     TrainingList, FEATURES, RERANKER_FORMAT,
 };
 use crate::error::{Error, Result};
@@ -240,6 +240,10 @@ pub fn train(
         l2,
         abbreviations: options.abbreviations,
         trained_on: corpora.iter().map(|(name, _)| name.clone()).collect(),
+        trained_for: TrainedFor {
+            model_weights_sha256: index.manifest.model.weights_sha256.clone(),
+            alpha: linker.default_alpha(),
+        },
         training_lists: training.iter().filter(|l| l.informative()).count(),
         dev: dev_report,
         counts,

@@ -166,7 +166,8 @@ fn ncbi_disease_dev_reranked_acc1_is_pinned() {
     let (after, reranked) = eval(
         &Linker::new(index, encoder())
             .unwrap()
-            .with_reranker(&reranker),
+            .with_reranker(&reranker)
+            .unwrap(),
     );
     assert!(reranked);
     eprintln!("NCBI dev hybrid + abbreviations: {before:.4} -> {after:.4}");

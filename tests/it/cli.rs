@@ -794,6 +794,47 @@ fn train_reranker_learns_a_corpus_convention_and_is_used_by_link() {
     assert_eq!(two, six[..2], "{six:?}");
     assert_eq!(six.len(), 6);
 
+    // A re-ranker records the model and hybrid weight its lists came from. An explicit file
+    // made for another model is refused by name; an `--alpha` other than its weight links in
+    // the linker's order; after the index's weight changes its own re-ranker is set aside.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&shallow).unwrap()).unwrap();
+    assert_eq!(
+        saved["trained_for"]["model_weights_sha256"],
+        manifest["model"]["weights_sha256"]
+    );
+    let trained_alpha = saved["trained_for"]["alpha"].as_f64().unwrap();
+    let mut foreign_model = saved.clone();
+    foreign_model["trained_for"]["model_weights_sha256"] = "0".repeat(64).into();
+    let foreign_file = dir.path().join("foreign-model.json");
+    std::fs::write(&foreign_file, foreign_model.to_string()).unwrap();
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["link", "--reranker"])
+            .arg(&foreign_file)
+            .arg("--index")
+            .arg(&index),
+        b"{\"mention\": \"cardiac trouble\"}\n",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("foreign-model.json") && stderr.contains("does not fit this index"),
+        "{stderr}"
+    );
+    let other_alpha = format!("{:.2}", (trained_alpha + 0.3) % 1.0);
+    let unranked = top(&["--alpha", &other_alpha], "cardiac trouble");
+    assert!(unranked.get("rerank").is_none(), "{unranked}");
+    let mut retuned = manifest.clone();
+    retuned["fusion"] = serde_json::json!({
+        "alpha": (trained_alpha + 0.3) % 1.0, "tuned_on": "test", "mentions": 1,
+        "acc_at_1": 1.0, "default_acc_at_1": 1.0
+    });
+    std::fs::write(index.join("manifest.json"), retuned.to_string()).unwrap();
+    let set_aside = top(&[], "cardiac trouble");
+    assert!(set_aside.get("rerank").is_none(), "{set_aside}");
+    std::fs::write(index.join("manifest.json"), manifest.to_string()).unwrap();
+    assert!(top(&[], "cardiac trouble").get("rerank").is_some());
+
     // A damaged re-ranker does not lock the index: it links without one.
     std::fs::write(index.join("reranker.json"), "{not json").unwrap();
     let damaged = top(&[], "cardiac trouble");
