@@ -13,6 +13,7 @@
 //! - `last/`: the newest checkpoint (a complete model directory + `optimizer.safetensors` +
 //!   `trainer_state.json`), replaced atomically every `checkpoint_every` steps and at the end;
 //! - `best/`: the model with the best dev acc@1 so far (with `--dev-corpus`), plus `eval.json`.
+//!   The dev set is scored before the first step too, so `best/` may be the base model.
 
 pub mod dev;
 pub mod loss;
@@ -332,6 +333,12 @@ impl Trainer<'_> {
             o.steps
         ));
 
+        // The untrained model's dev score: the learning curve's origin, and `best/` stays the
+        // base model if no step beats it.
+        if self.dev.is_some() && state.step == 0 && state.evaluations.is_empty() {
+            save_checkpoint(&last_dir, &encoder, &optimizer, &state)?;
+            self.evaluate(&encoder, &mut state, &last_dir, &best_dir, observer)?;
+        }
         while state.step < o.steps {
             if stop.reached(state.step - first_step, started) {
                 break;

@@ -454,7 +454,11 @@ fn dev_evaluation_best_selection_and_periodic_checkpoints() {
         .unwrap();
 
     let steps: Vec<usize> = summary.state.evaluations.iter().map(|e| e.step).collect();
-    assert_eq!(steps, [20, 40, 50], "every 20 steps and at the end");
+    assert_eq!(
+        steps,
+        [0, 20, 40, 50],
+        "the base model, every 20 steps and at the end"
+    );
     assert!(summary.state.evaluations.iter().all(|e| e.mentions == 4));
     let best = summary.state.best.clone().expect("a dev run has a best");
     let first_max = summary
@@ -474,9 +478,9 @@ fn dev_evaluation_best_selection_and_periodic_checkpoints() {
     assert_eq!(saved["step"], best.step);
     TransformerEncoder::load(&best_dir, &EncoderOptions::default()).expect("best/ is a model");
 
-    // What last/ held when each step began: nothing before step 15, then the latest multiple
-    // of 15 (checkpoints) or of 20 (evaluations).
-    let expected = |step: usize| (1..step).rev().find(|s| s % 15 == 0 || s % 20 == 0);
+    // What last/ held when each step began: the base model's (written for its dev score),
+    // then the latest multiple of 15 (checkpoints) or of 20 (evaluations).
+    let expected = |step: usize| (0..step).rev().find(|s| s % 15 == 0 || s % 20 == 0);
     for &(step, saved) in &watcher.seen {
         assert_eq!(saved, expected(step), "at step {step}");
     }
