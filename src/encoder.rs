@@ -5,7 +5,8 @@
 //! `model.safetensors`, `tokenizer.json`, optional `1_Pooling/config.json`) and runs it with candle. Inputs are tokenized once, sorted by token length and cut into batches, so a batch
 //! pads only to its own longest member (length sorting is worth about 1.8x on short names);
 //! results come back in input order. The padding configured in `tokenizer.json` is ignored
-//! (sentence-transformers exports pad to a fixed 128 tokens). Output vectors have unit norm, and
+//! (sentence-transformers exports pad to a fixed 128 tokens); a batch also ends early where
+//! padding to a longer string would waste tokens ([`length_buckets`]). Output vectors have unit norm, and
 //! a string's vector does not depend on the batch it was encoded in.
 
 use std::path::{Path, PathBuf};
@@ -250,12 +251,21 @@ impl Encoder for TransformerEncoder {
             .map_err(|e| Error::model(format!("tokenizer: {e}")))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let chunks: Vec<&[usize]> = order.chunks(self.batch_size).collect();
         let threads = if self.device.is_cpu() {
             self.threads
         } else {
             1
         };
+        // Every worker gets a share of a small input, not one worker all of it.
+        let batch_size = self.batch_size.min(texts.len().div_ceil(threads.max(1)));
+        let lengths: Vec<usize> = order
+            .iter()
+            .map(|&i| encodings[i].get_ids().len())
+            .collect();
+        let chunks: Vec<&[usize]> = length_buckets(&lengths, batch_size)
+            .into_iter()
+            .map(|r| &order[r])
+            .collect();
         let vectors = crate::parallel::parallel_map(chunks.len(), threads, |c| {
             let batch: Vec<&tokenizers::Encoding> =
                 chunks[c].iter().map(|&i| &encodings[i]).collect();
@@ -271,7 +281,90 @@ impl Encoder for TransformerEncoder {
     }
 }
 
+/// Padded tokens a batch may spend per real token before a longer string starts a new batch.
+const MAX_PADDING_RATIO: f64 = 1.2;
+/// Strings a batch holds before padding may end it (tiny batches cost more per string).
+const MIN_BUCKET: usize = 4;
+
+/// Cuts the ascending token `lengths` into ranges of at most `batch_size` strings, ending a
+/// range early once padding to its longest member would waste more than [`MAX_PADDING_RATIO`].
+/// Fixed-size chunks of a short, mixed input (a `link` batch of 256 mentions: half of them
+/// padded to the longest) spent twice the tokens the strings had.
+fn length_buckets(lengths: &[usize], batch_size: usize) -> Vec<std::ops::Range<usize>> {
+    let batch_size = batch_size.max(1);
+    let mut ranges = Vec::new();
+    let (mut start, mut real) = (0, 0usize);
+    for (i, &len) in lengths.iter().enumerate() {
+        let count = i - start;
+        let padded = (count + 1) * len;
+        let wasteful =
+            count >= MIN_BUCKET && padded as f64 > MAX_PADDING_RATIO * (real + len) as f64;
+        if count == batch_size || wasteful {
+            ranges.push(start..i);
+            (start, real) = (i, 0);
+        }
+        real += len;
+    }
+    if start < lengths.len() {
+        ranges.push(start..lengths.len());
+    }
+    ranges
+}
+
 /// Dot product of two vectors of equal length (cosine similarity for unit vectors).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     crate::index::kernels::dot_f32(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::length_buckets;
+
+    fn padded_tokens(lengths: &[usize], batch_size: usize) -> (usize, Vec<usize>) {
+        let ranges = length_buckets(lengths, batch_size);
+        let sizes = ranges.iter().map(|r| r.len()).collect();
+        let padded = ranges.iter().map(|r| r.len() * lengths[r.end - 1]).sum();
+        (padded, sizes)
+    }
+
+    #[test]
+    fn buckets_cover_every_string_once_in_order() {
+        let lengths: Vec<usize> = (0..300).map(|i| 3 + i / 10).collect();
+        let ranges = length_buckets(&lengths, 64);
+        assert_eq!(ranges.first().unwrap().start, 0);
+        assert_eq!(ranges.last().unwrap().end, 300);
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        assert!(ranges.iter().all(|r| !r.is_empty() && r.len() <= 64));
+    }
+
+    #[test]
+    fn equal_lengths_fill_whole_batches() {
+        let (_, sizes) = padded_tokens(&[7; 300], 128);
+        assert_eq!(sizes, [128, 128, 44]);
+    }
+
+    #[test]
+    fn a_long_tail_starts_its_own_batch() {
+        // 120 short names and 8 long ones: one chunk of 128 would pad all to 25 tokens.
+        let mut lengths = vec![5; 120];
+        lengths.extend([25; 8]);
+        let (padded, sizes) = padded_tokens(&lengths, 128);
+        assert_eq!(sizes, [120, 8]);
+        let real: usize = lengths.iter().sum();
+        assert_eq!(padded, real);
+        assert_eq!(128 * 25, 4 * real, "fixed chunks would have padded 4x");
+    }
+
+    #[test]
+    fn padding_stays_bounded_on_a_spread_of_lengths() {
+        let lengths: Vec<usize> = (0..256).map(|i| 3 + i * 22 / 256).collect();
+        let (padded, _) = padded_tokens(&lengths, 128);
+        let real: usize = lengths.iter().sum();
+        assert!(
+            (padded as f64) <= 1.2 * real as f64,
+            "{padded} padded for {real}"
+        );
+    }
 }
