@@ -127,7 +127,13 @@ def main():
     ap.add_argument("--i8-sizes", default="3000000", help="sizes also built with i8 vectors")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic indexes")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    ap.add_argument("--render", action="store_true",
+                    help="only re-render BENCHMARKS.md's block from benches/results/scale.json (no runs)")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads((ROOT / "benches/results/scale.json").read_text())
+        replace_block("SCALE", render(saved["combined"], saved["synthetic"], saved["cpu"]))
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     combined = work / "combined"
@@ -159,10 +165,10 @@ def main():
     (results / "scale.json").write_text(json.dumps({"cpu": cpu_name(), "combined": real, "synthetic": rows}, indent=1))
     svg_plot([r for r in rows if r["vectors"] == "f16"], results / "scale.svg")
     if args.write:
-        replace_block("SCALE", render(real, rows))
+        replace_block("SCALE", render(real, rows, cpu_name()))
 
 
-def render(real, rows):
+def render(real, rows, cpu):
     def row(label, r):
         per_million = r["rss_queried_mib"] / (r["names"] / 1e6)
         bound = (r["rss_open_mib"] + (r["vector_bytes"] + r["lexical_bytes"]) / 2 ** 20) / (r["names"] / 1e6)
@@ -172,7 +178,7 @@ def render(real, rows):
                 f"{r['hybrid_p50_ms']:.2f} / {r['hybrid_p99_ms']:.2f} | {r['recall_at_25']:.4f} |")
 
     lines = [
-        f"Machine: {cpu_name()}, 2 cores. `python3 benches/python/scale_benchmarks.py --write`; "
+        f"Machine: {cpu}, 2 cores. `python3 benches/python/scale_benchmarks.py --write`; "
         "HNSW M 16 / ef_construction 200 / ef_search 64, one query at a time on one thread, k 25, "
         "encoder excluded (precomputed query vectors). Plot: `benches/results/scale.svg`.",
         "",
@@ -185,11 +191,32 @@ def render(real, rows):
     for r in rows:
         lines.append(row("synthetic", r))
     lines.append("")
+    lines += ef_sweep(real, rows)
     for kind in ["f16", "i8"]:
         sized = [r for r in rows if r["vectors"] == kind]
         if sized:
             lines += project(sized[-1], kind, real)
     return "\n".join(lines)
+
+
+def ef_sweep(real, rows):
+    """recall@25 and dense search latency at wider search breadths (`index build --ef-search`)."""
+    breadths = [s["ef"] for s in real.get("ef_sweep", [])]
+    if not breadths:
+        return []
+    lines = [
+        "Search breadth: recall@25 vs exact and dense search p50 / p99 (ms, the linker's pool of 64) at "
+        "each `ef_search` (`medlink index build --ef-search N`), measured after the table above, with the "
+        "index's pages already warm (hence lower latencies than its cold first pass):",
+        "",
+        "| index | vectors | names | " + " | ".join(f"ef {b}: recall@25, p50 / p99 ms" for b in breadths) + " |",
+        "|---|---|---|" + "---|" * len(breadths),
+    ]
+    for label, r in [("combined vocabularies", real)] + [("synthetic", r) for r in rows]:
+        cells = [f"{s['recall_at_25']:.4f}, {s['p50_ms']:.2f} / {s['p99_ms']:.2f}" for s in r["ef_sweep"]]
+        lines.append(f"| {label} | {r['vectors']} | {r['names']:,} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def project(big, kind, real):

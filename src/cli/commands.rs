@@ -262,10 +262,10 @@ fn rewrite_index(
 }
 
 fn build(args: BuildArgs, cache: &Path) -> Result<()> {
-    let hnsw = HnswParams {
+    let mut hnsw = HnswParams {
         m: args.hnsw_m,
         ef_construction: args.ef_construction,
-        ef_search: args.ef_search,
+        ef_search: args.ef_search.unwrap_or(HnswParams::default().ef_search),
         vector_type: args.vectors,
     };
     hnsw.validate()?;
@@ -302,6 +302,9 @@ fn build(args: BuildArgs, cache: &Path) -> Result<()> {
         for w in dict.warnings().iter().take(10) {
             eprintln!("  {w}");
         }
+    }
+    if args.ef_search.is_none() {
+        hnsw.ef_search = crate::index::dense::default_ef_search(dict.names().len());
     }
     let manifest = Index::build(&dict, &encoder, &model, &args.out, hnsw, &Bars::default())
         .with_context(|| format!("building index {}", args.out.display()))?;

@@ -251,9 +251,10 @@ pub struct BuildArgs {
     pub hnsw_m: usize,
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
-    /// HNSW search breadth recorded in the index (queries use at least their candidate pool).
-    #[arg(long, default_value_t = 64)]
-    pub ef_search: usize,
+    /// HNSW search breadth recorded in the index (queries use at least their candidate pool)
+    /// [default: 64, 128 past 1.5 million names]
+    #[arg(long)]
+    pub ef_search: Option<usize>,
     /// Stored vector components: f16 (half of f32's memory), i8 (a quarter) or f32; the
     /// accuracy of each is in BENCHMARKS.md ("Vector types").
     #[arg(long, value_enum, default_value_t = crate::index::dense::VectorType::F16)]
