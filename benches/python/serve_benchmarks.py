@@ -31,10 +31,9 @@ ROOT = refenv.ROOT
 
 
 def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+    from benchmarks_md import cpu_name
+
+    return cpu_name()
 
 
 def free_port():
