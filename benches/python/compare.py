@@ -3,7 +3,7 @@
 
 The reference is what a SapBERT + FAISS script does today: sentence-transformers for the same
 model (all-MiniLM-L6-v2, max_seq_length 25, batch 128), a FAISS HNSW index (M 16,
-efConstruction 200, efSearch 128, inner product on unit vectors) and scikit-learn character
+efConstruction 200, efSearch 64 as medlink, inner product on unit vectors) and scikit-learn character
 3-gram TF-IDF (char_wb, the scispaCy linker's method), fused like medlink's hybrid rule.
 
     python3 benches/python/compare.py [--medlink target/release/medlink] [--model DIR] [--quick]
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,9 @@ from benchmarks_md import cpu_name, replace_block  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
+# Throughputs are the median of this many runs of each side (one run swung the reference's
+# linking rate between 200 and 300 mentions/s on a shared machine).
+RUNS = 3
 
 
 def hpo_names(path):
@@ -123,8 +127,9 @@ def main():
     sample = [n for _, n in names[:5000]]
     strings_file = work / "strings.txt"
     strings_file.write_text("\n".join(sample) + "\n", encoding="utf-8")
-    err, _, _ = run_child([args.medlink, "embed", "--quiet", "--model", args.model], strings_file)
-    medlink_encode = rate(err, "strings/s")
+    medlink_encode = statistics.median(
+        rate(run_child([args.medlink, "embed", "--quiet", "--model", args.model], strings_file)[0], "strings/s")
+        for _ in range(RUNS))
 
     # 2. Index builds (medlink): HPO, then MEDIC 2012.
     builds = {}
@@ -150,9 +155,13 @@ def main():
     model = SentenceTransformer(args.model, device="cpu")
     model.max_seq_length = 25
     model.encode(sample[:256], batch_size=128)  # warm-up
-    t = time.perf_counter()
-    model.encode(sample, batch_size=128, normalize_embeddings=True)
-    ref_encode = len(sample) / (time.perf_counter() - t)
+
+    def ref_encode_once():
+        t = time.perf_counter()
+        model.encode(sample, batch_size=128, normalize_embeddings=True)
+        return len(sample) / (time.perf_counter() - t)
+
+    ref_encode = statistics.median(ref_encode_once() for _ in range(RUNS))
     results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode, "reference_per_s": ref_encode}
 
 
@@ -163,7 +172,7 @@ def main():
     hnsw = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
     hnsw.hnsw.efConstruction = 200
     hnsw.add(vecs)
-    hnsw.hnsw.efSearch = 128
+    hnsw.hnsw.efSearch = 64  # medlink searches max(ef_search 64, its pool of 64)
     tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3), lowercase=True)
     name_matrix = tfidf.fit_transform(texts)
     results["reference_build_hpo_seconds"] = time.perf_counter() - t
@@ -172,29 +181,35 @@ def main():
     # reference has none; 39 of these 569 mentions recur).
     queries = work / "mentions.jsonl"
     queries.write_text("".join(json.dumps({"id": i, "mention": m}) + "\n" for i, m in enumerate(mentions)), encoding="utf-8")
-    err, _, _ = run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model, "-k", "10", "--mention-cache", "0"], queries)
-    medlink_link = rate(err, "mentions/s")
+    medlink_link = statistics.median(
+        rate(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model, "-k", "10",
+                        "--mention-cache", "0"], queries)[0], "mentions/s")
+        for _ in range(RUNS))
     concept_of = [c for c, _ in names]
-    t = time.perf_counter()
-    q = model.encode(mentions, batch_size=128, normalize_embeddings=True).astype(np.float32)
-    _, dense_ids = hnsw.search(q, 64)
-    qm = tfidf.transform(mentions)
-    lex = (qm @ name_matrix.T).tocsr()
-    for i in range(len(mentions)):
-        row = lex.getrow(i)
-        lex_ids = row.indices[np.argsort(-row.data)[:64]]
-        cand = set(dense_ids[i][dense_ids[i] >= 0].tolist()) | set(lex_ids.tolist())
-        cand = np.fromiter(cand, dtype=np.int64)
-        dense_scores = vecs[cand] @ q[i]
-        lex_scores = np.asarray(lex[i, cand].todense()).ravel()
-        fused = 0.6 * dense_scores + 0.4 * lex_scores
-        best = {}
-        for n, s in zip(cand.tolist(), fused.tolist()):
-            c = concept_of[n]
-            if s > best.get(c, -1e9):
-                best[c] = s
-        sorted(best.items(), key=lambda kv: -kv[1])[:10]
-    ref_link = len(mentions) / (time.perf_counter() - t)
+
+    def ref_link_once():
+        t = time.perf_counter()
+        q = model.encode(mentions, batch_size=128, normalize_embeddings=True).astype(np.float32)
+        _, dense_ids = hnsw.search(q, 64)
+        qm = tfidf.transform(mentions)
+        lex = (qm @ name_matrix.T).tocsr()
+        for i in range(len(mentions)):
+            row = lex.getrow(i)
+            lex_ids = row.indices[np.argsort(-row.data)[:64]]
+            cand = set(dense_ids[i][dense_ids[i] >= 0].tolist()) | set(lex_ids.tolist())
+            cand = np.fromiter(cand, dtype=np.int64)
+            dense_scores = vecs[cand] @ q[i]
+            lex_scores = np.asarray(lex[i, cand].todense()).ravel()
+            fused = 0.6 * dense_scores + 0.4 * lex_scores
+            best = {}
+            for n, s in zip(cand.tolist(), fused.tolist()):
+                c = concept_of[n]
+                if s > best.get(c, -1e9):
+                    best[c] = s
+            sorted(best.items(), key=lambda kv: -kv[1])[:10]
+        return len(mentions) / (time.perf_counter() - t)
+
+    ref_link = statistics.median(ref_link_once() for _ in range(RUNS))
     results["link"] = {"mentions": len(mentions), "medlink_per_s": medlink_link, "reference_per_s": ref_link}
 
     out = ROOT / "benches/results/compare.json"
@@ -204,7 +219,8 @@ def main():
     m = results["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {results['versions']['torch']} "
-        f"({m['torch_threads']} threads), faiss {results['versions']['faiss']}.",
+        f"({m['torch_threads']} threads), faiss {results['versions']['faiss']}. Throughputs: median of {RUNS} runs "
+        "of each side; medlink links without its mention cache.",
         "",
         "| measure | medlink | Python reference | medlink / reference |",
         "|---|---|---|---|",
