@@ -302,8 +302,22 @@ impl Reranker {
     /// Reads a re-ranker file, refusing one made for other features.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let reranker: Reranker = serde_json::from_str(&text)
+        let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::parse(path, e.line(), None, e.to_string()))?;
+        // An older format is named as such, not reported as a field it lacks.
+        let format = value.get("format").and_then(|f| f.as_u64());
+        if format != Some(u64::from(RERANKER_FORMAT)) {
+            return Err(Error::FileFormat {
+                path: path.to_path_buf(),
+                expected: format!("re-ranker format {RERANKER_FORMAT}"),
+                found: format!(
+                    "{}; train it again with `medlink train reranker`",
+                    format.map_or("no format".into(), |f| format!("format {f}"))
+                ),
+            });
+        }
+        let reranker: Reranker = serde_json::from_value(value)
+            .map_err(|e| Error::parse(path, 1, None, e.to_string()))?;
         let expected: Vec<String> = FEATURES.iter().map(|s| s.to_string()).collect();
         if reranker.format != RERANKER_FORMAT
             || reranker.features != expected
@@ -594,6 +608,16 @@ mod tests {
         other.save(&path).unwrap();
         let err = Reranker::load(&path).unwrap_err().to_string();
         assert!(err.contains("train it again"), "{err}");
+        // A file of the first format (no `trained_for`) is named as that, not as a parse error.
+        let mut first: serde_json::Value = serde_json::to_value(&reranker).unwrap();
+        first["format"] = 1.into();
+        first.as_object_mut().unwrap().remove("trained_for");
+        std::fs::write(&path, first.to_string()).unwrap();
+        let err = Reranker::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("format 1") && err.contains("train it again"),
+            "{err}"
+        );
         // A depth the linker could never fetch is refused, not obeyed.
         let mut deep = reranker.clone();
         deep.depth = 1_000_000_000;
