@@ -59,3 +59,46 @@ pub fn parallel_map<T: Send>(
         .map(|r| r.expect("every item ran"))
         .collect()
 }
+
+/// [`parallel_map`] taking the costliest items first (by `cost`), results still in item
+/// order. Threads take items as they free up, so starting with the largest keeps one thread
+/// from being left with the largest item at the end while the other idles: length-sorted
+/// training groups started with the cheapest and ended with the dearest.
+pub fn parallel_map_costliest_first<T: Send>(
+    cost: &[usize],
+    threads: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let mut schedule: Vec<usize> = (0..cost.len()).collect();
+    // Stable: equal costs keep item order.
+    schedule.sort_by_key(|&i| std::cmp::Reverse(cost[i]));
+    let done = parallel_map(schedule.len(), threads, |slot| f(schedule[slot]))?;
+    let mut results: Vec<Option<T>> = (0..cost.len()).map(|_| None).collect();
+    for (slot, result) in done.into_iter().enumerate() {
+        results[schedule[slot]] = Some(result);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costliest_first_returns_results_in_item_order_and_runs_the_largest_first() {
+        let started = std::sync::Mutex::new(Vec::new());
+        let cost = [1, 5, 3, 5, 2];
+        let out = parallel_map_costliest_first(&cost, 1, |i| {
+            started.lock().unwrap().push(i);
+            Ok(i * 10)
+        })
+        .unwrap();
+        assert_eq!(out, [0, 10, 20, 30, 40]);
+        assert_eq!(started.into_inner().unwrap(), [1, 3, 2, 4, 0]);
+        let two = parallel_map_costliest_first(&cost, 2, |i| Ok(i * 10)).unwrap();
+        assert_eq!(two, out);
+    }
+}

@@ -18,7 +18,7 @@ use super::optim::Grads;
 use crate::encoder::Pooling;
 use crate::error::{Error, Result};
 use crate::model::{self, Config, Dropout, Transformer};
-use crate::parallel::parallel_map;
+use crate::parallel::{parallel_map, parallel_map_costliest_first};
 
 /// Strings per forward pass in training (see [`TrainableEncoder::embed_for_training`]).
 const TRAIN_GROUP: usize = 32;
@@ -163,13 +163,19 @@ impl TrainableEncoder {
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| (tokens[i].len(), i));
         let groups: Vec<Vec<usize>> = order.chunks(TRAIN_GROUP).map(<[usize]>::to_vec).collect();
-        let outputs = parallel_map(groups.len(), threads, |g| {
+        // Padded tokens: what a group's pass costs.
+        let cost: Vec<usize> = groups
+            .iter()
+            .map(|g| g.len() * g.last().map_or(0, |&i| tokens[i].len()))
+            .collect();
+        let outputs = parallel_map_costliest_first(&cost, threads, |g| {
             let group: Vec<&[u32]> = groups[g].iter().map(|&i| tokens[i]).collect();
             self.embed(&group, Some(&mut dropout(g)))
         })?;
         Ok(GroupedBatch {
             n: tokens.len(),
             groups,
+            cost,
             outputs,
         })
     }
@@ -235,6 +241,8 @@ pub struct GroupedBatch {
     n: usize,
     /// Input indices of each group's rows.
     groups: Vec<Vec<usize>>,
+    /// Each group's padded tokens, to schedule the dearest first.
+    cost: Vec<usize>,
     /// Each group's embeddings, carrying its computation graph.
     outputs: Vec<Tensor>,
 }
@@ -262,7 +270,7 @@ impl GroupedBatch {
         threads: usize,
         collect: impl Fn(&candle_core::backprop::GradStore) -> Grads + Sync,
     ) -> Result<Vec<Grads>> {
-        parallel_map(self.groups.len(), threads, |g| {
+        parallel_map_costliest_first(&self.cost, threads, |g| {
             let rows: Vec<u32> = self.groups[g].iter().map(|&i| i as u32).collect();
             let index = Tensor::from_vec(rows, self.groups[g].len(), &Device::Cpu)?;
             let upstream = grad.index_select(&index, 0)?.detach();
