@@ -407,13 +407,14 @@ pub(super) fn query_linker<'a>(
     linker: Linker<'a>,
     file: Option<&'a crate::rerank::Reranker>,
 ) -> Result<Linker<'a>> {
-    Ok(match (file, args.reranker.as_deref()) {
-        (Some(reranker), Some(path)) => linker
-            .with_reranker(reranker)
-            .with_context(|| format!("--reranker {}", path.display()))?,
-        (Some(reranker), None) => linker.with_reranker(reranker)?,
-        (None, _) if args.no_rerank => linker.without_reranker(),
-        (None, _) => linker,
+    Ok(match file {
+        // `file` is the one `--reranker` names ([`reranker_file`]).
+        Some(reranker) => linker.with_reranker(reranker).with_context(|| {
+            let path = args.reranker.as_deref().unwrap_or(Path::new("FILE"));
+            format!("--reranker {}", path.display())
+        })?,
+        None if args.no_rerank => linker.without_reranker(),
+        None => linker,
     })
 }
 
