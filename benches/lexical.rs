@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         .names()
         .iter()
         .enumerate()
-        .map(|(i, n)| (i as NameIdx, n.normalized.as_str()))
+        .map(|(i, n)| (i as NameIdx, n.normalized))
         .collect();
 
     let mut group = c.benchmark_group("lexical_build");

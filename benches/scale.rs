@@ -166,7 +166,7 @@ fn synth(args: &[String]) -> BenchResult {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for (i, name) in base_names.iter().enumerate() {
         match runs.last_mut() {
-            Some(run) if base_names[run.0].concept == name.concept => run.1 = i + 1,
+            Some(run) if base_names.get(run.0).concept == name.concept => run.1 = i + 1,
             _ => runs.push((i, i + 1)),
         }
     }
@@ -176,16 +176,16 @@ fn synth(args: &[String]) -> BenchResult {
     let mut names = 0usize;
     'fill: for v in 0.. {
         for (r, &(first, end)) in runs.iter().enumerate() {
-            let real = base.dictionary.concept(base_names[first].concept);
+            let real = base.dictionary.concept(base_names.get(first).concept);
             let id = if v == 0 {
                 real.id.clone()
             } else {
                 format!("{}~{v}", real.id)
             };
-            let mut concept = Concept::new(id, variant_text(&base_names[first].text, v));
-            for name in &base_names[first + 1..end] {
+            let mut concept = Concept::new(id, variant_text(base_names.get(first).text, v));
+            for name in (first + 1..end).map(|b| base_names.get(b)) {
                 concept.push_synonym(
-                    variant_text(&name.text, v),
+                    variant_text(name.text, v),
                     name.kind.unwrap_or(medlink::ontology::SynonymKind::Exact),
                 );
             }
@@ -209,7 +209,7 @@ fn synth(args: &[String]) -> BenchResult {
         let (run, v) = origin[name.concept as usize];
         let (first, end) = runs[run];
         let real = (first..end)
-            .find(|&b| variant_text(&base_names[b].text, v) == name.text)
+            .find(|&b| variant_text(base_names.get(b).text, v) == name.text)
             .ok_or_else(|| format!("name {:?} has no real name", name.text))?;
         let row = base.vectors.row_into(real, &mut scratch);
         if v == 0 {
@@ -235,6 +235,8 @@ fn synth(args: &[String]) -> BenchResult {
         };
     }
     let names = dictionary.names().len();
+    // The search breadth `index build` would give an index of this size.
+    params.ef_search = medlink::index::dense::default_ef_search(names);
     drop(base);
     let build = Instant::now();
     Index::build_from_vectors(
@@ -251,7 +253,7 @@ fn synth(args: &[String]) -> BenchResult {
     Ok(serde_json::json!({
         "names": names,
         "vectors": params.vector_type.as_str(),
-        "concepts": dictionary.concepts().len(),
+        "concepts": dictionary.concept_count(),
         "prepare_seconds": prepared,
         "build_seconds": build_seconds,
         "peak_rss_mib": peak,
@@ -307,7 +309,7 @@ fn query(args: &[String]) -> BenchResult {
     let mut scratch = Vec::new();
     while texts.len() < queries {
         let i = rng.below(n);
-        let text = index.dictionary.name(i as u32).text.clone();
+        let text = index.dictionary.name(i as u32).text.to_string();
         if vectors.contains_key(&text) {
             continue;
         }

@@ -236,7 +236,7 @@ impl<'s> NameScorer<'s> {
         let exact = entry.normalized == self.normalized;
         let bonus = if exact {
             EXACT_BONUS
-        } else if self.exact_keys.contains(&entry.normalized) {
+        } else if self.exact_keys.iter().any(|k| k == entry.normalized) {
             SINGULAR_BONUS
         } else {
             0.0
@@ -297,9 +297,9 @@ impl<'a> Linker<'a> {
     fn with_encoder(index: &'a Index, encoder: Option<&'a dyn Encoder>) -> Self {
         let known_types = index
             .dictionary
-            .concepts()
+            .types()
             .iter()
-            .flat_map(|c| c.types.iter().map(|t| t.to_lowercase()))
+            .map(|t| t.to_lowercase())
             .collect();
         Linker {
             index,
@@ -626,7 +626,7 @@ impl<'a> Linker<'a> {
         let missing: Vec<ConceptIdx> = extra
             .iter()
             .filter_map(|id| dict.lookup_id(id))
-            .filter(|&c| !ranked.iter().any(|r| r.id == dict.concept(c).id))
+            .filter(|&c| !ranked.iter().any(|r| r.id == dict.concept_id(c)))
             .collect();
         if !missing.is_empty() {
             let scorer = NameScorer::new(self, normalized, vector, options);
@@ -700,24 +700,21 @@ impl<'a> Linker<'a> {
         ranked.truncate(options.k);
         ranked
             .into_iter()
-            .map(|(cidx, best)| {
-                let concept = dict.concept(cidx);
-                Candidate {
-                    id: concept.id.clone(),
-                    name: concept.name.clone(),
-                    score: best.score,
-                    matched_name: dict.name(best.name).text.clone(),
-                    dense: best.dense,
-                    lexical: best.lexical,
-                    exact: best.exact,
-                    bonus: best.bonus,
-                    source: dict
-                        .source_of(concept)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default(),
-                    types: concept.types.clone(),
-                    rerank: None,
-                }
+            .map(|(cidx, best)| Candidate {
+                id: dict.concept_id(cidx).to_string(),
+                name: dict.concept_name(cidx).to_string(),
+                score: best.score,
+                matched_name: dict.name(best.name).text.to_string(),
+                dense: best.dense,
+                lexical: best.lexical,
+                exact: best.exact,
+                bonus: best.bonus,
+                source: dict
+                    .concept_source(cidx)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                types: dict.concept_types(cidx).map(str::to_string).collect(),
+                rerank: None,
             })
             .collect()
     }
@@ -739,13 +736,11 @@ impl<'a> Linker<'a> {
         let mut groups: HashMap<&str, Group> = HashMap::new();
         for scored in self.scored_names(normalized, vector, options, true)? {
             let entry = dict.name(scored.name);
-            let group = groups
-                .entry(entry.normalized.as_str())
-                .or_insert_with(|| Group {
-                    form: &entry.normalized,
-                    best: scored,
-                    concepts: Vec::new(),
-                });
+            let group = groups.entry(entry.normalized).or_insert_with(|| Group {
+                form: entry.normalized,
+                best: scored,
+                concepts: Vec::new(),
+            });
             // Equal scores keep the earlier row, so the result does not depend on order.
             if scored.score > group.best.score {
                 group.best = scored;
@@ -771,7 +766,7 @@ impl<'a> Linker<'a> {
                 ids: g
                     .concepts
                     .iter()
-                    .map(|&c| dict.concept(c).id.clone())
+                    .map(|&c| dict.concept_id(c).to_string())
                     .collect(),
                 score: g.best.score,
                 dense: g.best.dense,
@@ -817,18 +812,16 @@ impl<'a> Linker<'a> {
 
     fn passes_filters(&self, concept_idx: ConceptIdx, options: &LinkOptions) -> bool {
         let dict = &self.index.dictionary;
-        let concept = dict.concept(concept_idx);
         let source_ok = options.sources.is_empty()
-            || dict.source_of(concept).is_some_and(|s| {
+            || dict.concept_source(concept_idx).is_some_and(|s| {
                 options
                     .sources
                     .iter()
                     .any(|f| f.eq_ignore_ascii_case(&s.name))
             });
         let type_ok = options.types.is_empty()
-            || concept
-                .types
-                .iter()
+            || dict
+                .concept_types(concept_idx)
                 .any(|t| options.types.iter().any(|f| f.eq_ignore_ascii_case(t)));
         source_ok && type_ok
     }

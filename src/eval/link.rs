@@ -326,8 +326,8 @@ pub fn evaluate(
             gold_names: it
                 .gold
                 .iter()
-                .filter_map(|g| dict.get(g))
-                .map(|c| c.name.clone())
+                .filter_map(|g| dict.lookup_id(g))
+                .map(|c| dict.concept_name(c).to_string())
                 .collect(),
             predicted: top.as_ref().map(|t| t.0.clone()),
             predicted_name: top.as_ref().map(|t| t.1.clone()),

@@ -97,15 +97,15 @@ pub fn export(
     for (chunk, start) in (0..names.len()).step_by(batch).enumerate() {
         let rows = start..(start + batch).min(names.len());
         let payload = |row: usize| {
-            let name = &names[row];
-            let concept = index.dictionary.concept(name.concept);
+            let name = names.get(row);
+            let dict = &index.dictionary;
             json!({
                 "row": row,
-                "concept_id": concept.id,
+                "concept_id": dict.concept_id(name.concept),
                 "name": name.text,
                 "preferred": name.kind.is_none(),
-                "source": index.dictionary.source_of(concept).map(|s| s.name.as_str()),
-                "types": concept.types,
+                "source": dict.concept_source(name.concept).map(|s| s.name.as_str()),
+                "types": dict.concept_types(name.concept).collect::<Vec<_>>(),
             })
         };
         let path = match format {

@@ -8,9 +8,15 @@
 //! bytes per name on layer 0 and ~22 above it.
 //!
 //! Construction is the paper's algorithm with its neighbour-selection heuristic (as hnswlib),
-//! run on several threads: link slots are atomics written under one of a set of striped
-//! locks and read without locking (a reader may see a slot mid-update, which only ever holds
-//! valid node ids). Levels are drawn from a seeded generator, so a one-thread build is
+//! except that on layer 0 the slots the heuristic leaves empty take the best pruned candidates
+//! (the paper's `keepPrunedConnections`): the heuristic left 6% of nodes with fewer than four
+//! links on clustered names (variants of one name), and filling the fixed slots costs no
+//! memory. On 300,000 synthetic names recall@25 rose from 0.982 / 0.987 to 0.989 / 0.994 at
+//! ef 64 / 128, for ~30% more time per search at the same ef.
+//!
+//! The build runs on several threads: link slots are atomics written under one of a set of
+//! striped locks and read without locking (a reader may see a slot mid-update, which only ever
+//! holds valid node ids). Levels are drawn from a seeded generator, so a one-thread build is
 //! reproducible.
 //!
 //! `graph.bin` layout (little-endian, 48-byte header): magic `MLHNSW\0\0`, `u32` version,
@@ -545,14 +551,17 @@ fn search_layer(
 
 /// The paper's heuristic neighbour selection: take candidates best first, keeping one unless
 /// a neighbour kept so far is closer to it than the base is (spreads links across
-/// directions, which keeps clustered names reachable).
+/// directions, which keeps clustered names reachable). With `fill`, the slots the heuristic
+/// left empty take the best pruned candidates (the paper's `keepPrunedConnections`).
 fn select_neighbours(
     store: &VectorStore,
     candidates: &[Scored],
     max: usize,
+    fill: bool,
     scratch: &mut Vec<f32>,
 ) -> Vec<Scored> {
     let mut kept: Vec<Scored> = Vec::with_capacity(max);
+    let mut pruned: Vec<Scored> = Vec::new();
     for &c in candidates {
         if kept.len() >= max {
             break;
@@ -563,8 +572,12 @@ fn select_neighbours(
         // link of its twin and cut both off the graph.
         if kept.iter().all(|k| store.dot(k.id as usize, row) <= c.sim) {
             kept.push(c);
+        } else if fill {
+            pruned.push(c);
         }
     }
+    let room = max - kept.len();
+    kept.extend(pruned.into_iter().take(room));
     kept
 }
 
@@ -698,7 +711,8 @@ impl<'a> Builder<'a> {
             let cap = self.layout.capacity(layer);
             // Layer 0 keeps M links at insertion like the paper (M0 = 2M is the room for
             // links added back by later nodes).
-            let chosen = select_neighbours(self.store, &found, self.layout.m, &mut scratch);
+            let chosen =
+                select_neighbours(self.store, &found, self.layout.m, layer == 0, &mut scratch);
             let ids: Vec<u32> = chosen.iter().map(|s| s.id).collect();
             {
                 let _guard = self.lock(node);
@@ -749,7 +763,7 @@ impl<'a> Builder<'a> {
             .collect();
         candidates.push(Scored { sim, id: new });
         candidates.sort_by(|a, b| b.cmp(a));
-        let kept = select_neighbours(self.store, &candidates, cap, scratch);
+        let kept = select_neighbours(self.store, &candidates, cap, layer == 0, scratch);
         let ids: Vec<u32> = kept.iter().map(|s| s.id).collect();
         self.write_links(node, layer, &ids);
     }

@@ -158,7 +158,7 @@ impl Index {
             .names()
             .iter()
             .enumerate()
-            .map(|(i, n)| (i as u32, n.normalized.as_str()))
+            .map(|(i, n)| (i as u32, n.normalized))
             .collect();
         let lexical_dir = dir.join(LEXICAL_DIR);
         std::fs::create_dir_all(&lexical_dir).map_err(|e| Error::io(&lexical_dir, e))?;
@@ -348,12 +348,12 @@ fn embed_names(
 ) -> Result<VectorStore> {
     let names = dictionary.names();
     let mut order: Vec<usize> = (0..names.len()).collect();
-    order.sort_by_key(|&i| names[i].text.len());
+    order.sort_by_key(|&i| names.get(i).text.len());
     // Rows go straight to their final place: only one chunk of vectors exists twice.
     let mut store = VectorStore::zeros(encoder.dim(), names.len(), vector_type);
     progress.stage("embedding names", names.len() as u64);
     for chunk in order.chunks(ENCODE_CHUNK) {
-        let texts: Vec<&str> = chunk.iter().map(|&i| names[i].text.as_str()).collect();
+        let texts: Vec<&str> = chunk.iter().map(|&i| names.get(i).text).collect();
         for (&i, v) in chunk.iter().zip(encoder.encode(&texts)?) {
             if v.len() != encoder.dim() {
                 return Err(Error::DimensionMismatch {

@@ -374,15 +374,13 @@ impl DictionaryMatcher {
             }
         }
         let concept_wanted = |c: ConceptIdx| {
-            let concept = dictionary.concept(c);
             wanted_source
-                .get(usize::from(concept.source))
+                .get(usize::from(dictionary.concept_source_index(c)))
                 .copied()
                 .unwrap_or(options.sources.is_empty())
                 && (options.types.is_empty()
-                    || concept
-                        .types
-                        .iter()
+                    || dictionary
+                        .concept_types(c)
                         .any(|t| options.types.iter().any(|w| w.eq_ignore_ascii_case(t))))
         };
 
@@ -393,9 +391,7 @@ impl DictionaryMatcher {
                 continue;
             }
             let acronym = looks_like_acronym(&entry.text, options.acronym_max_chars);
-            let form = forms
-                .entry(entry.normalized.as_str())
-                .or_insert((Vec::new(), true));
+            let form = forms.entry(entry.normalized).or_insert((Vec::new(), true));
             if !form.0.contains(&entry.concept) {
                 form.0.push(entry.concept);
             }
@@ -507,8 +503,12 @@ impl DictionaryMatcher {
                     .unwrap_or_else(|| s.name.clone())
             })
             .collect();
-        let concept_sources = dictionary.concepts().iter().map(|c| c.source).collect();
-        let concept_ids = dictionary.concepts().iter().map(|c| c.id.clone()).collect();
+        let concept_sources = (0..dictionary.concept_count() as ConceptIdx)
+            .map(|c| dictionary.concept_source_index(c))
+            .collect();
+        let concept_ids = (0..dictionary.concept_count() as ConceptIdx)
+            .map(|c| dictionary.concept_id(c).to_string())
+            .collect();
         Ok(DictionaryMatcher {
             automaton,
             patterns,

@@ -39,7 +39,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use concept::{Concept, Synonym, SynonymKind};
-pub use dictionary::{ConceptIdx, Dictionary, DictionaryStats, NameEntry, NameIdx, SourceInfo};
+pub use dictionary::{
+    ConceptIdx, Dictionary, DictionaryStats, NameEntry, NameIdx, Names, SourceInfo,
+};
 
 use crate::error::{Error, Result};
 

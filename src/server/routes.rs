@@ -481,19 +481,19 @@ pub async fn concept(
     let concept = dict.concept(idx);
     let reference = |id: &str| ConceptRef {
         id: id.to_string(),
-        name: dict.get(id).map(|c| c.name.clone()).unwrap_or_default(),
+        name: dict
+            .lookup_id(id)
+            .map(|c| dict.concept_name(c).to_string())
+            .unwrap_or_default(),
     };
     let mut children: Vec<ConceptRef> = served
         .children
         .get(&idx)
         .map(|c| {
             c.iter()
-                .map(|&i| {
-                    let child = dict.concept(i);
-                    ConceptRef {
-                        id: child.id.clone(),
-                        name: child.name.clone(),
-                    }
+                .map(|&i| ConceptRef {
+                    id: dict.concept_id(i).to_string(),
+                    name: dict.concept_name(i).to_string(),
                 })
                 .collect()
         })
@@ -504,7 +504,7 @@ pub async fn concept(
         id: concept.id.clone(),
         name: concept.name.clone(),
         source: dict
-            .source_of(concept)
+            .concept_source(idx)
             .map(|s| s.name.clone())
             .unwrap_or_default(),
         synonyms: concept

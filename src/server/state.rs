@@ -235,14 +235,14 @@ impl AppState {
             let dict = &spec.index.dictionary;
             let mut children: HashMap<ConceptIdx, Vec<ConceptIdx>> = HashMap::new();
             let mut type_counts: HashMap<&str, usize> = HashMap::new();
-            for (i, concept) in dict.concepts().iter().enumerate() {
+            for (i, concept) in dict.concepts().enumerate() {
                 for parent in &concept.parents {
                     if let Some(p) = dict.lookup_id(parent) {
                         children.entry(p).or_default().push(i as ConceptIdx);
                     }
                 }
-                for t in &concept.types {
-                    *type_counts.entry(t.as_str()).or_default() += 1;
+                for t in dict.concept_types(i as ConceptIdx) {
+                    *type_counts.entry(t).or_default() += 1;
                 }
             }
             let mut types: Vec<(&str, usize)> = type_counts.into_iter().collect();

@@ -56,8 +56,8 @@ impl DevSet {
                 let gold: Vec<String> = m
                     .ids
                     .iter()
-                    .map(|id| match dictionary.get(id) {
-                        Some(c) => c.id.clone(),
+                    .map(|id| match dictionary.lookup_id(id) {
+                        Some(c) => dictionary.concept_id(c).to_string(),
                         None => normalize_id(id),
                     })
                     .collect();
@@ -76,9 +76,11 @@ impl DevSet {
             }
         }
         DevSet {
-            name_texts: names.iter().map(|n| n.text.clone()).collect(),
+            name_texts: names.iter().map(|n| n.text.to_string()).collect(),
             name_concepts: names.iter().map(|n| n.concept).collect(),
-            concept_ids: dictionary.concepts().iter().map(|c| c.id.clone()).collect(),
+            concept_ids: (0..dictionary.concept_count() as u32)
+                .map(|c| dictionary.concept_id(c).to_string())
+                .collect(),
             mentions,
         }
     }

@@ -70,12 +70,12 @@ impl PairSet {
         max_pairs_per_concept: usize,
         seed: u64,
     ) {
-        let mut names: Vec<Vec<&str>> = vec![Vec::new(); dictionary.concepts().len()];
-        let mut seen: Vec<BTreeSet<String>> = vec![BTreeSet::new(); names.len()];
+        let mut names: Vec<Vec<&str>> = vec![Vec::new(); dictionary.concept_count()];
+        let mut seen: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); names.len()];
         for entry in dictionary.names() {
             let c = entry.concept as usize;
-            if seen[c].insert(entry.normalized.clone()) {
-                names[c].push(&entry.text);
+            if seen[c].insert(entry.normalized) {
+                names[c].push(entry.text);
             }
         }
         let mut rng = SplitMix64::derive(seed, 1, 0);

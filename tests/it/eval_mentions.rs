@@ -83,7 +83,7 @@ fn mentions_become_names_of_their_concepts() {
     assert_eq!(ovary.types, vec!["Disease".to_string()]);
     assert_eq!(dict.lookup_name("ovary cancer").len(), 1);
     // The corpus is a source of its own, named by its canonical spec.
-    let source = dict.source_of(ovary).unwrap();
+    let source = dict.source_of(&ovary).unwrap();
     assert_eq!(source.format, Format::Corpus);
     assert_eq!(source.path, spec.to_string());
     assert_eq!(source.concepts, 1);

@@ -315,20 +315,32 @@ fn index_build_is_atomic_and_open_refuses_damaged_directories() {
     let err = Index::open(&out).err().unwrap();
     assert!(err.to_string().contains("version 99"), "{err}");
     // Format 1 (before corpus sources existed) is a subset of format 2: a version 1 manifest
-    // and dictionary still open, and give the same concepts.
+    // still opens. Dictionaries of format 1 and 2 (one bincode blob of every concept, before
+    // format 3's memory-mapped records) still open too, and give the same concepts and names.
     std::fs::write(&manifest, text.replace(&current, "\"format_version\": 1")).unwrap();
     let dictionary = out.join("dictionary.bin");
-    let mut bytes = std::fs::read(&dictionary).unwrap();
-    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    std::fs::write(&dictionary, &bytes).unwrap();
-    let old = Index::open(&out).unwrap();
-    assert_eq!(old.dictionary.concepts(), dict.concepts());
+    let current_bytes = std::fs::read(&dictionary).unwrap();
+    let concepts: Vec<_> = dict.concepts().collect();
+    let blob = bincode::serialize(&(dict.sources(), &concepts, dict.warnings())).unwrap();
+    for version in [1u32, 2] {
+        let mut bytes = b"MLDICT\0\0".to_vec();
+        bytes.extend_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(&blob);
+        std::fs::write(&dictionary, &bytes).unwrap();
+        let old = Index::open(&out).unwrap();
+        assert!(old.dictionary.concepts().eq(dict.concepts()), "{version}");
+        assert_eq!(old.dictionary.names(), dict.names(), "{version}");
+    }
+    let mut bytes = current_bytes.clone();
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
     std::fs::write(&dictionary, &bytes).unwrap();
     let err = Index::open(&out).err().unwrap();
     assert!(err.to_string().contains("version 99"), "{err}");
-    bytes[8..12].copy_from_slice(&DICTIONARY_FORMAT_VERSION.to_le_bytes());
-    std::fs::write(&dictionary, &bytes).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(current_bytes[8..12].try_into().unwrap()),
+        DICTIONARY_FORMAT_VERSION
+    );
+    std::fs::write(&dictionary, &current_bytes).unwrap();
     std::fs::write(&manifest, &text).unwrap();
     // Format 2 kept an hnsw_rs dump, not graph.bin: such an index opens, its graph rebuilt.
     let v2 = text
@@ -378,7 +390,7 @@ fn export_writes_loadable_points_with_name_rows_as_ids() {
             let vector: Vec<f32> = serde_json::from_value(p["vector"].clone()).unwrap();
             assert!((index.vectors.dot(row, &vector) - 1.0).abs() < 1e-3);
             let name = index.dictionary.name(row as u32);
-            assert_eq!(p["payload"]["name"], name.text.as_str());
+            assert_eq!(p["payload"]["name"], name.text);
             assert_eq!(
                 p["payload"]["concept_id"],
                 index.dictionary.concept(name.concept).id.as_str()

@@ -43,7 +43,7 @@ fn name_pairs(dict: &Dictionary) -> Vec<(NameIdx, &str)> {
     dict.names()
         .iter()
         .enumerate()
-        .map(|(i, n)| (i as NameIdx, n.normalized.as_str()))
+        .map(|(i, n)| (i as NameIdx, n.normalized))
         .collect()
 }
 
@@ -238,10 +238,10 @@ fn exact_names_come_first_with_score_one() {
     let names = hpo.dict.names();
     let mut rng = Rng(7);
     for _ in 0..300 {
-        let name = &names[rng.below(names.len())].normalized;
+        let name = names.get(rng.below(names.len())).normalized;
         let hits = hpo.index.search(name, 5).unwrap();
         assert!(hits[0].1 > 0.9999, "{name}: {hits:?}");
-        assert_eq!(&names[hits[0].0 as usize].normalized, name, "{hits:?}");
+        assert_eq!(names.get(hits[0].0 as usize).normalized, name, "{hits:?}");
     }
 }
 
@@ -265,7 +265,8 @@ fn word_order_does_not_matter() {
     let hits = hpo.index.search("head large", 10).unwrap();
     let names = hpo.dict.names();
     assert_eq!(
-        names[hits[0].0 as usize].normalized, "large head",
+        names.get(hits[0].0 as usize).normalized,
+        "large head",
         "{hits:?}"
     );
 }
@@ -304,7 +305,7 @@ fn hpo_typos_match_exhaustive_tfidf() {
     let hpo = hpo();
     let names = hpo.dict.names();
     let oracle = Oracle::new(&name_pairs(&hpo.dict));
-    let concept_of = |idx: NameIdx| names[idx as usize].concept;
+    let concept_of = |idx: NameIdx| names.get(idx as usize).concept;
     let samples = 500;
 
     for (edits, min_hit1, min_hit25) in [(1, 0.97, 0.99), (2, 0.90, 0.98)] {
@@ -314,11 +315,11 @@ fn hpo_typos_match_exhaustive_tfidf() {
         let mut latencies = Vec::with_capacity(samples);
         for _ in 0..samples {
             let i = rng.below(names.len());
-            let mut query = names[i].normalized.clone();
+            let mut query = names.get(i).normalized.to_string();
             for _ in 0..edits {
                 query = edit(&query, &mut rng);
             }
-            let truth = names[i].concept;
+            let truth = names.get(i).concept;
 
             let start = Instant::now();
             let hits = hpo.index.search(&query, 25).unwrap();
@@ -328,8 +329,12 @@ fn hpo_typos_match_exhaustive_tfidf() {
             hit25 += usize::from(hits.iter().any(|h| concept_of(h.0) == truth));
 
             let exact = oracle.search(&query, 25);
-            oracle_hit1 += usize::from(exact.first().is_some_and(|h| names[h.0].concept == truth));
-            oracle_hit25 += usize::from(exact.iter().any(|h| names[h.0].concept == truth));
+            oracle_hit1 += usize::from(
+                exact
+                    .first()
+                    .is_some_and(|h| names.get(h.0).concept == truth),
+            );
+            oracle_hit25 += usize::from(exact.iter().any(|h| names.get(h.0).concept == truth));
             // The pool found the best name the exhaustive scan found, with the same score.
             if let (Some(a), Some(b)) = (exact.first(), hits.first()) {
                 same_top += usize::from((a.1 - f64::from(b.1)).abs() < 1e-4);
@@ -361,9 +366,9 @@ fn similarity_is_the_search_score() {
     let names = hpo.dict.names();
     let mut rng = Rng(11);
     for _ in 0..50 {
-        let query = edit(&names[rng.below(names.len())].normalized, &mut rng);
+        let query = edit(names.get(rng.below(names.len())).normalized, &mut rng);
         for (idx, score) in hpo.index.search(&query, 10).unwrap() {
-            let name = &names[idx as usize].normalized;
+            let name = names.get(idx as usize).normalized;
             assert_eq!(
                 hpo.index.similarity(&query, name),
                 score,
@@ -405,7 +410,7 @@ fn disk_round_trip_gives_same_results() {
     let mut rng = Rng(3);
     for _ in 0..100 {
         let query = edit(
-            &hpo.dict.names()[rng.below(names.len())].normalized,
+            hpo.dict.names().get(rng.below(names.len())).normalized,
             &mut rng,
         );
         assert_eq!(
@@ -612,7 +617,7 @@ fn ncbi_disease_test_mentions_match_exhaustive_tfidf() {
     let fold = |ranked: Vec<(usize, f64)>| -> Vec<u32> {
         let mut concepts: Vec<u32> = Vec::new();
         for (row, _) in ranked {
-            let c = names[row].concept;
+            let c = names.get(row).concept;
             if !concepts.contains(&c) {
                 concepts.push(c);
             }

@@ -288,7 +288,7 @@ fn labels_name_the_entity_type_by_source() {
     let ids: Vec<&str> = found[0]
         .concepts
         .iter()
-        .map(|&c| dict.concept(c).id.as_str())
+        .map(|&c| dict.concept_id(c))
         .collect();
     assert_eq!(ids, ["T:19", "T:20"]);
 }
@@ -313,8 +313,11 @@ fn a_ten_megabyte_document_is_matched_whole() {
 
 /// Leftmost-longest over whole normalised words, the slow obvious way.
 fn oracle(dict: &Dictionary, text: &str) -> Vec<String> {
-    let forms: std::collections::HashSet<String> =
-        dict.names().iter().map(|n| n.normalized.clone()).collect();
+    let forms: std::collections::HashSet<String> = dict
+        .names()
+        .iter()
+        .map(|n| n.normalized.to_string())
+        .collect();
     let words: Vec<String> = normalize(text).split(' ').map(str::to_string).collect();
     let mut out = Vec::new();
     let mut i = 0;

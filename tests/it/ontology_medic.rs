@@ -118,7 +118,7 @@ fn dictionary_file_round_trips_and_rejects_other_files() {
     let path = dir.path().join("dictionary.bin");
     store::save(&dict, &path).unwrap();
     let back = store::load(&path).unwrap();
-    assert_eq!(back.concepts(), dict.concepts());
+    assert!(back.concepts().eq(dict.concepts()));
     assert_eq!(back.sources(), dict.sources());
     assert_eq!(back.names(), dict.names());
     // No temporary file is left behind.
@@ -136,6 +136,17 @@ fn dictionary_file_round_trips_and_rejects_other_files() {
     std::fs::write(&other, truncated).unwrap();
     let err = store::load(&other).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
+    // A damaged concept record is found when the file is opened, and named.
+    let mut damaged = std::fs::read(&path).unwrap();
+    let len = damaged.len();
+    damaged[len - 10..].fill(0xFF);
+    std::fs::write(&other, damaged).unwrap();
+    let err = store::load(&other).unwrap_err();
+    let last = dict.concept_count() - 1;
+    assert!(
+        err.to_string().contains(&format!("concept record {last}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,9 +162,9 @@ fn two_ontologies_in_one_dictionary() {
     assert_eq!(dict.sources().len(), 2);
     assert_eq!(dict.concepts().len(), 11_915 + 19_484);
     let hpo = dict.get("HP:0000256").unwrap();
-    assert_eq!(dict.source_of(hpo).unwrap().name, "HPO");
+    assert_eq!(dict.source_of(&hpo).unwrap().name, "HPO");
     let medic = dict.get("MESH:D003920").unwrap();
-    assert_eq!(dict.source_of(medic).unwrap().name, "MEDIC");
+    assert_eq!(dict.source_of(&medic).unwrap().name, "MEDIC");
 }
 
 #[test]

@@ -40,7 +40,7 @@ fn hpo_2025_01_16_has_documented_counts() {
     assert!(!macro_.parents.is_empty());
     // Alt ids resolve to their term.
     assert_eq!(
-        dict.get("HP:0004715").map(|c| c.id.as_str()),
+        dict.get("HP:0004715").map(|c| c.id).as_deref(),
         Some("HP:0000003")
     );
     // Lookup by normalised name finds synonyms.
@@ -52,7 +52,8 @@ fn hpo_2025_01_16_has_documented_counts() {
     let abbreviations = macro_
         .synonyms
         .iter()
-        .chain(dict.concepts().iter().flat_map(|c| c.synonyms.iter()))
+        .cloned()
+        .chain(dict.concepts().flat_map(|c| c.synonyms))
         .filter(|s| s.kind == SynonymKind::Abbreviation)
         .count();
     assert!(
