@@ -232,7 +232,7 @@ impl<'s> NameScorer<'s> {
         let lexical = self
             .profile
             .as_ref()
-            .map(|p| index.lexical.similarity_to(p, &entry.normalized));
+            .map(|p| index.lexical.similarity_to(p, entry.normalized));
         let exact = entry.normalized == self.normalized;
         let bonus = if exact {
             EXACT_BONUS

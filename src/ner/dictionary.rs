@@ -390,7 +390,7 @@ impl DictionaryMatcher {
             if !concept_wanted(entry.concept) {
                 continue;
             }
-            let acronym = looks_like_acronym(&entry.text, options.acronym_max_chars);
+            let acronym = looks_like_acronym(entry.text, options.acronym_max_chars);
             let form = forms.entry(entry.normalized).or_insert((Vec::new(), true));
             if !form.0.contains(&entry.concept) {
                 form.0.push(entry.concept);

@@ -149,8 +149,8 @@ impl Records {
         (&self.offsets, self.bytes.bytes())
     }
 
-    /// Tells the kernel the mapped records are not needed now: after the scan that builds the
-    /// lookups, their pages leave this process's resident set (the page cache keeps them).
+    /// Tells the kernel the mapped records are not needed now (after a scan over all of them):
+    /// their pages leave this process's resident set, the page cache keeps them.
     fn release_pages(&self) {
         if let RecordBytes::Mapped { map, .. } = &*self.bytes {
             // SAFETY: a read-only shared mapping of a file that is never modified in place
@@ -452,9 +452,16 @@ impl Dictionary {
             .expect("a concept record that decoded at load decodes again")
     }
 
-    /// Every concept's full record, in index order (decoded one by one).
+    /// Every concept's full record, in index order (decoded one by one). A walk over every
+    /// record pages in the whole mapped file: follow it with [`Dictionary::release_records`].
     pub fn concepts(&self) -> impl ExactSizeIterator<Item = Concept> + '_ {
         (0..self.concept_count()).map(|i| self.concept(i as ConceptIdx))
+    }
+
+    /// Drops the mapped concept records from this process's resident memory (they are read
+    /// back from the file when next asked for); nothing to do for records in the heap.
+    pub fn release_records(&self) {
+        self.records.release_pages();
     }
 
     pub fn concept_id(&self, idx: ConceptIdx) -> &str {

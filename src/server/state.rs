@@ -245,6 +245,7 @@ impl AppState {
                     *type_counts.entry(t).or_default() += 1;
                 }
             }
+            dict.release_records();
             let mut types: Vec<(&str, usize)> = type_counts.into_iter().collect();
             types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let matcher = DictionaryMatcher::new(

@@ -218,3 +218,69 @@ proptest! {
         prop_assert_eq!(c.synonyms.len(), names.len() - 1);
     }
 }
+
+/// The dictionary's compact lookups (string arenas, sorted index arrays) agree with a plain
+/// scan of its concepts, on two real vocabularies at once, and through a save and reload.
+#[test]
+fn compact_lookups_agree_with_the_concept_records() {
+    let dict = ontology::load_dictionary(
+        &[
+            spec("medic", "vocab/medic_2012/medic_06Jul2012.txt"),
+            spec("obo", "hpo/hp.obo"),
+        ],
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dictionary.bin");
+    store::save(&dict, &path).unwrap();
+    let mapped = store::load(&path).unwrap();
+    for d in [&dict, &mapped] {
+        let mut primary: std::collections::HashMap<String, u32> = Default::default();
+        let mut alt_owner: std::collections::HashMap<String, u32> = Default::default();
+        let mut types_seen = std::collections::BTreeSet::new();
+        for (i, concept) in d.concepts().enumerate() {
+            let idx = i as u32;
+            assert_eq!(d.concept_id(idx), concept.id);
+            assert_eq!(d.concept_name(idx), concept.name);
+            assert_eq!(d.source_of(&concept), d.concept_source(idx));
+            assert!(d
+                .concept_types(idx)
+                .eq(concept.types.iter().map(String::as_str)));
+            assert_eq!(d.lookup_id(&concept.id), Some(idx), "{}", concept.id);
+            types_seen.extend(concept.types.iter().cloned());
+            primary.insert(concept.id.clone(), idx);
+            for alt in &concept.alt_ids {
+                alt_owner.entry(alt.clone()).or_insert(idx);
+            }
+        }
+        // A secondary id names the first concept listing it, unless it is a primary id.
+        assert!(!alt_owner.is_empty());
+        for (alt, owner) in &alt_owner {
+            let want = primary.get(alt).copied().unwrap_or(*owner);
+            assert_eq!(d.lookup_id(alt), Some(want), "{alt}");
+        }
+        assert_eq!(
+            d.types()
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            types_seen
+        );
+        // Every name row is one of its concept's names, and lookups by normal form find it.
+        for (row, entry) in d.names().iter().enumerate() {
+            let concept = d.concept(entry.concept);
+            assert!(concept.names().any(|n| n == entry.text), "{entry:?}");
+            assert_eq!(
+                entry.kind.is_none(),
+                entry.text == concept.name,
+                "{entry:?}"
+            );
+            assert!(d
+                .lookup_normalized(entry.normalized)
+                .contains(&(row as u32)));
+        }
+        assert_eq!(d.lookup_id("NOT:AN-ID"), None);
+    }
+    assert_eq!(mapped.names(), dict.names());
+}
