@@ -11,7 +11,9 @@
    (one mention at a time, k 25, encoder excluded) and recall@25 against a full scan.
 3. Writes benches/results/scale.json, the plot benches/results/scale.svg and, with --write,
    BENCHMARKS.md's SCALE block with per-name costs projected to UMLS and SNOMED CT.
-Needs about 12 GB of memory and 15 GB of disk under target/scale for the 3 M index.
+Needs about 12 GB of memory and 15 GB of disk under target/scale for the 3 M index. Each
+finished step is saved under target/scale as it ends: `--resume` re-runs only the missing ones
+(a whole run takes over an hour on 2 cores).
 """
 import argparse
 import json
@@ -126,6 +128,9 @@ def main():
     ap.add_argument("--sizes", default="100000,300000,1000000,3000000")
     ap.add_argument("--i8-sizes", default="1000000,3000000", help="sizes also built with i8 vectors")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic indexes")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows an interrupted run saved (WORK/rows.json, WORK/combined-query.json) "
+                         "and run only the missing ones")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     ap.add_argument("--render", action="store_true",
                     help="only re-render BENCHMARKS.md's block from benches/results/scale.json (no runs)")
@@ -142,22 +147,34 @@ def main():
     else:
         print("building the combined index (real encoding) ...", file=sys.stderr)
         real_build = build_combined(args.medlink, combined)
-    real_query = bench("query", "--index", combined)
+    # Each finished step is saved as it ends, so a run cut short (a session's end) resumes.
+    real_query_file, rows_file = work / "combined-query.json", work / "rows.json"
+    if args.resume and real_query_file.is_file():
+        real_query = json.loads(real_query_file.read_text())
+    else:
+        real_query = bench("query", "--index", combined)
+        real_query_file.write_text(json.dumps(real_query))
     real = {**real_query, "build_seconds": real_build["build_seconds"],
             "build_peak_rss_mib": real_build["peak_rss_mib"], "disk_mib": real_build["disk_bytes"] / 2 ** 20,
             "concepts": real_build["concepts"], "kind": "combined vocabularies (real encoding)"}
+    saved_rows = json.loads(rows_file.read_text()) if args.resume and rows_file.is_file() else []
     rows = []
     plan = [(int(n), "f16") for n in args.sizes.split(",")]
     plan += [(int(n), "i8") for n in args.i8_sizes.split(",") if n]
     for size, kind in plan:
+        saved = [r for r in saved_rows if r.get("target") == size and r["vectors"] == kind]
+        if saved:
+            rows.append(saved[0])
+            continue
         out = work / f"synthetic-{size}-{kind}"
         print(f"synthetic index of {size:,} names, {kind} vectors ...", file=sys.stderr)
         built = bench("synth", "--base", combined, "--names", size, "--out", out, "--vectors", kind)
         queried = bench("query", "--index", out)
         rows.append({**queried, "build_seconds": built["build_seconds"],
                      "build_peak_rss_mib": built["peak_rss_mib"], "disk_mib": built["disk_bytes"] / 2 ** 20,
-                     "concepts": built["concepts"], "kind": "synthetic (precomputed vectors)"})
+                     "concepts": built["concepts"], "kind": "synthetic (precomputed vectors)", "target": size})
         print(json.dumps(rows[-1]), file=sys.stderr)
+        rows_file.write_text(json.dumps(rows + [r for r in saved_rows if r not in rows], indent=1))
         if not args.keep:
             subprocess.run(["rm", "-rf", str(out)], check=True)
     results = ROOT / "benches/results"
