@@ -15,8 +15,9 @@
 //!   table and its normal forms — is packed into string arenas and `u32` arrays, and the id and
 //!   name lookups are sorted index arrays searched by bisection.
 //!
-//! At 3 million names this is ~100 bytes per name in the heap, where a `Vec<Concept>` with
-//! owned name rows and hash maps cost ~700.
+//! At 3 million names an opened index holds ~265 bytes per name in the heap, tantivy's readers
+//! included, where a `Vec<Concept>` with owned name rows and hash maps cost ~700 (BENCHMARKS.md,
+//! "Scale").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -65,8 +66,7 @@ impl StrArena {
     }
 
     fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.text[start..self.ends[i] as usize]
+        &self.text[span(&self.ends, i)]
     }
 
     fn len(&self) -> usize {
@@ -77,6 +77,12 @@ impl StrArena {
         self.text.shrink_to_fit();
         self.ends.shrink_to_fit();
     }
+}
+
+/// Item `i` of a packed table whose items end at `ends`: `ends[i-1]..ends[i]`.
+fn span(ends: &[u32], i: usize) -> std::ops::Range<usize> {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    start..ends[i] as usize
 }
 
 /// The bytes holding every concept record: built in the heap, or mapped from a dictionary file.
@@ -124,7 +130,8 @@ impl Default for Records {
 }
 
 impl Records {
-    /// Records read from a file; `offsets` were checked to be non-decreasing and within `bytes`.
+    /// `offsets` start at 0, never decrease and end at the length of `bytes` (built so, or
+    /// checked when read from a file).
     pub(crate) fn new(bytes: RecordBytes, offsets: Vec<u64>) -> Self {
         Records {
             bytes: Arc::new(bytes),
@@ -357,13 +364,8 @@ impl Dictionary {
         let mut by_id: HashMap<String, ConceptIdx> = HashMap::with_capacity(concepts.len());
         let mut merges = 0usize;
         for concept in concepts {
-            if usize::from(concept.source) >= sources.len() && !sources.is_empty() {
-                return Err(Error::Internal(format!(
-                    "concept {} refers to source {} of {}",
-                    concept.id,
-                    concept.source,
-                    sources.len()
-                )));
+            if let Some(problem) = unknown_source(&concept, &sources) {
+                return Err(Error::Internal(problem));
             }
             match by_id.get(&concept.id) {
                 Some(&idx) => {
@@ -413,15 +415,10 @@ impl Dictionary {
                 path: path.to_path_buf(),
                 comment: format!("concept record {i}: {e}"),
             })?;
-            if usize::from(concept.source) >= sources.len() && !sources.is_empty() {
+            if let Some(comment) = unknown_source(&concept, &sources) {
                 return Err(Error::DataCorruption {
                     path: path.to_path_buf(),
-                    comment: format!(
-                        "concept {} refers to source {} of {}",
-                        concept.id,
-                        concept.source,
-                        sources.len()
-                    ),
+                    comment,
                 });
             }
             builder.add(&concept)?;
@@ -485,13 +482,7 @@ impl Dictionary {
 
     /// The concept's semantic types or categories.
     pub fn concept_types(&self, idx: ConceptIdx) -> impl Iterator<Item = &str> + '_ {
-        let i = idx as usize;
-        let start = if i == 0 {
-            0
-        } else {
-            self.type_ends[i - 1] as usize
-        };
-        self.type_ids[start..self.type_ends[i] as usize]
+        self.type_ids[span(&self.type_ends, idx as usize)]
             .iter()
             .map(|&t| self.type_names[t as usize].as_str())
     }
@@ -616,6 +607,19 @@ impl Dictionary {
         let concepts = self.concepts().collect();
         (self.sources, concepts, self.warnings)
     }
+}
+
+/// Says so when `concept` names a source past the end of `sources` (a dictionary without
+/// sources accepts any).
+fn unknown_source(concept: &Concept, sources: &[SourceInfo]) -> Option<String> {
+    (usize::from(concept.source) >= sources.len() && !sources.is_empty()).then(|| {
+        format!(
+            "concept {} refers to source {} of {}",
+            concept.id,
+            concept.source,
+            sources.len()
+        )
+    })
 }
 
 /// What `medlink ontology inspect` prints.

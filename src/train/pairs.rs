@@ -70,13 +70,10 @@ impl PairSet {
         max_pairs_per_concept: usize,
         seed: u64,
     ) {
+        // Name table rows are already distinct by normal form within their concept.
         let mut names: Vec<Vec<&str>> = vec![Vec::new(); dictionary.concept_count()];
-        let mut seen: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); names.len()];
         for entry in dictionary.names() {
-            let c = entry.concept as usize;
-            if seen[c].insert(entry.normalized) {
-                names[c].push(entry.text);
-            }
+            names[entry.concept as usize].push(entry.text);
         }
         let mut rng = SplitMix64::derive(seed, 1, 0);
         for (label, names) in names.iter().enumerate() {

@@ -282,7 +282,7 @@ fn index_build_is_atomic_and_open_refuses_damaged_directories() {
     )
     .unwrap();
     let index = Index::open(&out).unwrap();
-    assert_eq!(index.dictionary.concepts().len(), dict.concepts().len());
+    assert_eq!(index.dictionary.concept_count(), dict.concept_count());
 
     // A directory that is not an index is never replaced.
     let precious = root.path().join("precious");

@@ -149,18 +149,23 @@ fn dictionary_file_round_trips_and_rejects_other_files() {
     );
 }
 
-#[test]
-fn two_ontologies_in_one_dictionary() {
-    let dict = ontology::load_dictionary(
+/// MEDIC 2012 and HPO in one dictionary.
+fn medic_and_hpo() -> ontology::Dictionary {
+    ontology::load_dictionary(
         &[
             spec("medic", "vocab/medic_2012/medic_06Jul2012.txt"),
             spec("obo", "hpo/hp.obo"),
         ],
         &LoadOptions::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn two_ontologies_in_one_dictionary() {
+    let dict = medic_and_hpo();
     assert_eq!(dict.sources().len(), 2);
-    assert_eq!(dict.concepts().len(), 11_915 + 19_484);
+    assert_eq!(dict.concept_count(), 11_915 + 19_484);
     let hpo = dict.get("HP:0000256").unwrap();
     assert_eq!(dict.source_of(&hpo).unwrap().name, "HPO");
     let medic = dict.get("MESH:D003920").unwrap();
@@ -223,14 +228,7 @@ proptest! {
 /// scan of its concepts, on two real vocabularies at once, and through a save and reload.
 #[test]
 fn compact_lookups_agree_with_the_concept_records() {
-    let dict = ontology::load_dictionary(
-        &[
-            spec("medic", "vocab/medic_2012/medic_06Jul2012.txt"),
-            spec("obo", "hpo/hp.obo"),
-        ],
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let dict = medic_and_hpo();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dictionary.bin");
     store::save(&dict, &path).unwrap();
