@@ -25,7 +25,7 @@
 //! fill several ranks through several names. Every row sharing a candidate's normal form is
 //! scored, so an entry's score is the best of its rows whichever of them was retrieved.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -172,6 +172,55 @@ pub struct NameCandidate {
     pub lexical: Option<f32>,
     pub exact: bool,
     pub bonus: f32,
+}
+
+/// Name-level ranks that follow a concept order (the re-ranker's): each concept of `concepts`
+/// by its best-scoring name, in that order, then every other name in its own (score) order.
+/// Listing a concept's further names only after every re-ranked concept keeps the top k as
+/// broad as the re-ranker's concepts. A concept none of whose names was retrieved (the
+/// re-ranker also lists concepts remembered from training mentions) enters by its matched
+/// name.
+fn names_in_concept_order(names: Vec<NameCandidate>, concepts: &[Candidate]) -> Vec<NameCandidate> {
+    let position: HashMap<&str, usize> = concepts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let named: HashSet<&str> = names
+        .iter()
+        .flat_map(|n| n.ids.iter().map(String::as_str))
+        .collect();
+    let missing: Vec<NameCandidate> = concepts
+        .iter()
+        .filter(|c| !named.contains(c.id.as_str()))
+        .map(|c| NameCandidate {
+            name: normalize(&c.matched_name),
+            ids: vec![c.id.clone()],
+            score: c.score,
+            dense: c.dense,
+            lexical: c.lexical,
+            exact: c.exact,
+            bonus: c.bonus,
+        })
+        .collect();
+    let mut claimed: HashSet<usize> = HashSet::new();
+    let mut keyed: Vec<(usize, usize, NameCandidate)> = names
+        .into_iter()
+        .chain(missing)
+        .enumerate()
+        .map(|(order, n)| {
+            let best = n
+                .ids
+                .iter()
+                .filter_map(|id| position.get(id.as_str()).copied())
+                .min()
+                .filter(|&p| claimed.insert(p))
+                .unwrap_or(usize::MAX);
+            (best, order, n)
+        })
+        .collect();
+    keyed.sort_by_key(|&(best, order, _)| (best, order));
+    keyed.into_iter().map(|(_, _, n)| n).collect()
 }
 
 /// The best-scoring name of a concept so far.
@@ -643,9 +692,8 @@ impl<'a> Linker<'a> {
     ) -> Result<Vec<Candidate>> {
         // A re-ranker learned lists fused with one weight; an `alpha` option naming another
         // gets the linker's order (its candidates carry no `rerank`).
-        let alpha = options.alpha.unwrap_or(self.default_alpha);
         match self.reranker {
-            Some(reranker) if options.mode == Mode::Hybrid && reranker.uses_alpha(alpha) => {
+            Some(reranker) if self.reranks(options) => {
                 // The list the re-ranker was trained on: the top `depth`, then remembered
                 // concepts. A larger k continues in the linker's order after it.
                 let at_depth = LinkOptions {
@@ -758,8 +806,7 @@ impl<'a> Linker<'a> {
                 .then(a.concepts[0].cmp(&b.concepts[0]))
                 .then(a.form.cmp(b.form))
         });
-        ranked.truncate(options.k);
-        Ok(ranked
+        let mut names: Vec<NameCandidate> = ranked
             .into_iter()
             .map(|g| NameCandidate {
                 name: g.form.to_string(),
@@ -774,7 +821,20 @@ impl<'a> Linker<'a> {
                 exact: g.best.exact,
                 bonus: g.best.bonus,
             })
-            .collect())
+            .collect();
+        if self.reranks(options) {
+            let concepts = self.rank(normalized, vector, options)?;
+            names = names_in_concept_order(names, &concepts);
+        }
+        names.truncate(options.k);
+        Ok(names)
+    }
+
+    /// Whether [`Linker::rank`] applies the re-ranker under `options`.
+    fn reranks(&self, options: &LinkOptions) -> bool {
+        let alpha = options.alpha.unwrap_or(self.default_alpha);
+        self.reranker
+            .is_some_and(|r| options.mode == Mode::Hybrid && r.uses_alpha(alpha))
     }
 
     /// A filter naming no source or type of the index is a typo, not an empty result.
@@ -824,5 +884,59 @@ impl<'a> Linker<'a> {
                 .concept_types(concept_idx)
                 .any(|t| options.types.iter().any(|f| f.eq_ignore_ascii_case(t)));
         source_ok && type_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(form: &str, ids: &[&str], score: f32) -> NameCandidate {
+        NameCandidate {
+            name: form.into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            score,
+            dense: None,
+            lexical: None,
+            exact: false,
+            bonus: 0.0,
+        }
+    }
+
+    fn concept(id: &str, matched_name: &str) -> Candidate {
+        Candidate {
+            id: id.into(),
+            name: matched_name.into(),
+            score: 0.5,
+            matched_name: matched_name.into(),
+            dense: None,
+            lexical: None,
+            exact: false,
+            bonus: 0.0,
+            source: String::new(),
+            types: Vec::new(),
+            rerank: Some(0.9),
+        }
+    }
+
+    #[test]
+    fn names_follow_the_reranked_concepts_and_unretrieved_ones_enter_by_their_name() {
+        let names = vec![
+            name("a", &["C1"], 0.9),
+            name("b", &["C2", "C3"], 0.8),
+            name("c", &["C4"], 0.7),
+            name("a2", &["C1"], 0.6),
+        ];
+        // The re-ranker put C3 first, then C5 (remembered: none of its names retrieved), C1.
+        let concepts = [
+            concept("C3", "B"),
+            concept("C5", "Mammary Tumour"),
+            concept("C1", "A"),
+        ];
+        let ranked = names_in_concept_order(names, &concepts);
+        let forms: Vec<&str> = ranked.iter().map(|n| n.name.as_str()).collect();
+        // Each re-ranked concept's best name in its order, then the rest by score.
+        assert_eq!(forms, ["b", "mammary tumour", "a", "c", "a2"]);
+        assert_eq!(ranked[1].ids, ["C5"]);
     }
 }

@@ -201,6 +201,10 @@ pub struct TrainEncoderArgs {
     /// Synonym pairs kept per concept (SapBERT: 50).
     #[arg(long, default_value_t = 50)]
     pub pairs_per_concept: usize,
+    /// Every N steps, find each concept's nearest other concepts with the current weights;
+    /// half of every batch is then pairs of those neighbours (hard negatives). 0: off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hard_negatives_every: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Worker threads [default 0: one per CPU]. Results do not depend on it.
@@ -253,6 +257,7 @@ pub fn run(command: TrainCommand, cache: &Path) -> Result<()> {
         eval_every: args.eval_every,
         weight_decay: args.weight_decay,
         max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        hard_negatives_every: args.hard_negatives_every,
         ..TrainOptions::default()
     };
     options.validate()?;

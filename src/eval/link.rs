@@ -121,8 +121,8 @@ pub struct EvalReport {
     pub model: String,
     pub model_sha256: String,
     pub dictionary_sources: Vec<String>,
-    /// Whether a re-ranker (the index's or `--reranker`'s) ordered the concepts (hybrid mode,
-    /// medlink protocol).
+    /// Whether a re-ranker (the index's or `--reranker`'s) ordered the concepts (hybrid mode;
+    /// under the BioSyn protocol the names follow the re-ranked concepts).
     pub reranked: bool,
     /// Mentions no answer can be right for: no gold id (PubTator's `-1`) or a gold id the
     /// dictionary lacks.
@@ -355,9 +355,7 @@ pub fn evaluate(
         mentions_per_second: items.len() as f64 / seconds.max(1e-9),
         model: index.manifest.model.name.clone(),
         model_sha256: index.manifest.model.weights_sha256.clone(),
-        reranked: linker.reranker().is_some()
-            && options.protocol == Protocol::Medlink
-            && options.link.mode == crate::linker::Mode::Hybrid,
+        reranked: linker.reranker().is_some() && options.link.mode == crate::linker::Mode::Hybrid,
         dictionary_sources: index
             .manifest
             .sources

@@ -203,6 +203,11 @@ impl HnswIndex {
         self.params
     }
 
+    /// Names no search can return (see [`Graph::unreachable_nodes`]).
+    pub fn unreachable_nodes(&self) -> usize {
+        self.graph.unreachable_nodes()
+    }
+
     /// Bytes of graph links (in the heap or mapped).
     pub fn graph_bytes(&self) -> usize {
         self.graph.data_bytes()

@@ -4,10 +4,13 @@
 //! sides with dropout, scores the batch with the multi-similarity loss after online hard-pair
 //! mining ([`loss`]), and after `accumulation` micro-batches applies one AdamW update
 //! ([`optim`]) with global-norm clipping under a linear warm-up / linear decay schedule.
+//! With `hard_negatives_every`, half of each micro-batch instead pairs the stream's pairs with
+//! pairs of the concepts the current model puts nearest to them ([`neighbours`]).
 //!
 //! Repeatability: the pair order of epoch `e` comes from `(seed, e)` and the dropout masks
 //! of micro-batch `g` from `(seed, g)`, so a run is fixed by its seed, and a run resumed from a
-//! checkpoint (weights + AdamW moments + step) continues exactly as if never stopped.
+//! checkpoint (weights + AdamW moments + step, and the neighbour table in use) continues
+//! exactly as if never stopped.
 //!
 //! Output directory:
 //! - `last/`: the newest checkpoint (a complete model directory + `optimizer.safetensors` +
@@ -18,6 +21,7 @@
 pub mod dev;
 pub mod loss;
 pub mod model;
+pub mod neighbours;
 pub mod optim;
 pub mod pairs;
 pub mod tagger;
@@ -37,6 +41,7 @@ use crate::rng::SplitMix64;
 use dev::DevSet;
 use loss::MultiSimilarity;
 use model::TrainableEncoder;
+use neighbours::{compose_batch, NeighbourTable, PairsByLabel, NEIGHBOURS_FILE};
 use optim::{learning_rate, AdamW, AdamWConfig};
 use pairs::PairSet;
 
@@ -45,6 +50,7 @@ const STATE_FORMAT: u32 = 1;
 /// Random streams derived from the seed.
 const STREAM_ORDER: u64 = 3;
 pub(crate) const STREAM_DROPOUT: u64 = 4;
+const STREAM_NEIGHBOURS: u64 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainOptions {
@@ -68,6 +74,10 @@ pub struct TrainOptions {
     pub beta: f32,
     pub base: f32,
     pub margin: f32,
+    /// Steps between refreshes of the neighbour table that composes half of every batch
+    /// from the labels the model confuses ([`neighbours`]); 0: random batches only.
+    #[serde(default)]
+    pub hard_negatives_every: usize,
 }
 
 impl Default for TrainOptions {
@@ -90,6 +100,7 @@ impl Default for TrainOptions {
             beta: loss.beta,
             base: loss.base,
             margin: loss.margin,
+            hard_negatives_every: 0,
         }
     }
 }
@@ -321,6 +332,15 @@ impl Trainer<'_> {
             margin: o.margin,
         };
         let mut order = PairOrder::new(self.pairs.pairs.len(), o.seed);
+        let by_label = (o.hard_negatives_every > 0).then(|| PairsByLabel::new(self.pairs));
+        // A run resumed between refreshes continues with the table its checkpoint saved; at a
+        // refresh step (and at step 0) the loop builds it, as the uninterrupted run did.
+        let mut table: Option<NeighbourTable> =
+            if by_label.is_some() && state.step % o.hard_negatives_every != 0 {
+                Some(NeighbourTable::load(&last_dir.join(NEIGHBOURS_FILE))?)
+            } else {
+                None
+            };
         let started = Instant::now();
         let seconds_before = state.history.last().map_or(0.0, |r| r.seconds);
         let first_step = state.step;
@@ -336,7 +356,7 @@ impl Trainer<'_> {
         // The untrained model's dev score: the learning curve's origin, and `best/` stays the
         // base model if no step beats it.
         if self.dev.is_some() && state.step == 0 && state.evaluations.is_empty() {
-            save_checkpoint(&last_dir, &encoder, &optimizer, &state)?;
+            save_checkpoint(&last_dir, &encoder, &optimizer, &state, None)?;
             self.evaluate(&encoder, &mut state, &last_dir, &best_dir, observer)?;
         }
         while state.step < o.steps {
@@ -345,11 +365,41 @@ impl Trainer<'_> {
             }
             let step_started = Instant::now();
             let step = state.step;
+            if let Some(by_label) = &by_label {
+                if step % o.hard_negatives_every == 0 {
+                    let built = Instant::now();
+                    table = Some(NeighbourTable::build(
+                        &encoder,
+                        self.pairs,
+                        by_label,
+                        self.threads,
+                    )?);
+                    observer.message(&format!(
+                        "neighbour table at step {step}: {:.0} s",
+                        built.elapsed().as_secs_f64()
+                    ));
+                }
+            }
             let mut parts = Vec::new();
             let (mut loss_sum, mut positive, mut negative) = (0f32, 0usize, 0usize);
             for micro in 0..o.accumulation {
                 let global = (step * o.accumulation + micro) as u64;
-                let batch = order.batch(global as usize * o.batch_pairs, o.batch_pairs);
+                let batch = match (&by_label, &table) {
+                    (Some(by_label), Some(table)) => {
+                        let half = o.batch_pairs.div_ceil(2);
+                        let stream = order.batch(global as usize * half, half);
+                        let mut rng = SplitMix64::derive(o.seed, STREAM_NEIGHBOURS, global);
+                        compose_batch(
+                            &stream,
+                            o.batch_pairs,
+                            self.pairs,
+                            by_label,
+                            table,
+                            &mut rng,
+                        )
+                    }
+                    _ => order.batch(global as usize * o.batch_pairs, o.batch_pairs),
+                };
                 let mut texts: Vec<&[u32]> = Vec::with_capacity(2 * batch.len());
                 let mut labels = Vec::with_capacity(2 * batch.len());
                 for side in 0..2 {
@@ -416,7 +466,7 @@ impl Trainer<'_> {
             let at = |every: usize| every > 0 && state.step % every == 0;
             let evaluate_now = self.dev.is_some() && at(o.eval_every);
             if at(o.checkpoint_every) || evaluate_now {
-                save_checkpoint(&last_dir, &encoder, &optimizer, &state)?;
+                save_checkpoint(&last_dir, &encoder, &optimizer, &state, table.as_ref())?;
             }
             if evaluate_now {
                 self.evaluate(&encoder, &mut state, &last_dir, &best_dir, observer)?;
@@ -424,7 +474,7 @@ impl Trainer<'_> {
         }
         let steps_this_run = state.step - first_step;
         if steps_this_run > 0 || !last_dir.join("trainer_state.json").is_file() {
-            save_checkpoint(&last_dir, &encoder, &optimizer, &state)?;
+            save_checkpoint(&last_dir, &encoder, &optimizer, &state, table.as_ref())?;
         }
         let evaluated_here = state.evaluations.last().map(|e| e.step) == Some(state.step);
         if self.dev.is_some() && !evaluated_here && steps_this_run > 0 {
@@ -479,14 +529,23 @@ impl Trainer<'_> {
     }
 }
 
-/// Replaces `dir` with a checkpoint of the current weights, moments and state.
+/// Replaces `dir` with a checkpoint of the current weights, moments and state (and the
+/// neighbour table in use, if any).
 fn save_checkpoint(
     dir: &Path,
     encoder: &TrainableEncoder,
     optimizer: &AdamW,
     state: &TrainerState,
+    table: Option<&NeighbourTable>,
 ) -> Result<()> {
-    write_checkpoint(dir, |d| encoder.save_model(d), optimizer, state)
+    let save = |d: &Path| {
+        encoder.save_model(d)?;
+        match table {
+            Some(table) => table.save(&d.join(NEIGHBOURS_FILE)),
+            None => Ok(()),
+        }
+    };
+    write_checkpoint(dir, save, optimizer, state)
 }
 
 /// Writes a checkpoint directory atomically (any trainer): the model files written by

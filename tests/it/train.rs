@@ -11,6 +11,9 @@ use medlink::ontology::{load_dictionary, Dictionary, LoadOptions, OntologySpec};
 use medlink::rng::SplitMix64;
 use medlink::train::loss::{mine, MultiSimilarity};
 use medlink::train::model::TrainableEncoder;
+use medlink::train::neighbours::{
+    compose_batch, NeighbourTable, PairsByLabel, NEIGHBOURS, NEIGHBOURS_FILE,
+};
 use medlink::train::optim::{AdamW, AdamWConfig};
 use medlink::train::pairs::PairSet;
 use medlink::train::{Silent, Start, StopRule, TrainOptions, Trainer};
@@ -255,6 +258,20 @@ fn tiny_model_learns_toy_synonyms() {
 
 #[test]
 fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
+    resumed_run_repeats_uninterrupted(tiny_options(12));
+}
+
+/// With neighbour-aware batches the resumed run (stopped at step 5, between the refreshes at
+/// 3 and 6) must compose its batches from the table saved in the checkpoint.
+#[test]
+fn hard_negative_run_resumes_with_the_saved_neighbour_table() {
+    resumed_run_repeats_uninterrupted(TrainOptions {
+        hard_negatives_every: 3,
+        ..tiny_options(12)
+    });
+}
+
+fn resumed_run_repeats_uninterrupted(options: TrainOptions) {
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_model(&tmp.path().join("base"));
     let mut pairs = PairSet::default();
@@ -263,7 +280,7 @@ fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
         Trainer {
             out,
             threads,
-            options: tiny_options(12),
+            options: options.clone(),
             pairs: &pairs,
             dev: None,
         }
@@ -289,6 +306,11 @@ fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
         2,
     );
     assert_eq!(first.state.step, 5);
+    assert_eq!(
+        first.last.join(NEIGHBOURS_FILE).is_file(),
+        options.hard_negatives_every > 0,
+        "the checkpoint holds a neighbour table exactly when batches use one"
+    );
     // "Kill": nothing survives but the checkpoint on disk.
     drop(first);
     let resumed = run(&parts, Start::Resume, StopRule::default(), 2);
@@ -315,6 +337,62 @@ fn killed_and_resumed_run_repeats_the_uninterrupted_loss_curve() {
     for (name, t) in &wa {
         let d = (t - &wb[name]).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "{name} differs");
+    }
+}
+
+#[test]
+fn neighbour_table_holds_other_labels_and_batches_pair_each_seed_with_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_model(&tmp.path().join("base"));
+    let dictionary = toy_dictionary(tmp.path());
+    let mut pairs = PairSet::default();
+    pairs.add_synonym_pairs(&dictionary, 50, 1);
+    let encoder = TrainableEncoder::load(&base, 25).unwrap();
+    let by_label = PairsByLabel::new(&pairs);
+    let table = NeighbourTable::build(&encoder, &pairs, &by_label, 2).unwrap();
+    // The same weights give the same table on any thread count.
+    assert_eq!(
+        table,
+        NeighbourTable::build(&encoder, &pairs, &by_label, 1).unwrap()
+    );
+    let labels: Vec<u32> = (0..dictionary.concept_count() as u32).collect();
+    for &label in &labels {
+        let near = table.neighbours(label);
+        assert_eq!(near.len(), NEIGHBOURS);
+        // 8 labels: each has the 7 others, nearest first, and repeats the nearest to fill 8.
+        let mut distinct = near[..7].to_vec();
+        distinct.sort_unstable();
+        let others: Vec<u32> = labels.iter().copied().filter(|&l| l != label).collect();
+        assert_eq!(distinct, others, "label {label}: {near:?}");
+        assert_eq!(near[7], near[0]);
+    }
+    assert!(table.neighbours(99).is_empty());
+
+    let path = tmp.path().join(NEIGHBOURS_FILE);
+    table.save(&path).unwrap();
+    assert_eq!(NeighbourTable::load(&path).unwrap(), table);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    let err = NeighbourTable::load(&path).unwrap_err().to_string();
+    assert!(err.contains(NEIGHBOURS_FILE), "{err}");
+
+    let stream = vec![0usize, 7, 13, 40];
+    let batch = compose_batch(
+        &stream,
+        8,
+        &pairs,
+        &by_label,
+        &table,
+        &mut SplitMix64::new(3),
+    );
+    assert_eq!(batch.len(), 8);
+    assert_eq!(&batch[..4], &stream[..]);
+    for (seed, partner) in stream.iter().zip(&batch[4..]) {
+        let (a, b) = (pairs.pairs[*seed].label, pairs.pairs[*partner].label);
+        assert!(
+            table.neighbours(a).contains(&b),
+            "pair {partner} (label {b}) is not a neighbour of label {a}"
+        );
     }
 }
 
