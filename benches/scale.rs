@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo bench --bench scale -- synth --base DIR --names N --out DIR [--vectors f16|i8|f32] [--m M]
-//! cargo bench --bench scale -- query --index DIR [--queries 1000] [--recall-queries 200]
+//! cargo bench --bench scale -- query --index DIR [--queries 1000] [--recall-queries 200] [--ef 64,128,256]
 //! ```
 //! Each prints one JSON object. `benches/python/scale_benchmarks.py` runs every step in its own
 //! process (so each peak RSS is that step's alone) and writes BENCHMARKS.md's scale table and
@@ -201,9 +201,16 @@ fn synth(args: &[String]) -> BenchResult {
     }
     let dictionary =
         Dictionary::from_parts(base.dictionary.sources().to_vec(), concepts, Vec::new())?;
-    // Row i: the vector of the real name that name i is a variant of, moved by noise.
+    let vector_type = match flag(args, "--vectors").unwrap_or("f16") {
+        "f32" => VectorType::F32,
+        "f16" => VectorType::F16,
+        "i8" => VectorType::I8,
+        other => return Err(format!("unknown vector type {other}").into()),
+    };
+    // Row i: the vector of the real name that name i is a variant of, moved by noise, stored
+    // straight in the index's type (one copy of the vectors, as `index build` holds).
     let dim = base.vectors.dim();
-    let mut vectors = VectorStore::zeros(dim, dictionary.names().len(), VectorType::F16);
+    let mut vectors = VectorStore::zeros(dim, dictionary.names().len(), vector_type);
     let mut scratch = Vec::new();
     for (i, name) in dictionary.names().iter().enumerate() {
         let (run, v) = origin[name.concept as usize];
@@ -226,14 +233,7 @@ fn synth(args: &[String]) -> BenchResult {
     if let Some(m) = flag(args, "--m") {
         params.m = m.parse()?;
     }
-    if let Some(kind) = flag(args, "--vectors") {
-        params.vector_type = match kind {
-            "f32" => VectorType::F32,
-            "f16" => VectorType::F16,
-            "i8" => VectorType::I8,
-            other => return Err(format!("unknown vector type {other}").into()),
-        };
-    }
+    params.vector_type = vector_type;
     let names = dictionary.names().len();
     // The search breadth `index build` would give an index of this size.
     params.ef_search = medlink::index::dense::default_ef_search(names);
@@ -368,7 +368,12 @@ fn query(args: &[String]) -> BenchResult {
         Ok(found as f64 / wanted.max(1) as f64)
     };
     let mut sweep = Vec::new();
-    for breadth in [64usize, 128, 256] {
+    let breadths: Vec<usize> = flag(args, "--ef")
+        .unwrap_or("64,128,256")
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    for breadth in breadths {
         let mut ms = Vec::with_capacity(texts.len());
         for t in &texts {
             let s = Instant::now();
@@ -409,6 +414,7 @@ fn query(args: &[String]) -> BenchResult {
         "ef_search": ef,
         "recall_at_25": recall,
         "recall_queries": recall_texts.len(),
+        "unreachable_nodes": index.dense.unreachable_nodes(),
         "ef_sweep": sweep,
     }))
 }

@@ -12,7 +12,13 @@
 //! (the paper's `keepPrunedConnections`): the heuristic left 6% of nodes with fewer than four
 //! links on clustered names (variants of one name), and filling the fixed slots costs no
 //! memory. On 300,000 synthetic names recall@25 rose from 0.982 / 0.987 to 0.989 / 0.994 at
-//! ef 64 / 128, for ~30% more time per search at the same ef.
+//! ef 64 / 128, for ~30% more time per search at the same ef. After insertion, every node no
+//! layer-0 path from the entry reaches is linked from its nearest reachable node
+//! ([`Builder::connect_unreachable`]).
+//!
+//! Search differs from the paper in one place: the upper layers are crossed with a beam of
+//! [`UPPER_EF`] nodes rather than one greedy path, and layer 0 starts from all of them (see
+//! [`Graph::search`]).
 //!
 //! The build runs on several threads: link slots are atomics written under one of a set of
 //! striped locks and read without locking (a reader may see a slot mid-update, which only ever
@@ -46,6 +52,8 @@ const MAX_LEVEL: usize = 15;
 /// Striped locks guarding link slots during construction.
 const LOCK_STRIPES: usize = 4096;
 /// Seed of the level draws.
+/// Breadth of a search on the layers above 0 (see [`Graph::search`]).
+const UPPER_EF: usize = 8;
 const LEVEL_SEED: u64 = 0x004d_4544_4c49_4e4b;
 
 /// A node and its similarity to the query (higher is closer), ordered by similarity, then by
@@ -267,18 +275,31 @@ impl Graph {
         VISITED.with(|visited| {
             let mut visited = visited.borrow_mut();
             let mut buf = Vec::with_capacity(self.layout.m0);
-            let mut entry = Scored {
+            let mut entries = vec![Scored {
                 sim: store.dot(self.entry as usize, query),
                 id: self.entry,
-            };
+            }];
+            // A beam of UPPER_EF rather than one greedy path through the upper layers: in
+            // clusters of near-copies the single best node of a layer can lead into the wrong
+            // cluster, and layer 0's search rarely climbs out (1 M synthetic names: recall@25
+            // 0.984 at ef 64 and 128 with a greedy descent, 0.998 with this beam).
             for layer in (1..=self.layout.top_layer).rev() {
-                entry = greedy(self, store, query, entry, layer, &mut buf);
+                entries = search_layer(
+                    self,
+                    store,
+                    query,
+                    &entries,
+                    UPPER_EF,
+                    layer,
+                    &mut visited,
+                    &mut buf,
+                );
             }
             let found = search_layer(
                 self,
                 store,
                 query,
-                &[entry],
+                &entries,
                 ef.max(k),
                 0,
                 &mut visited,
@@ -960,8 +981,8 @@ mod tests {
     use crate::progress::NoProgress;
 
     /// Tight clusters (40 of 50 near-copies) strand whole clusters: every link into them
-    /// pruned by closer twins. The repair must leave no node a search cannot reach, and more
-    /// nodes must then be found by a search for their own vector.
+    /// pruned by closer twins. The repair must leave no node a search cannot reach, and no
+    /// fewer nodes found by a search for their own vector.
     #[test]
     fn repair_links_every_node_a_search_could_not_reach() {
         let mut rng = SplitMix64::new(5);
@@ -1010,8 +1031,10 @@ mod tests {
             "{linked} links for {stranded} nodes"
         );
         let (before, after) = (found_by_own_vector(&plain), found_by_own_vector(&repaired));
+        // The upper layers' beam already reaches most stranded nodes; linking them must not
+        // cost any other node its place.
         assert!(
-            after > before,
+            after >= before,
             "found by their own vector: {before} -> {after}"
         );
     }

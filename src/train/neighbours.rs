@@ -6,13 +6,16 @@
 //! mention's candidates with the current model and SapBERT mines over a larger pool; here the
 //! trainer does it per batch. Every `hard_negatives_every` steps it embeds one name per concept
 //! (label) with the current weights and records each label's [`NEIGHBOURS`] nearest other
-//! labels ([`NeighbourTable::build`], exact search). A batch is then half pairs from the usual
-//! seeded stream and half partners: for each stream pair, a pair of one of its label's
-//! neighbours ([`compose_batch`]), so the concepts the model confuses now meet in one batch.
+//! labels that share none of its names ([`NeighbourTable::build`], exact search). A batch is
+//! then half pairs from the usual seeded stream and half partners: for each stream pair, a
+//! pair of one of its label's neighbours ([`compose_batch`]), so the concepts the model
+//! confuses now meet in one batch.
 //!
 //! The table in use is saved with every checkpoint (`neighbours.bin`), so a resumed run
-//! composes the same batches as an uninterrupted one.
+//! composes the same batches as an uninterrupted one. Measured on NCBI-disease dev it is not
+//! yet worth its cost (BENCHMARKS.md "Hard negatives from the model"), so it is off by default.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -22,6 +25,7 @@ use super::model::TrainableEncoder;
 use super::pairs::PairSet;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
+use crate::text::normalize;
 
 /// Nearest other labels kept per label.
 pub const NEIGHBOURS: usize = 8;
@@ -88,7 +92,8 @@ impl PairsByLabel {
 
 impl NeighbourTable {
     /// Embeds each label's representative name with `encoder` and finds every label's
-    /// nearest other labels by exact cosine similarity (ties: lower label first).
+    /// nearest other labels by exact cosine similarity (ties: lower label first), leaving out
+    /// labels that share a name with it (unless that leaves none).
     pub fn build(
         encoder: &TrainableEncoder,
         set: &PairSet,
@@ -102,6 +107,21 @@ impl NeighbourTable {
             .map(|t| set.texts[t as usize].clone())
             .collect();
         let vectors = encoder.embed_all(&encoder.tokenize(&texts)?, 128, threads)?;
+        // Two concepts that share a name (MEDIC lists many diseases under both a MeSH and an
+        // OMIM id) are not negatives of each other: pushing that name away from itself would
+        // teach noise. Such a label is skipped as a neighbour.
+        let names: Vec<HashSet<String>> = (0..by_label.labels.len())
+            .map(|i| {
+                by_label.pairs[by_label.starts[i]..by_label.starts[i + 1]]
+                    .iter()
+                    .flat_map(|&p| {
+                        let pair = set.pairs[p as usize];
+                        [pair.a, pair.b]
+                    })
+                    .map(|t| normalize(&set.texts[t as usize]))
+                    .collect()
+            })
+            .collect();
         let n = labels.len();
         let dim = encoder.config().hidden_size;
         let keep = NEIGHBOURS.min(n.saturating_sub(1));
@@ -120,12 +140,22 @@ impl NeighbourTable {
                 let mut order: Vec<usize> = (0..n).filter(|&j| j != me).collect();
                 let by_score =
                     |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-                if keep < order.len() {
-                    order.select_nth_unstable_by(keep, by_score);
-                    order.truncate(keep);
+                // Room for the labels skipped below; past it, the nearest that remain.
+                let take = (4 * keep).min(order.len());
+                if take < order.len() {
+                    order.select_nth_unstable_by(take, by_score);
+                    order.truncate(take);
                 }
                 order.sort_by(by_score);
-                let mine: Vec<u32> = order.iter().map(|&j| labels[j]).collect();
+                let mut mine: Vec<u32> = order
+                    .iter()
+                    .filter(|&&j| names[me].is_disjoint(&names[j]))
+                    .take(keep)
+                    .map(|&j| labels[j])
+                    .collect();
+                if mine.is_empty() {
+                    mine = order.iter().take(keep).map(|&j| labels[j]).collect();
+                }
                 // A dictionary of fewer than NEIGHBOURS + 1 labels repeats its nearest ones.
                 for k in 0..NEIGHBOURS {
                     neighbours.push(
