@@ -830,8 +830,9 @@ impl<'a> Linker<'a> {
         Ok(names)
     }
 
-    /// Whether [`Linker::rank`] applies the re-ranker under `options`.
-    fn reranks(&self, options: &LinkOptions) -> bool {
+    /// Whether linking under `options` applies the re-ranker (hybrid mode, with the hybrid
+    /// weight it was trained for).
+    pub fn reranks(&self, options: &LinkOptions) -> bool {
         let alpha = options.alpha.unwrap_or(self.default_alpha);
         self.reranker
             .is_some_and(|r| options.mode == Mode::Hybrid && r.uses_alpha(alpha))

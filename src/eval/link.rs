@@ -121,8 +121,9 @@ pub struct EvalReport {
     pub model: String,
     pub model_sha256: String,
     pub dictionary_sources: Vec<String>,
-    /// Whether a re-ranker (the index's or `--reranker`'s) ordered the concepts (hybrid mode;
-    /// under the BioSyn protocol the names follow the re-ranked concepts).
+    /// Whether a re-ranker (the index's or `--reranker`'s) ordered the concepts (hybrid mode,
+    /// the weight it was trained for; under the BioSyn protocol the names follow the
+    /// re-ranked concepts).
     pub reranked: bool,
     /// Mentions no answer can be right for: no gold id (PubTator's `-1`) or a gold id the
     /// dictionary lacks.
@@ -355,7 +356,7 @@ pub fn evaluate(
         mentions_per_second: items.len() as f64 / seconds.max(1e-9),
         model: index.manifest.model.name.clone(),
         model_sha256: index.manifest.model.weights_sha256.clone(),
-        reranked: linker.reranker().is_some() && options.link.mode == crate::linker::Mode::Hybrid,
+        reranked: linker.reranks(&link_options),
         dictionary_sources: index
             .manifest
             .sources

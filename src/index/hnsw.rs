@@ -225,21 +225,7 @@ impl Graph {
             return 0;
         }
         let mut reached = vec![false; n];
-        reached[self.entry as usize] = true;
-        let mut stack = vec![self.entry];
-        let mut buf = Vec::new();
-        let mut count = 1;
-        while let Some(node) = stack.pop() {
-            self.neighbours(node, 0, &mut buf);
-            for &next in &buf {
-                if !reached[next as usize] {
-                    reached[next as usize] = true;
-                    count += 1;
-                    stack.push(next);
-                }
-            }
-        }
-        n - count
+        n - flood_layer0(self, self.entry, &mut reached)
     }
 
     pub fn len(&self) -> usize {
@@ -484,6 +470,27 @@ impl Links for Graph {
         let count = links[start] as usize;
         out.extend_from_slice(&links[start + 1..start + 1 + count]);
     }
+}
+
+/// Marks `from` and every node its layer-0 links lead to (directly or not) in `reached`;
+/// returns how many nodes it newly marked. Marked nodes are not followed again.
+fn flood_layer0(links: &impl Links, from: u32, reached: &mut [bool]) -> usize {
+    if std::mem::replace(&mut reached[from as usize], true) {
+        return 0;
+    }
+    let mut marked = 1;
+    let mut stack = vec![from];
+    let mut buf = Vec::new();
+    while let Some(node) = stack.pop() {
+        links.neighbours(node, 0, &mut buf);
+        for &next in &buf {
+            if !std::mem::replace(&mut reached[next as usize], true) {
+                marked += 1;
+                stack.push(next);
+            }
+        }
+    }
+    marked
 }
 
 /// The closest node reachable by greedy steps on `layer`.
@@ -832,22 +839,8 @@ impl<'a> Builder<'a> {
         }
         let (entry, top) = *self.entry.lock().unwrap_or_else(|p| p.into_inner());
         let mut reached = vec![false; n];
-        let mut stack = Vec::new();
+        flood_layer0(self, entry, &mut reached);
         let mut buf = Vec::new();
-        let mut flood = |from: u32, reached: &mut Vec<bool>, buf: &mut Vec<u32>| {
-            reached[from as usize] = true;
-            stack.push(from);
-            while let Some(node) = stack.pop() {
-                self.neighbours(node, 0, buf);
-                for &next in buf.iter() {
-                    if !reached[next as usize] {
-                        reached[next as usize] = true;
-                        stack.push(next);
-                    }
-                }
-            }
-        };
-        flood(entry, &mut reached, &mut buf);
         let mut visited = Visited::new();
         let mut scratch = Vec::new();
         let mut linked = 0;
@@ -895,7 +888,7 @@ impl<'a> Builder<'a> {
             buf.push(node);
             self.write_links(from, 0, &buf);
             linked += 1;
-            flood(node, &mut reached, &mut buf);
+            flood_layer0(self, node, &mut reached);
         }
         linked
     }

@@ -44,12 +44,17 @@ pub struct NeighbourTable {
     neighbours: Vec<u32>,
 }
 
-/// The pairs of each label, for drawing a partner pair of a neighbouring label.
+/// The pairs of each label, for drawing a partner pair of a neighbouring label, and the
+/// normalised names each label's pairs use.
 pub struct PairsByLabel {
     labels: Vec<u32>,
     /// `pairs[starts[i]..starts[i + 1]]` are the pairs of `labels[i]`.
     starts: Vec<usize>,
     pairs: Vec<u32>,
+    /// Two concepts that share a name (MEDIC lists many diseases under both a MeSH and an
+    /// OMIM id) are not negatives of each other: pushing that name away from itself would
+    /// teach noise. [`NeighbourTable::build`] skips such labels.
+    names: Vec<HashSet<String>>,
 }
 
 impl PairsByLabel {
@@ -66,10 +71,24 @@ impl PairsByLabel {
             }
         }
         starts.push(order.len());
+        let names = starts
+            .windows(2)
+            .map(|w| {
+                order[w[0]..w[1]]
+                    .iter()
+                    .flat_map(|&p| {
+                        let pair = set.pairs[p as usize];
+                        [pair.a, pair.b]
+                    })
+                    .map(|t| normalize(&set.texts[t as usize]))
+                    .collect()
+            })
+            .collect();
         PairsByLabel {
             labels,
             starts,
             pairs: order,
+            names,
         }
     }
 
@@ -107,21 +126,7 @@ impl NeighbourTable {
             .map(|t| set.texts[t as usize].clone())
             .collect();
         let vectors = encoder.embed_all(&encoder.tokenize(&texts)?, 128, threads)?;
-        // Two concepts that share a name (MEDIC lists many diseases under both a MeSH and an
-        // OMIM id) are not negatives of each other: pushing that name away from itself would
-        // teach noise. Such a label is skipped as a neighbour.
-        let names: Vec<HashSet<String>> = (0..by_label.labels.len())
-            .map(|i| {
-                by_label.pairs[by_label.starts[i]..by_label.starts[i + 1]]
-                    .iter()
-                    .flat_map(|&p| {
-                        let pair = set.pairs[p as usize];
-                        [pair.a, pair.b]
-                    })
-                    .map(|t| normalize(&set.texts[t as usize]))
-                    .collect()
-            })
-            .collect();
+        let names = &by_label.names;
         let n = labels.len();
         let dim = encoder.config().hidden_size;
         let keep = NEIGHBOURS.min(n.saturating_sub(1));

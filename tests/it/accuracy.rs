@@ -163,14 +163,34 @@ fn ncbi_disease_dev_reranked_acc1_is_pinned() {
     };
     let (before, reranked) = eval(&plain);
     assert!(!reranked);
-    let (after, reranked) = eval(
-        &Linker::new(index, encoder())
-            .unwrap()
-            .with_reranker(&reranker)
-            .unwrap(),
-    );
+    let reranking = Linker::new(index, encoder())
+        .unwrap()
+        .with_reranker(&reranker)
+        .unwrap();
+    let (after, reranked) = eval(&reranking);
     assert!(reranked);
     eprintln!("NCBI dev hybrid + abbreviations: {before:.4} -> {after:.4}");
     assert!(after > before + 0.05, "{before:.4} -> {after:.4}");
     assert_near("NCBI dev re-ranked", after, 0.8666);
+
+    // Name-level ranks (the BioSyn protocol's) follow the re-ranked concepts: the top name
+    // names the re-ranker's top concept, which for some mentions is not the linker's own.
+    let mentions: Vec<&str> = dev.mentions().map(|(_, m)| m.text.as_str()).collect();
+    let options = LinkOptions {
+        k: 25,
+        ..LinkOptions::default()
+    };
+    let concepts = reranking.link_batch(&mentions, &options).unwrap();
+    let names = reranking.link_names_batch(&mentions, &options).unwrap();
+    let plain_names = plain.link_names_batch(&mentions, &options).unwrap();
+    let mut moved = 0;
+    for (i, mention) in mentions.iter().enumerate() {
+        let top = &concepts[i][0].id;
+        assert!(
+            names[i][0].ids.contains(top),
+            "{mention:?}: top name is not of {top}"
+        );
+        moved += usize::from(!plain_names[i][0].ids.contains(top));
+    }
+    assert!(moved > 0, "the re-ranker changed no top name");
 }
