@@ -47,10 +47,18 @@ const MENTIONS: &[&str] = &[
 /// One BERT feed-forward weight (1536 × 384) applied to `rows` token rows: candle's matmul
 /// (the `gemm` crate) beside medlink's packing-free kernel, to place `skinny::MAX_ROWS`.
 fn dense_layer(c: &mut Criterion) {
-    use candle_core::{Device, Tensor};
+    use candle_core::{Device, Module, Tensor};
+    // As the command line does: candle ops on the calling thread (see `medlink::parallel`).
+    medlink::parallel::single_threaded_candle();
     let (k, n) = (384usize, 1536usize);
     let weight = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("weight");
     let bias = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).expect("bias");
+    let q8 = candle_core::quantized::QMatMul::from_qtensor(
+        candle_core::quantized::QTensor::quantize(&weight, candle_core::quantized::GgmlDType::Q8_0)
+            .expect("quantize"),
+    )
+    .expect("qmatmul");
+    let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight).expect("int8");
     let mut group = c.benchmark_group("dense_layer");
     for rows in [1usize, 8, 24, 48, 96, 256] {
         let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
@@ -64,6 +72,16 @@ fn dense_layer(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("skinny", rows), &xs, |b, xs| {
             b.iter(|| medlink::model::skinny::linear(xs, &weight, &bias).expect("skinny"))
+        });
+        group.bench_with_input(BenchmarkId::new("q8_0", rows), &xs, |b, xs| {
+            b.iter(|| {
+                q8.forward(xs)
+                    .and_then(|o| o.broadcast_add(&bias))
+                    .expect("q8")
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("int8", rows), &xs, |b, xs| {
+            b.iter(|| int8.forward(xs, Some(&bias)).expect("int8"))
         });
     }
     group.finish();

@@ -59,6 +59,10 @@ pub struct ModelIdentity {
     pub max_length: usize,
     /// SHA-256 of `model.safetensors`: the part that decides compatibility.
     pub weights_sha256: String,
+    /// The linear layers ran in int8 (`EncoderOptions::int8`). Informative only: vectors
+    /// move slightly, so int8 queries against an f32 index (or the reverse) are allowed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub int8: bool,
 }
 
 /// Encoder settings.
@@ -72,6 +76,9 @@ pub struct EncoderOptions {
     pub device: Device,
     /// Worker threads, each encoding whole batches (0: one per CPU).
     pub threads: usize,
+    /// Runs the transformer layers' linear layers in int8 (CPU only; see `model::int8`):
+    /// faster, at a measured accuracy cost (BENCHMARKS.md, "int8 encoder").
+    pub int8: bool,
 }
 
 impl Default for EncoderOptions {
@@ -82,6 +89,7 @@ impl Default for EncoderOptions {
             pooling: None,
             device: Device::Cpu,
             threads: 0,
+            int8: false,
         }
     }
 }
@@ -141,8 +149,16 @@ impl TransformerEncoder {
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &options.device)?
         };
-        let model = Transformer::load(vb, &config)
+        let mut model = Transformer::load(vb, &config)
             .map_err(|e| Error::model(format!("{}: {e}", weights_path.display())))?;
+        if options.int8 {
+            if !options.device.is_cpu() {
+                return Err(Error::InvalidInput(
+                    "int8 encoding runs on the CPU only: leave out --int8 with a GPU".into(),
+                ));
+            }
+            model.quantize_int8()?;
+        }
         let name = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())
@@ -162,6 +178,7 @@ impl TransformerEncoder {
                 dim: config.hidden_size,
                 max_length,
                 weights_sha256: crate::fsutil::sha256_files(&[&weights_path])?,
+                int8: options.int8,
             },
         })
     }

@@ -127,9 +127,14 @@ def main():
     sample = [n for _, n in names[:5000]]
     strings_file = work / "strings.txt"
     strings_file.write_text("\n".join(sample) + "\n", encoding="utf-8")
-    medlink_encode = statistics.median(
-        rate(run_child([args.medlink, "embed", "--quiet", "--model", args.model], strings_file)[0], "strings/s")
-        for _ in range(RUNS))
+    def medlink_encode_rate(*extra):
+        return statistics.median(
+            rate(run_child([args.medlink, "embed", "--quiet", "--model", args.model, *extra], strings_file)[0],
+                 "strings/s")
+            for _ in range(RUNS))
+
+    medlink_encode = medlink_encode_rate()
+    medlink_encode_int8 = medlink_encode_rate("--int8")
 
     # 2. Index builds (medlink): HPO, then MEDIC 2012.
     builds = {}
@@ -162,7 +167,8 @@ def main():
         return len(sample) / (time.perf_counter() - t)
 
     ref_encode = statistics.median(ref_encode_once() for _ in range(RUNS))
-    results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode, "reference_per_s": ref_encode}
+    results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode,
+                         "medlink_int8_per_s": medlink_encode_int8, "reference_per_s": ref_encode}
 
 
     # 3. Reference index over the same HPO names.
@@ -181,10 +187,14 @@ def main():
     # reference has none; 39 of these 569 mentions recur).
     queries = work / "mentions.jsonl"
     queries.write_text("".join(json.dumps({"id": i, "mention": m}) + "\n" for i, m in enumerate(mentions)), encoding="utf-8")
-    medlink_link = statistics.median(
-        rate(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model, "-k", "10",
-                        "--mention-cache", "0"], queries)[0], "mentions/s")
-        for _ in range(RUNS))
+    def medlink_link_rate(*extra):
+        return statistics.median(
+            rate(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model, "-k", "10",
+                            "--mention-cache", "0", *extra], queries)[0], "mentions/s")
+            for _ in range(RUNS))
+
+    medlink_link = medlink_link_rate()
+    medlink_link_int8 = medlink_link_rate("--int8")
     concept_of = [c for c, _ in names]
 
     def ref_link_once():
@@ -210,7 +220,8 @@ def main():
         return len(mentions) / (time.perf_counter() - t)
 
     ref_link = statistics.median(ref_link_once() for _ in range(RUNS))
-    results["link"] = {"mentions": len(mentions), "medlink_per_s": medlink_link, "reference_per_s": ref_link}
+    results["link"] = {"mentions": len(mentions), "medlink_per_s": medlink_link,
+                       "medlink_int8_per_s": medlink_link_int8, "reference_per_s": ref_link}
 
     out = ROOT / "benches/results/compare.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +241,8 @@ def main():
     lines += [
         f"| encoding, {e['strings']:,} HPO names (strings/s) | {e['medlink_per_s']:.0f} | {e['reference_per_s']:.0f} | {e['medlink_per_s'] / e['reference_per_s']:.2f} |",
         f"| end-to-end linking, {l['mentions']:,} HPO mentions, k 10 (mentions/s) | {l['medlink_per_s']:.0f} | {l['reference_per_s']:.0f} | {l['medlink_per_s'] / l['reference_per_s']:.2f} |",
+        f"| encoding, int8 encoder (`--int8`) (strings/s) | {e['medlink_int8_per_s']:.0f} | {e['reference_per_s']:.0f} | {e['medlink_int8_per_s'] / e['reference_per_s']:.2f} |",
+        f"| end-to-end linking, int8 encoder (`--int8`) (mentions/s) | {l['medlink_int8_per_s']:.0f} | {l['reference_per_s']:.0f} | {l['medlink_int8_per_s'] / l['reference_per_s']:.2f} |",
         f"| HPO index build, {hb['names']:,} names (s, lower is better) | {hb['seconds']:.0f} | {results['reference_build_hpo_seconds']:.0f} | {hb['seconds'] / results['reference_build_hpo_seconds']:.2f} |",
         "",
         "| index | names | build wall time (s) | peak RSS (MiB) |",

@@ -76,6 +76,7 @@ def stop(proc):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--int8", action="store_true", help="serve with the int8 encoder (`medlink serve --int8`)")
     p.add_argument("--connections", default="1,8,64")
     p.add_argument("--medlink", default=str(ROOT / "target" / "release" / "medlink"))
     p.add_argument("--write", action="store_true")
@@ -94,7 +95,8 @@ def main():
     port = free_port()
     # The load generator cycles through a fixed list of mentions, which a mention cache would
     # answer from memory after one pass: medlink runs with its cache off, like the reference.
-    server = subprocess.Popen([args.medlink, "serve", "--addr", f"127.0.0.1:{port}", "--mention-cache", "0"],
+    server = subprocess.Popen([args.medlink, "serve", "--addr", f"127.0.0.1:{port}", "--mention-cache", "0",
+                               *(["--int8"] if args.int8 else [])],
                               stderr=subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/readyz", server)
     manifest = json.loads((cache / "indexes" / "hpo-all-MiniLM-L6-v2" / "manifest.json").read_text())
@@ -128,7 +130,7 @@ def main():
                     f"{m['errors']} / {r['errors']} |")
     body = "\n".join(rows) + (
         f"\n\nMachine: {cpu_model()}, {os.cpu_count()} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
-        f"medlink {manifest['medlink_version']} (1 encoder worker, batches up to 128, mention cache off); reference: FastAPI + uvicorn "
+        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder, 1 encoder worker, batches up to 128, mention cache off); reference: FastAPI + uvicorn "
         f"(1 worker, torch {args.ref_threads} thread(s)), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
         f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")

@@ -134,6 +134,7 @@ fn encoder_options(args: &ModelArgs, index: Option<&Manifest>) -> Result<Encoder
             .or(index.map(|m| m.model.max_length))
             .unwrap_or(defaults.max_length),
         batch_size: args.batch_size,
+        int8: args.int8,
         pooling: match args.pooling.as_deref() {
             Some(p) => Some(p.parse()?),
             None => index.map(|m| m.model.pooling),

@@ -276,6 +276,10 @@ pub struct ModelArgs {
     /// Strings per forward pass.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Run the encoder's linear layers in int8 (CPU): faster, vectors move slightly
+    /// (BENCHMARKS.md, "int8 encoder"). Works with indexes built either way.
+    #[arg(long)]
+    pub int8: bool,
 }
 
 #[derive(Args, Debug, Clone)]

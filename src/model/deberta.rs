@@ -57,6 +57,10 @@ struct PositionProjections {
 }
 
 impl Encoder {
+    pub(super) fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
     /// Loads `encoder.*` under `vb`.
     pub(super) fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
         let h = c.hidden_size;

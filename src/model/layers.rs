@@ -15,6 +15,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
+use super::int8::QuantizedLinear;
 use super::ops;
 use super::Config;
 use crate::rng::SplitMix64;
@@ -58,6 +59,8 @@ pub(super) struct Dense {
     weight: Tensor,
     /// None for a projection without bias (DeBERTa's `embed_proj`).
     bias: Option<Tensor>,
+    /// The weight in int8, once [`Dense::quantize`] ran: inference then takes it.
+    int8: Option<QuantizedLinear>,
 }
 
 impl Dense {
@@ -79,20 +82,31 @@ impl Dense {
                 candle_nn::init::DEFAULT_KAIMING_NORMAL,
             )?,
             bias: None,
+            int8: None,
         })
     }
 
-    /// `training` keeps the differentiable path; inference on a few rows (one mention, a
-    /// small batch) takes the packing-free kernel of [`super::skinny`].
+    /// Runs inference in int8 from now on (see [`super::int8`]); training keeps f32.
+    pub(super) fn quantize(&mut self) -> candle_core::Result<()> {
+        self.int8 = Some(QuantizedLinear::quantize(&self.weight)?);
+        Ok(())
+    }
+
+    /// `training` keeps the differentiable path; inference takes the int8 weights when the
+    /// layer has them, else, on a few rows (one mention, a small batch), the packing-free
+    /// kernel of [`super::skinny`].
     pub(super) fn forward(&self, xs: &Tensor, training: bool) -> candle_core::Result<Tensor> {
         let (b, s, h) = xs.dims3()?;
         let rows = xs.reshape((b * s, h))?;
-        let out = match &self.bias {
-            Some(bias) if !training && xs.device().is_cpu() && b * s <= super::skinny::MAX_ROWS => {
+        let out = match (&self.int8, &self.bias) {
+            (Some(int8), bias) if !training => int8.forward(&rows, bias.as_ref())?,
+            (_, Some(bias))
+                if !training && xs.device().is_cpu() && b * s <= super::skinny::MAX_ROWS =>
+            {
                 super::skinny::linear(&rows, &self.weight, bias)?
             }
-            Some(bias) => rows.matmul(&self.weight.t()?)?.broadcast_add(bias)?,
-            None => rows.matmul(&self.weight.t()?)?,
+            (_, Some(bias)) => rows.matmul(&self.weight.t()?)?.broadcast_add(bias)?,
+            (_, None) => rows.matmul(&self.weight.t()?)?,
         };
         out.reshape((b, s, ()))
     }
@@ -205,6 +219,21 @@ impl Layer {
             heads: c.num_attention_heads,
             activation,
         })
+    }
+
+    /// Quantises the layer's six linear layers for int8 inference.
+    pub(super) fn quantize(&mut self) -> candle_core::Result<()> {
+        for dense in [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attention_out,
+            &mut self.intermediate,
+            &mut self.output,
+        ] {
+            dense.quantize()?;
+        }
+        Ok(())
     }
 
     /// `(batch, seq, hidden)` → `(batch, heads, seq, head)`.

@@ -25,6 +25,7 @@ use candle_nn::VarBuilder;
 pub mod config;
 mod deberta;
 mod embeddings;
+pub mod int8;
 mod layers;
 pub mod ops;
 pub mod skinny;
@@ -81,6 +82,16 @@ impl Transformer {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Runs every transformer layer's linear layers in int8 at inference (CPU only; see
+    /// [`int8`]). The embeddings, attention products and norms stay f32.
+    pub fn quantize_int8(&mut self) -> candle_core::Result<()> {
+        let layers: &mut [Layer] = match &mut self.stack {
+            Stack::Bert(layers) => layers,
+            Stack::Deberta(encoder) => encoder.layers_mut(),
+        };
+        layers.iter_mut().try_for_each(Layer::quantize)
     }
 
     /// Token vectors `(batch, seq, hidden)` for `ids` and `mask` (both `(batch, seq)`, u32).

@@ -44,6 +44,55 @@ pub(crate) fn build_sample_index(parent: &std::path::Path) -> std::path::PathBuf
     out
 }
 
+/// `--int8` reaches the encoder: `embed` prints other (close) vectors, and an index built with
+/// it records so in its manifest and is queried by the f32 encoder without complaint.
+#[test]
+fn int8_flag_changes_vectors_and_is_recorded_in_the_manifest() {
+    let vectors = |flags: &[&str]| -> Vec<Vec<f32>> {
+        let (code, stdout, stderr) = run(
+            medlink().arg("embed").args(flags),
+            b"atrial fibrillation\nbig head\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (full, quantised) = (vectors(&[]), vectors(&["--int8"]));
+    assert_eq!(full.len(), 2);
+    for (f, q) in full.iter().zip(&quantised) {
+        let dot: f32 = f.iter().zip(q).map(|(a, b)| a * b).sum();
+        assert!(dot > 0.99 && dot < 0.99999, "f32 vs int8 cosine {dot}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cardio-int8");
+    let sample = format!(
+        "tsv:{}/ontologies/samples/custom.tsv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, _, stderr) = run(
+        medlink()
+            .args(["index", "build", "--int8", "--ontology", &sample, "--out"])
+            .arg(&out),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["int8"], true, "{manifest}");
+    let (code, stdout, stderr) = run(
+        medlink()
+            .args(["search", "--index"])
+            .arg(&out)
+            .args(["-k", "1", "heart attack"]),
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("nfarction"), "{stdout}");
+}
+
 #[test]
 fn ontology_inspect_prints_the_documented_keys() {
     let spec = format!(

@@ -35,6 +35,66 @@ fn matches_sentence_transformers_reference_vectors() {
     }
 }
 
+/// The int8 path (`--int8`) moves vectors a little and no more: each stays within 0.99 cosine
+/// of sentence-transformers', at least one visibly differs from the f32 encoder's (so the
+/// quantised layers really ran), every string's nearest other string is as near as f32's,
+/// and a string encodes the same alone as in a batch.
+#[test]
+fn int8_encoder_stays_close_to_f32_and_ranks_alike() {
+    let text = std::fs::read_to_string(fixture("reference_vectors.json")).unwrap();
+    let reference: Reference = serde_json::from_str(&text).unwrap();
+    let options = EncoderOptions {
+        int8: true,
+        ..Default::default()
+    };
+    let int8 = TransformerEncoder::load(&default_model(), &options).unwrap();
+    assert!(int8.identity().int8 && !encoder().identity().int8);
+    assert_eq!(
+        int8.identity().weights_sha256,
+        encoder().identity().weights_sha256
+    );
+    let strings: Vec<&str> = reference.strings.iter().map(String::as_str).collect();
+    let quantised = int8.encode(&strings).unwrap();
+    let full = encoder().encode(&strings).unwrap();
+    let mut lowest = 1f32;
+    for ((s, q), theirs) in strings.iter().zip(&quantised).zip(&reference.vectors) {
+        let c = cosine(q, theirs);
+        assert!(
+            c > 0.99,
+            "{s:?}: int8 cosine {c} with sentence-transformers"
+        );
+        lowest = lowest.min(c);
+    }
+    assert!(
+        lowest < 0.9999,
+        "int8 vectors equal f32's: the int8 path did not run"
+    );
+    let nearest = |vectors: &[Vec<f32>], i: usize| {
+        (0..strings.len())
+            .filter(|&j| j != i)
+            .max_by(|&a, &b| {
+                let score = |j: usize| cosine(&vectors[i], &full[j]);
+                score(a).total_cmp(&score(b))
+            })
+            .unwrap()
+    };
+    for (i, s) in strings.iter().enumerate() {
+        // Ties among near-equal neighbours may flip (the reference holds strings like "a"):
+        // what int8 ranks first must score, in f32, within 0.02 of f32's own first.
+        let (ours, best) = (nearest(&quantised, i), nearest(&full, i));
+        let (got, want) = (cosine(&full[i], &full[ours]), cosine(&full[i], &full[best]));
+        assert!(
+            got > want - 0.02,
+            "{s:?}: int8 ranks {:?} first ({got}), f32 {:?} ({want})",
+            strings[ours],
+            strings[best]
+        );
+        let alone = int8.encode(&[s]).unwrap().remove(0);
+        let c = cosine(&alone, &quantised[i]);
+        assert!(c > 0.99999, "{s:?}: int8 batch vs single cosine {c}");
+    }
+}
+
 #[test]
 fn batch_equals_single_and_padding_changes_nothing() {
     let encoder = encoder();
