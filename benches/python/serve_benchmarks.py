@@ -76,7 +76,7 @@ def stop(proc):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=60)
-    p.add_argument("--int8", action="store_true", help="serve with the int8 encoder (`medlink serve --int8`)")
+    p.add_argument("--int8", action="store_true", help="serve with the int8 encoder (`medlink serve --int8`); writes the SERVE_INT8 block")
     p.add_argument("--connections", default="1,8,64")
     p.add_argument("--medlink", default=str(ROOT / "target" / "release" / "medlink"))
     p.add_argument("--write", action="store_true")
@@ -136,7 +136,7 @@ def main():
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")
     print(body)
     if args.write:
-        replace_block("SERVE", body)
+        replace_block("SERVE_INT8" if args.int8 else "SERVE", body)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 //! int8 linear layers for inference: `x · Wᵀ + b` with 8-bit integer multiplies.
 //!
-//! The encoder's time on the CPU is its linear layers: with f32 weights each multiply-add is
-//! one of eight lanes of an FMA. AVX2's `vpmaddubsw` multiplies 32 byte pairs at once, so an
-//! int8 layer does four times the multiply-adds per instruction and streams a quarter of the
-//! bytes (what a single short mention is bound by).
+//! The encoder's time on the CPU is its linear layers. A few token rows (one short mention)
+//! are bound by streaming the weights, and int8 weights are a quarter of f32's bytes: there a
+//! layer runs 2–3x faster. Many rows are bound by multiplies: AVX2's `vpmaddubsw` multiplies
+//! 32 byte pairs but needs a `vpmaddwd` to widen the sums, which on AVX2-only AMD cores comes
+//! out about even with f32 FMAs (BENCHMARKS.md, "int8 encoder"). VNNI's `vpdpbusd` does both in
+//! one instruction; there is no VNNI kernel yet.
 //!
 //! - **Weights** are quantised once, symmetrically per output channel: `w ≈ s_j · q` with
 //!   `q ∈ [-127, 127]`, so one outlying channel does not coarsen the others.
