@@ -139,8 +139,6 @@ impl Activations {
         Self::quantize_portable(x, m, k)
     }
 
-    /// Inlined into the AVX2 caller so that the compiler vectorises it there.
-    #[inline(always)]
     fn quantize_portable(x: &[f32], m: usize, k: usize) -> Self {
         let mut codes = vec![0u8; m * k];
         let mut scales = Vec::with_capacity(m);
@@ -150,24 +148,13 @@ impl Activations {
             .zip(codes.chunks_exact_mut(k.max(1)))
             .take(m)
         {
-            // The range always includes 0, so 0 is represented exactly (padding, ReLU-like
-            // outputs) and the zero point lies within the codes.
-            let (mut low, mut high) = (0f32, 0f32);
-            for &v in row {
-                low = if v < low { v } else { low };
-                high = if v > high { v } else { high };
-            }
-            let scale = if high > low {
-                (high - low) / ACTIVATION_MAX
-            } else {
-                1.0
-            };
-            let zero = (-low / scale).round_ties_even().clamp(0.0, ACTIVATION_MAX);
+            let (low, high) = row
+                .iter()
+                .fold((0f32, 0f32), |(lo, hi), &v| widen(lo, hi, v));
+            let (scale, zero) = scale_and_zero(low, high);
             let inverse = 1.0 / scale;
-            for (code, &v) in row_codes.iter_mut().zip(row) {
-                *code = (v * inverse + zero)
-                    .round_ties_even()
-                    .clamp(0.0, ACTIVATION_MAX) as u8;
+            for (c, &v) in row_codes.iter_mut().zip(row) {
+                *c = code(v, inverse, zero);
             }
             scales.push(scale);
             zeros.push(zero as i32);
@@ -178,6 +165,38 @@ impl Activations {
             zeros,
         }
     }
+}
+
+/// The running range of a row, which starts at (0, 0): it always includes 0, so 0 is
+/// represented exactly (padding, ReLU-like outputs) and the zero point lies within the codes.
+/// NaN is skipped.
+#[inline(always)]
+fn widen(low: f32, high: f32, v: f32) -> (f32, f32) {
+    (
+        if v < low { v } else { low },
+        if v > high { v } else { high },
+    )
+}
+
+/// A row's scale and zero point (a whole number, as f32) from its range.
+#[inline(always)]
+fn scale_and_zero(low: f32, high: f32) -> (f32, f32) {
+    let scale = if high > low {
+        (high - low) / ACTIVATION_MAX
+    } else {
+        1.0
+    };
+    let zero = (-low / scale).round_ties_even().clamp(0.0, ACTIVATION_MAX);
+    (scale, zero)
+}
+
+/// One activation's code. The vector path computes the same operations in the same order
+/// (multiply, add, round half to even, clamp), so both give the same codes.
+#[inline(always)]
+fn code(v: f32, inverse: f32, zero: f32) -> u8 {
+    (v * inverse + zero)
+        .round_ties_even()
+        .clamp(0.0, ACTIVATION_MAX) as u8
 }
 
 /// Turns an exact integer dot product back into f32: `s_i · s_j · (Σ a·q − z_i · Σ q)`.
@@ -253,9 +272,66 @@ mod avx2 {
     const ROWS: usize = 4;
     const WROWS: usize = 2;
 
+    /// [`super::Activations::quantize_portable`] eight lanes at a time, with the same codes.
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_activations(x: &[f32], m: usize, k: usize) -> super::Activations {
-        super::Activations::quantize_portable(x, m, k)
+        assert!(x.len() >= m * k);
+        let mut codes = vec![0u8; m * k];
+        let mut scales = Vec::with_capacity(m);
+        let mut zeros = Vec::with_capacity(m);
+        let (lanes, blocks) = (k / 8 * 8, k / 32 * 32);
+        for i in 0..m {
+            let row = &x[i * k..(i + 1) * k];
+            let (rp, out) = (row.as_ptr(), codes[i * k..(i + 1) * k].as_mut_ptr());
+            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for t in (0..lanes).step_by(8) {
+                // SAFETY: t + 8 <= k. `min(v, lo)` returns `lo` when `v` is NaN, as `widen`.
+                let v = _mm256_loadu_ps(rp.add(t));
+                lo = _mm256_min_ps(v, lo);
+                hi = _mm256_max_ps(v, hi);
+            }
+            let (mut low, mut high) = (0f32, 0f32);
+            let (mut lo_lanes, mut hi_lanes) = ([0f32; 8], [0f32; 8]);
+            _mm256_storeu_ps(lo_lanes.as_mut_ptr(), lo);
+            _mm256_storeu_ps(hi_lanes.as_mut_ptr(), hi);
+            for (&l, &h) in lo_lanes.iter().zip(&hi_lanes) {
+                (low, high) = (low.min(l), high.max(h));
+            }
+            for &v in &row[lanes..] {
+                (low, high) = super::widen(low, high, v);
+            }
+            let (scale, zero) = super::scale_and_zero(low, high);
+            let inverse = 1.0 / scale;
+            let (inv, zp) = (_mm256_set1_ps(inverse), _mm256_set1_ps(zero));
+            let (floor, top) = (_mm256_setzero_ps(), _mm256_set1_ps(super::ACTIVATION_MAX));
+            // `packs` and `packus` interleave the 128-bit halves: this puts the 32 codes back
+            // in order.
+            let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            for t in (0..blocks).step_by(32) {
+                let eight = |o: usize| {
+                    // SAFETY: t + 32 <= k.
+                    let v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(rp.add(t + o)), inv), zp);
+                    let v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    // `max(v, 0)` returns 0 for NaN, as the scalar cast does.
+                    _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, floor), top))
+                };
+                let low_half = _mm256_packs_epi32(eight(0), eight(8));
+                let high_half = _mm256_packs_epi32(eight(16), eight(24));
+                let packed = _mm256_packus_epi16(low_half, high_half);
+                let ordered = _mm256_permutevar8x32_epi32(packed, order);
+                _mm256_storeu_si256(out.add(t) as *mut __m256i, ordered);
+            }
+            for (t, &v) in row.iter().enumerate().skip(blocks) {
+                *out.add(t) = super::code(v, inverse, zero);
+            }
+            scales.push(scale);
+            zeros.push(zero as i32);
+        }
+        super::Activations {
+            codes,
+            scales,
+            zeros,
+        }
     }
 
     #[target_feature(enable = "avx2")]
@@ -399,6 +475,27 @@ mod tests {
             integer_matmul(&a, &q, &scaling, &mut got, m, k, n);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn activation_codes_match_the_portable_path() {
+        let mut rng = crate::rng::SplitMix64::new(17);
+        for (m, k) in [(3, 384), (2, 37), (4, 100), (1, 1), (2, 33), (1, 64)] {
+            let mut x: Vec<f32> = (0..m * k).map(|_| (rng.next_f32() - 0.3) * 8.0).collect();
+            // An all-zero row, a row of one sign, and a NaN (skipped by the range, coded 0).
+            x[..k].fill(0.0);
+            if m > 1 {
+                x[k..2 * k].iter_mut().for_each(|v| *v = v.abs() + 1.0);
+                x[k + k / 2] = f32::NAN;
+            }
+            let want = Activations::quantize_portable(&x, m, k);
+            let got = Activations::quantize(&x, m, k);
+            assert_eq!(got.codes, want.codes, "{m}x{k} codes");
+            assert_eq!(got.zeros, want.zeros, "{m}x{k} zero points");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.scales), bits(&want.scales), "{m}x{k} scales");
+            assert!(want.codes.iter().all(|&c| c <= 127));
         }
     }
 
