@@ -45,7 +45,8 @@ const MENTIONS: &[&str] = &[
 ];
 
 /// One BERT feed-forward weight (1536 × 384) applied to `rows` token rows: candle's matmul
-/// (the `gemm` crate) beside medlink's packing-free kernel, to place `skinny::MAX_ROWS`.
+/// (the `gemm` crate) beside medlink's packing-free kernel, to place `skinny::MAX_ROWS`; and
+/// the int8 paths, candle's GGML Q8_0 `QMatMul` and medlink's own (`--int8`).
 fn dense_layer(c: &mut Criterion) {
     use candle_core::{Device, Module, Tensor};
     // As the command line does: candle ops on the calling thread (see `medlink::parallel`).
