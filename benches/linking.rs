@@ -61,7 +61,7 @@ fn dense_layer(c: &mut Criterion) {
     .expect("qmatmul");
     let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight).expect("int8");
     let mut group = c.benchmark_group("dense_layer");
-    for rows in [1usize, 8, 24, 48, 96, 256] {
+    for rows in [1usize, 8, 12, 16, 24, 48, 96, 256] {
         let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_with_input(BenchmarkId::new("candle", rows), &xs, |b, xs| {

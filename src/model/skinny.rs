@@ -8,15 +8,16 @@
 //! both contiguous as stored (PyTorch's `Linear` layout), so the weights are streamed once and
 //! nothing is copied. On a 1536 × 384 layer (AMD EPYC, AVX-512; `cargo bench --bench linking --
 //! dense_layer`) 1 row takes 33 µs against candle's 51, 8 rows 76 against 164, 24 rows 217
-//! against 213; beyond [`MAX_ROWS`] rows `gemm`'s cache blocking wins and candle's matmul is
-//! used.
+//! against 213. On an AVX2-only EPYC (2026-12-06, same bench) the two meet at 16 rows (405
+//! against 398 µs) and `gemm` wins at 24 (603 against 505): beyond [`MAX_ROWS`] rows `gemm`'s
+//! cache blocking wins and candle's matmul is used.
 //!
 //! Inference only: the op has no backward pass, and the training path never calls it.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 /// Most activation rows (tokens in the batch) sent to this kernel.
-pub const MAX_ROWS: usize = 24;
+pub const MAX_ROWS: usize = 16;
 
 /// `xs (m × k) · weightᵀ (k × n) + bias`, with `weight` stored `n × k` as in a checkpoint.
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
