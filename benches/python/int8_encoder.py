@@ -19,17 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from vector_types import ROOT, RUNS, SHARED, VOCABULARIES  # noqa: E402  (the same corpora)
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
-VOCABULARIES = {
-    "MEDIC 2012": f"medic:{SHARED / 'vocab/medic_2012/medic_06Jul2012.txt'}",
-    "CTD 2017": f"ctd:{SHARED / 'vocab/ctd_medic_2017/CTD_diseases.tsv.gz'}",
-}
-RUNS = [
-    ("NCBI-disease test", f"pubtator:{SHARED / 'ncbi_disease/NCBItestset_corpus.txt'}", "MEDIC 2012"),
-    ("BC5CDR dev disease", f"pubtator:{SHARED / 'bc5cdr/CDR_DevelopmentSet.PubTator.txt'}#types=Disease", "CTD 2017"),
-]
 # (label, index built with, queries encoded with)
 ARMS = [("f32", "f32", "f32"), ("int8 queries, f32 index", "f32", "int8"), ("int8 throughout", "int8", "int8")]
 HPO_OBO = SHARED / "hpo" / "hp.obo"

@@ -436,9 +436,27 @@ mod tests {
         (0..len).map(|_| rng.next_f32() - 0.5).collect()
     }
 
-    /// Scale 1 and zero point 0: the output is the integer dot product itself.
-    fn unit_scaling(m: usize, n: usize) -> (Vec<f32>, Vec<i32>, Vec<f32>, Vec<i32>) {
-        (vec![1.0; m], vec![0; m], vec![1.0; n], vec![0; n])
+    /// The rescaling's four tables, owned, for tests to lend out as a [`Scaling`].
+    struct ScalingTables(Vec<f32>, Vec<i32>, Vec<f32>, Vec<i32>);
+
+    impl ScalingTables {
+        /// Scale 1 and zero point 0: the output is the integer dot product itself.
+        fn unit(m: usize, n: usize) -> Self {
+            ScalingTables(vec![1.0; m], vec![0; m], vec![1.0; n], vec![0; n])
+        }
+
+        fn scaling(&self) -> Scaling<'_> {
+            Scaling {
+                row_scales: &self.0,
+                row_zeros: &self.1,
+                column_scales: &self.2,
+                code_sums: &self.3,
+            }
+        }
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
@@ -457,23 +475,19 @@ mod tests {
             let q: Vec<i8> = (0..n * k)
                 .map(|_| (rng.below(255) as i32 - 127) as i8)
                 .collect();
-            let row_scales: Vec<f32> = (0..m).map(|_| rng.next_f32() + 0.01).collect();
-            let row_zeros: Vec<i32> = (0..m).map(|_| rng.below(128) as i32).collect();
-            let column_scales: Vec<f32> = (0..n).map(|_| rng.next_f32() + 0.01).collect();
-            let code_sums: Vec<i32> = (0..n)
-                .map(|j| q[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
-                .collect();
-            let scaling = Scaling {
-                row_scales: &row_scales,
-                row_zeros: &row_zeros,
-                column_scales: &column_scales,
-                code_sums: &code_sums,
-            };
+            let tables = ScalingTables(
+                (0..m).map(|_| rng.next_f32() + 0.01).collect(),
+                (0..m).map(|_| rng.below(128) as i32).collect(),
+                (0..n).map(|_| rng.next_f32() + 0.01).collect(),
+                (0..n)
+                    .map(|j| q[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
+                    .collect(),
+            );
+            let scaling = tables.scaling();
             let mut want = vec![0f32; m * n];
             integer_matmul_scalar(&a, &q, &scaling, &mut want, m, k, n);
             let mut got = vec![f32::NAN; m * n];
             integer_matmul(&a, &q, &scaling, &mut got, m, k, n);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{m}x{k}x{n}");
         }
     }
@@ -493,7 +507,6 @@ mod tests {
             let got = Activations::quantize(&x, m, k);
             assert_eq!(got.codes, want.codes, "{m}x{k} codes");
             assert_eq!(got.zeros, want.zeros, "{m}x{k} zero points");
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got.scales), bits(&want.scales), "{m}x{k} scales");
             assert!(want.codes.iter().all(|&c| c <= 127));
         }
@@ -505,15 +518,9 @@ mod tests {
         let (m, k, n) = (2, 64, 2);
         let a = vec![127u8; m * k];
         let q: Vec<i8> = (0..n * k).map(|t| if t < k { 127 } else { -127 }).collect();
-        let (row_scales, row_zeros, column_scales, code_sums) = unit_scaling(m, n);
-        let scaling = Scaling {
-            row_scales: &row_scales,
-            row_zeros: &row_zeros,
-            column_scales: &column_scales,
-            code_sums: &code_sums,
-        };
         let mut out = vec![0f32; m * n];
-        integer_matmul(&a, &q, &scaling, &mut out, m, k, n);
+        let tables = ScalingTables::unit(m, n);
+        integer_matmul(&a, &q, &tables.scaling(), &mut out, m, k, n);
         let full = (127 * 127 * 64) as f32;
         assert_eq!(out, vec![full, -full, full, -full]);
     }

@@ -29,6 +29,14 @@ pub(crate) fn run(cmd: &mut Command, stdin: &[u8]) -> (i32, String, String) {
 
 /// `medlink index build` over the sample cardiology vocabulary into `parent/cardio`.
 pub(crate) fn build_sample_index(parent: &std::path::Path) -> std::path::PathBuf {
+    build_sample_index_with(parent, &[])
+}
+
+/// As [`build_sample_index`], with extra `index build` flags.
+pub(crate) fn build_sample_index_with(
+    parent: &std::path::Path,
+    flags: &[&str],
+) -> std::path::PathBuf {
     let out = parent.join("cardio");
     let sample = format!(
         "tsv:{}/ontologies/samples/custom.tsv",
@@ -36,7 +44,9 @@ pub(crate) fn build_sample_index(parent: &std::path::Path) -> std::path::PathBuf
     );
     let (code, _, stderr) = run(
         medlink()
-            .args(["index", "build", "--ontology", &sample, "--out"])
+            .args(["index", "build"])
+            .args(flags)
+            .args(["--ontology", &sample, "--out"])
             .arg(&out),
         b"",
     );
@@ -67,18 +77,7 @@ fn int8_flag_changes_vectors_and_is_recorded_in_the_manifest() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cardio-int8");
-    let sample = format!(
-        "tsv:{}/ontologies/samples/custom.tsv",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let (code, _, stderr) = run(
-        medlink()
-            .args(["index", "build", "--int8", "--ontology", &sample, "--out"])
-            .arg(&out),
-        b"",
-    );
-    assert_eq!(code, 0, "{stderr}");
+    let out = build_sample_index_with(dir.path(), &["--int8"]);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["model"]["int8"], true, "{manifest}");
