@@ -59,7 +59,7 @@ fn dense_layer(c: &mut Criterion) {
             .expect("quantize"),
     )
     .expect("qmatmul");
-    let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight).expect("int8");
+    let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight, Some(&bias)).expect("int8");
     let mut group = c.benchmark_group("dense_layer");
     for rows in [1usize, 8, 12, 16, 24, 48, 96, 256] {
         let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
@@ -82,7 +82,7 @@ fn dense_layer(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("int8", rows), &xs, |b, xs| {
-            b.iter(|| int8.forward(xs, Some(&bias)).expect("int8"))
+            b.iter(|| int8.forward(xs).expect("int8"))
         });
     }
     group.finish();

@@ -3,9 +3,10 @@
 //! The encoder's time on the CPU is its linear layers. A few token rows (one short mention)
 //! are bound by streaming the weights, and int8 weights are a quarter of f32's bytes: there a
 //! layer runs 2–3x faster. Many rows are bound by multiplies: AVX2's `vpmaddubsw` multiplies
-//! 32 byte pairs but needs a `vpmaddwd` to widen the sums, which on AVX2-only AMD cores comes
-//! out about even with f32 FMAs (BENCHMARKS.md, "int8 encoder"). VNNI's `vpdpbusd` does both in
-//! one instruction; there is no VNNI kernel yet.
+//! 32 byte pairs but needs a `vpmaddwd` to widen the sums, and on the AMD cores measured the
+//! two share the integer multiply pipes: 32 multiply-adds per cycle where FMAs give 16
+//! (BENCHMARKS.md, "int8 encoder"). VNNI's `vpdpbusd` does both in one instruction; there is no
+//! VNNI kernel yet.
 //!
 //! - **Weights** are quantised once, symmetrically per output channel: `w ≈ s_j · q` with
 //!   `q ∈ [-127, 127]`, so one outlying channel does not coarsen the others.
@@ -16,6 +17,9 @@
 //!   cannot saturate (`2 · 255 · 127` can).
 //! - Then `x_i · w_j ≈ s_i · s_j · (Σ a·q − z_i · Σ q)`: the integer dot product is exact, and
 //!   `Σ q` per channel is computed once.
+//! - **Layout**: weights are stored packed ([`PackedCodes`]) so that the kernel broadcasts four
+//!   activation codes and meets eight channels' codes in one vector: every lane accumulates one
+//!   output, with no horizontal sums at the end (they cost a third of the time at 384 inputs).
 //!
 //! Opt-in (`EncoderOptions::int8`): each rounding moves vectors a little; BENCHMARKS.md
 //! ("int8 encoder") reports what it costs in acc@1 and what it gains in speed. Inference only.
@@ -25,10 +29,14 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 /// Largest activation code: see the module header for why 7 bits.
 const ACTIVATION_MAX: f32 = 127.0;
 
-/// A weight matrix `n × k` (checkpoint layout: one row per output) quantised per row.
+/// A weight matrix `n × k` (checkpoint layout: one row per output) quantised per row, with
+/// its bias.
 pub struct QuantizedLinear {
-    /// `n × k` codes, row-major.
-    codes: Vec<i8>,
+    /// The `n × k` codes in the kernel's order.
+    codes: PackedCodes,
+    /// Added as each output is stored (zeros for a layer without bias): a separate add
+    /// would be another pass over the outputs and another tensor.
+    biases: Vec<f32>,
     /// Per output row: the scale `s_j` and the code sum `Σ q` (for the activations' zero point).
     scales: Vec<f32>,
     code_sums: Vec<i32>,
@@ -37,9 +45,19 @@ pub struct QuantizedLinear {
 }
 
 impl QuantizedLinear {
-    /// Quantises an f32 weight tensor `(outputs, inputs)`.
-    pub fn quantize(weight: &Tensor) -> candle_core::Result<Self> {
+    /// Quantises an f32 weight tensor `(outputs, inputs)`; keeps the bias `(outputs)` in f32.
+    pub fn quantize(weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
+        let biases = match bias {
+            Some(bias) => bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
+            None => vec![0.0; outputs],
+        };
+        if biases.len() != outputs {
+            candle_core::bail!(
+                "int8 linear layer: {} biases for {outputs} outputs",
+                biases.len()
+            )
+        }
         let values = weight
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
@@ -59,7 +77,8 @@ impl QuantizedLinear {
             scales.push(scale);
         }
         Ok(QuantizedLinear {
-            codes,
+            codes: PackedCodes::pack(&codes, outputs, inputs),
+            biases,
             scales,
             code_sums,
             inputs,
@@ -68,26 +87,65 @@ impl QuantizedLinear {
     }
 
     /// `xs (rows × inputs) · Wᵀ + bias` on the CPU, f32 in and out.
-    pub fn forward(&self, xs: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let out = xs.contiguous()?.apply_op1_no_bwd(self)?;
-        match bias {
-            Some(bias) => out.broadcast_add(bias),
-            None => Ok(out),
-        }
+    pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        xs.contiguous()?.apply_op1_no_bwd(self)
     }
 
-    /// `out[i][j] = x[i] · w[j]` for `x: m × inputs` (f32, row-major); `out: m × outputs`.
+    /// `out[i][j] = x[i] · w[j] + bias[j]` for `x: m × inputs` (f32, row-major);
+    /// `out: m × outputs`.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         let (k, n) = (self.inputs, self.outputs);
         assert!(x.len() >= m * k && out.len() >= m * n);
-        let activations = Activations::quantize(x, m, k);
+        let stride = self.codes.stride();
+        let activations = Activations::quantize(x, m, k, stride);
         let scaling = Scaling {
             row_scales: &activations.scales,
             row_zeros: &activations.zeros,
             column_scales: &self.scales,
             code_sums: &self.code_sums,
+            biases: &self.biases,
         };
-        integer_matmul(&activations.codes, &self.codes, &scaling, out, m, k, n);
+        integer_matmul(&activations.codes, &self.codes, &scaling, out, m, n);
+    }
+}
+
+/// Output channels per block of [`PackedCodes`]: two vectors of eight `i32` lanes.
+const BLOCK: usize = 16;
+/// Inputs per group: the four codes one `i32` broadcast carries.
+const GROUP: usize = 4;
+
+/// Weight codes in the kernel's order. Output channels come in blocks of [`BLOCK`]; a block
+/// holds, for each group of [`GROUP`] inputs, each channel's four codes in turn (64 bytes).
+/// Inputs and channels past the matrix's edge are zero codes, so they add nothing.
+struct PackedCodes {
+    bytes: Vec<i8>,
+    /// Input groups: `ceil(k / GROUP)`.
+    groups: usize,
+}
+
+impl PackedCodes {
+    /// Packs row-major `n × k` codes.
+    fn pack(codes: &[i8], n: usize, k: usize) -> Self {
+        let groups = k.div_ceil(GROUP);
+        let mut bytes = vec![0i8; n.div_ceil(BLOCK) * groups * BLOCK * GROUP];
+        for (j, row) in codes.chunks_exact(k.max(1)).take(n).enumerate() {
+            for (t, &q) in row.iter().enumerate() {
+                let group = (j / BLOCK) * groups + t / GROUP;
+                bytes[group * BLOCK * GROUP + (j % BLOCK) * GROUP + t % GROUP] = q;
+            }
+        }
+        PackedCodes { bytes, groups }
+    }
+
+    /// Activation codes per row the kernel reads: `k` rounded up to whole groups.
+    fn stride(&self) -> usize {
+        self.groups * GROUP
+    }
+
+    /// The codes of output block `b`: `groups` runs of 64 bytes.
+    fn block(&self, b: usize) -> &[i8] {
+        let len = self.groups * BLOCK * GROUP;
+        &self.bytes[b * len..(b + 1) * len]
     }
 }
 
@@ -122,30 +180,33 @@ impl CustomOp1 for QuantizedLinear {
 
 /// Activation rows as 7-bit codes with a scale and zero point per row.
 struct Activations {
+    /// `m` rows of `stride` codes; the codes past `k` are 0.
     codes: Vec<u8>,
     scales: Vec<f32>,
     zeros: Vec<i32>,
 }
 
 impl Activations {
-    fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+    /// Codes `m` rows of `k` values into rows of `stride ≥ k` codes.
+    fn quantize(x: &[f32], m: usize, k: usize, stride: usize) -> Self {
+        assert!(stride >= k);
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
-                return unsafe { avx2::quantize_activations(x, m, k) };
+                return unsafe { avx2::quantize_activations(x, m, k, stride) };
             }
         }
-        Self::quantize_portable(x, m, k)
+        Self::quantize_portable(x, m, k, stride)
     }
 
-    fn quantize_portable(x: &[f32], m: usize, k: usize) -> Self {
-        let mut codes = vec![0u8; m * k];
+    fn quantize_portable(x: &[f32], m: usize, k: usize, stride: usize) -> Self {
+        let mut codes = vec![0u8; m * stride];
         let mut scales = Vec::with_capacity(m);
         let mut zeros = Vec::with_capacity(m);
         for (row, row_codes) in x
             .chunks_exact(k.max(1))
-            .zip(codes.chunks_exact_mut(k.max(1)))
+            .zip(codes.chunks_exact_mut(stride.max(1)))
             .take(m)
         {
             let (low, high) = row
@@ -199,90 +260,115 @@ fn code(v: f32, inverse: f32, zero: f32) -> u8 {
         .clamp(0.0, ACTIVATION_MAX) as u8
 }
 
-/// Turns an exact integer dot product back into f32: `s_i · s_j · (Σ a·q − z_i · Σ q)`.
+/// Turns an exact integer dot product back into f32 and adds the bias:
+/// `s_i · s_j · (Σ a·q − z_i · Σ q) + b_j`.
 struct Scaling<'a> {
     row_scales: &'a [f32],
     row_zeros: &'a [i32],
     column_scales: &'a [f32],
     code_sums: &'a [i32],
+    biases: &'a [f32],
 }
 
 impl Scaling<'_> {
     #[inline(always)]
     fn apply(&self, i: usize, j: usize, dot: i32) -> f32 {
         let exact = dot - self.row_zeros[i] * self.code_sums[j];
-        self.row_scales[i] * self.column_scales[j] * exact as f32
+        self.row_scales[i] * self.column_scales[j] * exact as f32 + self.biases[j]
     }
 }
 
-/// `out[i][j] = scaling(Σ_t a[i][t] · q[j][t])`; the sum is exact in `i32` (`k` up to
-/// 2^16 cannot overflow), so every path gives the same bits.
+/// `out[i][j] = scaling(Σ_t a[i][t] · q[j][t])` for `a`: `m` rows of `w.stride()` codes and
+/// `out`: `m × n`. The sum is exact in `i32` (`k` up to 2^16 cannot overflow), so every path
+/// gives the same bits.
 fn integer_matmul(
     a: &[u8],
-    q: &[i8],
+    w: &PackedCodes,
     scaling: &Scaling,
     out: &mut [f32],
     m: usize,
-    k: usize,
     n: usize,
 ) {
-    assert!(a.len() >= m * k && q.len() >= n * k && out.len() >= m * n);
+    assert!(a.len() >= m * w.stride() && out.len() >= m * n);
+    assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
+    assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
+    assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
+    assert!(scaling.biases.len() >= n);
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2; the slices hold the shapes (asserted above).
-            return unsafe { avx2::integer_matmul(a, q, scaling, out, m, k, n) };
+            return unsafe { avx2::integer_matmul(a, w, scaling, out, m, n) };
         }
     }
-    integer_matmul_scalar(a, q, scaling, out, m, k, n)
+    integer_matmul_scalar(a, w, scaling, out, m, n)
 }
 
+/// The kernel's loops without vectors: one row against one block of channels at a time.
 fn integer_matmul_scalar(
     a: &[u8],
-    q: &[i8],
+    w: &PackedCodes,
     scaling: &Scaling,
     out: &mut [f32],
     m: usize,
-    k: usize,
     n: usize,
 ) {
-    for i in 0..m {
-        for j in 0..n {
-            let dot = dot_scalar(&a[i * k..(i + 1) * k], &q[j * k..(j + 1) * k]);
-            out[i * n + j] = scaling.apply(i, j, dot);
+    let stride = w.stride();
+    for b in 0..n.div_ceil(BLOCK) {
+        let codes = w.block(b);
+        for i in 0..m {
+            let row = &a[i * stride..(i + 1) * stride];
+            let mut dots = [0i32; BLOCK];
+            for (four, group) in row
+                .chunks_exact(GROUP)
+                .zip(codes.chunks_exact(BLOCK * GROUP))
+            {
+                for (dot, q) in dots.iter_mut().zip(group.chunks_exact(GROUP)) {
+                    *dot += four
+                        .iter()
+                        .zip(q)
+                        .map(|(&x, &q)| x as i32 * q as i32)
+                        .sum::<i32>();
+                }
+            }
+            for (c, &dot) in dots.iter().enumerate().take(n - b * BLOCK) {
+                let j = b * BLOCK + c;
+                out[i * n + j] = scaling.apply(i, j, dot);
+            }
         }
     }
-}
-
-fn dot_scalar(a: &[u8], q: &[i8]) -> i32 {
-    a.iter().zip(q).map(|(&x, &w)| x as i32 * w as i32).sum()
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Activation rows per pass over the weights: 64 rows of 384 codes (24 KB) stay in L1
-    /// while every weight row streams past them.
-    const ROW_TILE: usize = 64;
-    /// Activation rows and weight rows per register block: 8 accumulators, the weight
-    /// vectors and the constant leave AVX2's 16 registers room for the products (measured
-    /// with `cargo bench --bench linking -- dense_layer`: 4 × 2 beat 4 × 3, 3 × 4, 2 × 4, 5 × 2
-    /// and 6 × 2 at 256 rows and matched them at 1–24).
+    use super::{BLOCK, GROUP};
+
+    /// Activation bytes per pass over the weights: a tile of rows stays in L2 while each
+    /// block of weights (16 channels, 6 KB at 384 inputs) stays in L1 across its rows.
+    const TILE_BYTES: usize = 128 * 1024;
+    /// Activation rows per register block: with two vectors of channels each, 8
+    /// accumulators, the two weight vectors, the broadcast and the constant fit AVX2's 16
+    /// registers.
     const ROWS: usize = 4;
-    const WROWS: usize = 2;
 
     /// [`super::Activations::quantize_portable`] eight lanes at a time, with the same codes.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize_activations(x: &[f32], m: usize, k: usize) -> super::Activations {
-        assert!(x.len() >= m * k);
-        let mut codes = vec![0u8; m * k];
+    pub unsafe fn quantize_activations(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        stride: usize,
+    ) -> super::Activations {
+        assert!(x.len() >= m * k && stride >= k);
+        let mut codes = vec![0u8; m * stride];
         let mut scales = Vec::with_capacity(m);
         let mut zeros = Vec::with_capacity(m);
         let (lanes, blocks) = (k / 8 * 8, k / 32 * 32);
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
-            let (rp, out) = (row.as_ptr(), codes[i * k..(i + 1) * k].as_mut_ptr());
+            let (rp, out) = (row.as_ptr(), codes[i * stride..i * stride + k].as_mut_ptr());
             let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for t in (0..lanes).step_by(8) {
                 // SAFETY: t + 8 <= k. `min(v, lo)` returns `lo` when `v` is NaN, as `widen`.
@@ -337,93 +423,100 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn integer_matmul(
         a: &[u8],
-        q: &[i8],
+        w: &super::PackedCodes,
         scaling: &super::Scaling,
         out: &mut [f32],
         m: usize,
-        k: usize,
         n: usize,
     ) {
-        for tile in (0..m).step_by(ROW_TILE) {
-            let end = (tile + ROW_TILE).min(m);
-            let mut j = 0;
-            while j + WROWS <= n {
+        let stride = w.stride();
+        let tile_rows = (TILE_BYTES / stride.max(1)).max(ROWS);
+        for tile in (0..m).step_by(tile_rows) {
+            let end = (tile + tile_rows).min(m);
+            for b in 0..n.div_ceil(BLOCK) {
+                let codes = w.block(b).as_ptr();
+                let j = b * BLOCK;
                 let mut i = tile;
                 while i + ROWS <= end {
-                    block::<ROWS, WROWS>(a, q, scaling, out, i, j, k, n);
+                    block::<ROWS>(a, stride, codes, w.groups, scaling, out, i, j, n);
                     i += ROWS;
                 }
                 match end - i {
-                    3 => block::<3, WROWS>(a, q, scaling, out, i, j, k, n),
-                    2 => block::<2, WROWS>(a, q, scaling, out, i, j, k, n),
-                    1 => block::<1, WROWS>(a, q, scaling, out, i, j, k, n),
+                    3 => block::<3>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    2 => block::<2>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    1 => block::<1>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     _ => {}
                 }
-                j += WROWS;
-            }
-            // The last weight rows when n is not a multiple of WROWS.
-            while j < n {
-                for i in tile..end {
-                    block::<1, 1>(a, q, scaling, out, i, j, k, n);
-                }
-                j += 1;
             }
         }
     }
 
-    /// Dots `R` activation rows from `i` with `C` weight rows from `j`, 32 codes per step.
+    /// Dots `R` activation rows from `i` with the 16 channels from `j` whose packed codes
+    /// start at `codes`, four inputs per step, and stores the rescaled outputs.
     #[inline]
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const R: usize, const C: usize>(
+    unsafe fn block<const R: usize>(
         a: &[u8],
-        q: &[i8],
+        stride: usize,
+        codes: *const i8,
+        groups: usize,
         scaling: &super::Scaling,
         out: &mut [f32],
         i: usize,
         j: usize,
-        k: usize,
         n: usize,
     ) {
-        let (ap, qp) = (a.as_ptr(), q.as_ptr());
+        let ap = a.as_ptr();
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_si256(); C]; R];
-        let full = k / 32 * 32;
-        let mut t = 0;
-        while t < full {
-            // SAFETY: rows i..i+R of a and j..j+C of q exist, and t + 32 <= k.
-            let mut wv = [_mm256_setzero_si256(); C];
-            for (c, v) in wv.iter_mut().enumerate() {
-                *v = _mm256_loadu_si256(qp.add((j + c) * k + t) as *const __m256i);
-            }
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        for g in 0..groups {
+            // SAFETY: the block holds `groups` runs of 64 codes; rows i..i+R hold `stride`
+            // codes each and g * GROUP + 4 <= stride.
+            let low = _mm256_loadu_si256(codes.add(g * BLOCK * GROUP) as *const __m256i);
+            let high = _mm256_loadu_si256(codes.add(g * BLOCK * GROUP + 32) as *const __m256i);
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let xv = _mm256_loadu_si256(ap.add((i + r) * k + t) as *const __m256i);
-                for c in 0..C {
-                    // u7 · i8 pairs summed into i16 (cannot saturate), then pairs of those
-                    // into i32.
-                    let pairs = _mm256_maddubs_epi16(xv, wv[c]);
-                    acc_r[c] = _mm256_add_epi32(acc_r[c], _mm256_madd_epi16(pairs, ones));
-                }
+                let four = (ap.add((i + r) * stride + g * GROUP) as *const i32).read_unaligned();
+                let x = _mm256_set1_epi32(four);
+                // u7 · i8 pairs summed into i16 (cannot saturate), then pairs of those into
+                // i32: lane c gains channel c's four products.
+                let ones_low = _mm256_madd_epi16(_mm256_maddubs_epi16(x, low), ones);
+                let ones_high = _mm256_madd_epi16(_mm256_maddubs_epi16(x, high), ones);
+                acc_r[0] = _mm256_add_epi32(acc_r[0], ones_low);
+                acc_r[1] = _mm256_add_epi32(acc_r[1], ones_high);
             }
-            t += 32;
         }
         for (r, acc_r) in acc.iter().enumerate() {
-            let row = (i + r) * k;
-            for (c, &v) in acc_r.iter().enumerate() {
-                let w_row = (j + c) * k;
-                let tail = super::dot_scalar(&a[row + full..row + k], &q[w_row + full..w_row + k]);
-                out[(i + r) * n + j + c] = scaling.apply(i + r, j + c, hsum(v) + tail);
+            let row = i + r;
+            let zero = _mm256_set1_epi32(scaling.row_zeros[row]);
+            let row_scale = _mm256_set1_ps(scaling.row_scales[row]);
+            for (half, &dots) in acc_r.iter().enumerate() {
+                let col = j + half * 8;
+                if col + 8 <= n {
+                    // Scaling::apply's operations in its order, eight lanes at a time.
+                    // SAFETY: the tables hold n entries and `out` m × n (asserted by the
+                    // caller).
+                    let sums =
+                        _mm256_loadu_si256(scaling.code_sums.as_ptr().add(col) as *const __m256i);
+                    let exact = _mm256_sub_epi32(dots, _mm256_mullo_epi32(zero, sums));
+                    let scale = _mm256_mul_ps(
+                        row_scale,
+                        _mm256_loadu_ps(scaling.column_scales.as_ptr().add(col)),
+                    );
+                    let values = _mm256_add_ps(
+                        _mm256_mul_ps(scale, _mm256_cvtepi32_ps(exact)),
+                        _mm256_loadu_ps(scaling.biases.as_ptr().add(col)),
+                    );
+                    _mm256_storeu_ps(out.as_mut_ptr().add(row * n + col), values);
+                } else if col < n {
+                    let mut lanes = [0i32; 8];
+                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, dots);
+                    for (c, &dot) in lanes.iter().enumerate().take(n - col) {
+                        out[row * n + col + c] = scaling.apply(row, col + c, dot);
+                    }
+                }
             }
         }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn hsum(v: __m256i) -> i32 {
-        let halves = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let pairs = _mm_add_epi32(halves, _mm_unpackhi_epi64(halves, halves));
-        let one = _mm_add_epi32(pairs, _mm_shuffle_epi32(pairs, 1));
-        _mm_cvtsi128_si32(one)
     }
 }
 
@@ -436,13 +529,19 @@ mod tests {
         (0..len).map(|_| rng.next_f32() - 0.5).collect()
     }
 
-    /// The rescaling's four tables, owned, for tests to lend out as a [`Scaling`].
-    struct ScalingTables(Vec<f32>, Vec<i32>, Vec<f32>, Vec<i32>);
+    /// The rescaling's five tables, owned, for tests to lend out as a [`Scaling`].
+    struct ScalingTables(Vec<f32>, Vec<i32>, Vec<f32>, Vec<i32>, Vec<f32>);
 
     impl ScalingTables {
-        /// Scale 1 and zero point 0: the output is the integer dot product itself.
+        /// Scale 1, zero point 0, no bias: the output is the integer dot product itself.
         fn unit(m: usize, n: usize) -> Self {
-            ScalingTables(vec![1.0; m], vec![0; m], vec![1.0; n], vec![0; n])
+            ScalingTables(
+                vec![1.0; m],
+                vec![0; m],
+                vec![1.0; n],
+                vec![0; n],
+                vec![0.0; n],
+            )
         }
 
         fn scaling(&self) -> Scaling<'_> {
@@ -451,6 +550,7 @@ mod tests {
                 row_zeros: &self.1,
                 column_scales: &self.2,
                 code_sums: &self.3,
+                biases: &self.4,
             }
         }
     }
@@ -459,17 +559,28 @@ mod tests {
         values.iter().map(|v| v.to_bits()).collect()
     }
 
+    /// `a` (`m × k`, row-major) padded to the packed weights' stride.
+    fn padded_rows(a: &[u8], m: usize, k: usize, stride: usize) -> Vec<u8> {
+        let mut rows = vec![0u8; m * stride];
+        for i in 0..m {
+            rows[i * stride..i * stride + k].copy_from_slice(&a[i * k..(i + 1) * k]);
+        }
+        rows
+    }
+
     #[test]
-    fn vector_kernel_matches_the_scalar_path_bit_for_bit() {
+    fn packed_kernels_match_the_plain_product_bit_for_bit() {
         let mut rng = crate::rng::SplitMix64::new(11);
-        // Row and weight-row counts off the register blocks, k with and without a tail,
-        // and more rows than one tile.
+        // Row counts off the register block and past one tile, channel counts off the
+        // blocks, and inputs that are not whole groups.
         for (m, k, n) in [
             (1, 384, 384),
             (5, 37, 7),
             (70, 64, 5),
             (3, 1, 2),
             (9, 96, 1),
+            (6, 1536, 24),
+            (400, 384, 17),
         ] {
             let a: Vec<u8> = (0..m * k).map(|_| rng.below(128) as u8).collect();
             let q: Vec<i8> = (0..n * k)
@@ -482,13 +593,26 @@ mod tests {
                 (0..n)
                     .map(|j| q[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
                     .collect(),
+                (0..n).map(|_| rng.next_f32() - 0.5).collect(),
             );
             let scaling = tables.scaling();
-            let mut want = vec![0f32; m * n];
-            integer_matmul_scalar(&a, &q, &scaling, &mut want, m, k, n);
-            let mut got = vec![f32::NAN; m * n];
-            integer_matmul(&a, &q, &scaling, &mut got, m, k, n);
-            assert_eq!(bits(&got), bits(&want), "{m}x{k}x{n}");
+            let want: Vec<f32> = (0..m * n)
+                .map(|o| {
+                    let (i, j) = (o / n, o % n);
+                    let dot = (0..k)
+                        .map(|t| a[i * k + t] as i32 * q[j * k + t] as i32)
+                        .sum();
+                    scaling.apply(i, j, dot)
+                })
+                .collect();
+            let packed = PackedCodes::pack(&q, n, k);
+            let rows = padded_rows(&a, m, k, packed.stride());
+            let mut vector = vec![f32::NAN; m * n];
+            integer_matmul(&rows, &packed, &scaling, &mut vector, m, n);
+            assert_eq!(bits(&vector), bits(&want), "kernel {m}x{k}x{n}");
+            let mut scalar = vec![f32::NAN; m * n];
+            integer_matmul_scalar(&rows, &packed, &scaling, &mut scalar, m, n);
+            assert_eq!(bits(&scalar), bits(&want), "scalar {m}x{k}x{n}");
         }
     }
 
@@ -503,12 +627,16 @@ mod tests {
                 x[k..2 * k].iter_mut().for_each(|v| *v = v.abs() + 1.0);
                 x[k + k / 2] = f32::NAN;
             }
-            let want = Activations::quantize_portable(&x, m, k);
-            let got = Activations::quantize(&x, m, k);
+            let stride = k.div_ceil(GROUP) * GROUP;
+            let want = Activations::quantize_portable(&x, m, k, stride);
+            let got = Activations::quantize(&x, m, k, stride);
             assert_eq!(got.codes, want.codes, "{m}x{k} codes");
             assert_eq!(got.zeros, want.zeros, "{m}x{k} zero points");
             assert_eq!(bits(&got.scales), bits(&want.scales), "{m}x{k} scales");
             assert!(want.codes.iter().all(|&c| c <= 127));
+            assert!((0..m).all(|i| want.codes[i * stride + k..(i + 1) * stride]
+                .iter()
+                .all(|&c| c == 0)));
         }
     }
 
@@ -520,7 +648,8 @@ mod tests {
         let q: Vec<i8> = (0..n * k).map(|t| if t < k { 127 } else { -127 }).collect();
         let mut out = vec![0f32; m * n];
         let tables = ScalingTables::unit(m, n);
-        integer_matmul(&a, &q, &tables.scaling(), &mut out, m, k, n);
+        let packed = PackedCodes::pack(&q, n, k);
+        integer_matmul(&a, &packed, &tables.scaling(), &mut out, m, n);
         let full = (127 * 127 * 64) as f32;
         assert_eq!(out, vec![full, -full, full, -full]);
     }
@@ -536,7 +665,7 @@ mod tests {
             .map(|v| (v + 0.3) * 2.0)
             .collect();
         let weight = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
-        let layer = QuantizedLinear::quantize(&weight).unwrap();
+        let layer = QuantizedLinear::quantize(&weight, None).unwrap();
         let mut got = vec![0f32; m * n];
         layer.matmul(&x, m, &mut got);
         for i in 0..m {
@@ -563,7 +692,7 @@ mod tests {
     #[test]
     fn zero_rows_and_zero_weights_give_zero() {
         let weight = Tensor::zeros((3, 40), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let layer = QuantizedLinear::quantize(&weight).unwrap();
+        let layer = QuantizedLinear::quantize(&weight, None).unwrap();
         let mut out = vec![f32::NAN; 2 * 3];
         layer.matmul(&[0.0; 80], 2, &mut out);
         assert_eq!(out, vec![0.0; 6]);
@@ -572,16 +701,22 @@ mod tests {
     #[test]
     fn forward_adds_the_bias_and_checks_the_width() {
         let weight = Tensor::new(&[[1f32, 0.0], [0.0, -2.0]], &Device::Cpu).unwrap();
-        let layer = QuantizedLinear::quantize(&weight).unwrap();
         let bias = Tensor::new(&[0.5f32, 1.0], &Device::Cpu).unwrap();
+        let layer = QuantizedLinear::quantize(&weight, Some(&bias)).unwrap();
         let xs = Tensor::new(&[[1f32, 1.0]], &Device::Cpu).unwrap();
-        let out: Vec<Vec<f32>> = layer.forward(&xs, Some(&bias)).unwrap().to_vec2().unwrap();
+        let out: Vec<Vec<f32>> = layer.forward(&xs).unwrap().to_vec2().unwrap();
         assert!(
             (out[0][0] - 1.5).abs() < 0.02 && (out[0][1] + 1.0).abs() < 0.03,
             "{out:?}"
         );
         let wrong = Tensor::new(&[[1f32, 1.0, 1.0]], &Device::Cpu).unwrap();
-        let error = layer.forward(&wrong, None).unwrap_err().to_string();
+        let error = layer.forward(&wrong).unwrap_err().to_string();
         assert!(error.contains("3 columns"), "{error}");
+        let short = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
+        let error = QuantizedLinear::quantize(&weight, Some(&short))
+            .err()
+            .expect("a bias of the wrong length is refused")
+            .to_string();
+        assert!(error.contains("1 biases for 2 outputs"), "{error}");
     }
 }

@@ -88,7 +88,7 @@ impl Dense {
 
     /// Runs inference in int8 from now on (see [`super::int8`]); training keeps f32.
     pub(super) fn quantize(&mut self) -> candle_core::Result<()> {
-        self.int8 = Some(QuantizedLinear::quantize(&self.weight)?);
+        self.int8 = Some(QuantizedLinear::quantize(&self.weight, self.bias.as_ref())?);
         Ok(())
     }
 
@@ -99,7 +99,7 @@ impl Dense {
         let (b, s, h) = xs.dims3()?;
         let rows = xs.reshape((b * s, h))?;
         let out = match (&self.int8, &self.bias) {
-            (Some(int8), bias) if !training => int8.forward(&rows, bias.as_ref())?,
+            (Some(int8), _) if !training => int8.forward(&rows)?,
             (_, Some(bias))
                 if !training && xs.device().is_cpu() && b * s <= super::skinny::MAX_ROWS =>
             {
