@@ -42,6 +42,10 @@ pub const MAX_K: usize = 100;
 /// Longest mention accepted, in characters. Concept names and mentions are short; anything
 /// longer is almost certainly a whole document sent by mistake.
 pub const MAX_MENTION_CHARS: usize = 1_000;
+/// [`LinkOptions::candidates`] unless set (BENCHMARKS.md, "Candidate pool", measures others).
+pub const DEFAULT_CANDIDATES: usize = 64;
+/// Largest [`LinkOptions::candidates`]: beyond it a query scores thousands of names.
+pub const MAX_CANDIDATES: usize = 1_000;
 
 /// Which signals generate and score candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +95,7 @@ impl Default for LinkOptions {
             k: 10,
             mode: Mode::Hybrid,
             alpha: None,
-            candidates: 64,
+            candidates: DEFAULT_CANDIDATES,
             sources: Vec::new(),
             types: Vec::new(),
         }
@@ -119,6 +123,12 @@ impl LinkOptions {
             return Err(Error::InvalidInput(format!(
                 "k must be between 1 and {MAX_K}, got {}",
                 self.k
+            )));
+        }
+        if self.candidates == 0 || self.candidates > MAX_CANDIDATES {
+            return Err(Error::InvalidInput(format!(
+                "candidates must be between 1 and {MAX_CANDIDATES}, got {}",
+                self.candidates
             )));
         }
         if let Some(alpha) = self.alpha.filter(|a| !(0.0..=1.0).contains(a)) {

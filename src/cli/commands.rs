@@ -424,6 +424,7 @@ pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
         k: args.k,
         mode: args.mode.parse()?,
         alpha: args.alpha,
+        candidates: args.candidates,
         sources: args.sources.clone(),
         types: args.types.clone(),
         ..LinkOptions::default()

@@ -299,6 +299,11 @@ pub struct QueryArgs {
     /// (`medlink index tune`), else 0.6].
     #[arg(long)]
     pub alpha: Option<f32>,
+    /// Candidate names taken from each of the dense (HNSW) and lexical (tantivy) retrievals
+    /// before scoring and grouping, at least twice k (1..=1000): fewer is faster, more can
+    /// find more (BENCHMARKS.md, "Candidate pool").
+    #[arg(long, value_name = "N", default_value_t = crate::linker::DEFAULT_CANDIDATES)]
+    pub candidates: usize,
     /// Keep only concepts of these sources (e.g. HPO, MEDIC).
     #[arg(long = "source", value_name = "NAME")]
     pub sources: Vec<String>,

@@ -139,7 +139,7 @@ fn bad_ontology_arguments_exit_2_with_a_message() {
 }
 
 #[test]
-fn search_and_link_refuse_missing_index_and_bad_k() {
+fn search_and_link_refuse_missing_index_bad_k_and_bad_candidates() {
     let (code, _, stderr) = run(
         medlink().args(["search", "--index", "/no/such/index", "big head"]),
         b"",
@@ -155,6 +155,19 @@ fn search_and_link_refuse_missing_index_and_bad_k() {
     let (code, _, stderr) = run(medlink().args(["search", "-k", "101", "big head"]), b"");
     assert_eq!(code, 2);
     assert!(stderr.contains("k must be between 1 and 100"), "{stderr}");
+    for candidates in ["0", "1001"] {
+        let (code, _, stderr) = run(
+            medlink().args(["search", "--candidates", candidates, "big head"]),
+            b"",
+        );
+        assert_eq!(code, 2);
+        assert!(
+            stderr.contains(&format!(
+                "candidates must be between 1 and 1000, got {candidates}"
+            )),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
