@@ -427,7 +427,6 @@ pub(super) fn link_options(args: &QueryArgs) -> Result<LinkOptions> {
         candidates: args.candidates,
         sources: args.sources.clone(),
         types: args.types.clone(),
-        ..LinkOptions::default()
     };
     options.validate()?;
     Ok(options)
