@@ -88,6 +88,33 @@ fn dense_layer(c: &mut Criterion) {
     group.finish();
 }
 
+/// The feed-forward output weight (384 × 1536: four times the inputs per output) in f32 and
+/// int8, where the activation rows are four times longer than in [`dense_layer`].
+fn dense_layer_down(c: &mut Criterion) {
+    use candle_core::{Device, Tensor};
+    medlink::parallel::single_threaded_candle();
+    let (k, n) = (1536usize, 384usize);
+    let weight = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("weight");
+    let bias = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).expect("bias");
+    let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight, Some(&bias)).expect("int8");
+    let mut group = c.benchmark_group("dense_layer_down");
+    for rows in [1usize, 16, 256] {
+        let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("candle", rows), &xs, |b, xs| {
+            b.iter(|| {
+                xs.matmul(&weight.t().expect("t"))
+                    .and_then(|o| o.broadcast_add(&bias))
+                    .expect("matmul")
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("int8", rows), &xs, |b, xs| {
+            b.iter(|| int8.forward(xs).expect("int8"))
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     // As the command line does: candle ops on the calling thread (see `medlink::parallel`).
     medlink::parallel::single_threaded_candle();
@@ -136,5 +163,5 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(linking, dense_layer, benches);
+criterion_group!(linking, dense_layer, dense_layer_down, benches);
 criterion_main!(linking);

@@ -288,10 +288,11 @@ impl<'s> NameScorer<'s> {
         let entry = index.dictionary.name(name_idx);
         let dense = (self.options.mode != Mode::Lexical)
             .then(|| index.vectors.dot(name_idx as usize, self.vector));
-        let lexical = self
-            .profile
-            .as_ref()
-            .map(|p| index.lexical.similarity_to(p, entry.normalized));
+        let lexical = self.profile.as_ref().map(|p| {
+            index
+                .lexical
+                .similarity_to_name(p, name_idx, entry.normalized)
+        });
         let exact = entry.normalized == self.normalized;
         let bonus = if exact {
             EXACT_BONUS

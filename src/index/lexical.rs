@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
@@ -340,6 +341,10 @@ pub struct LexicalIndex {
     fields: Fields,
     grams: GramMap<GramStats>,
     names: Names,
+    /// Each indexed name's TF-IDF norm (f64 bits) by name index, computed when first needed;
+    /// 0 until then. The norm is the only part of a score that needs every 3-gram of the
+    /// name looked up in `grams`, and the same names come back query after query.
+    norms: Vec<AtomicU64>,
     num_docs: u64,
     /// Where the index lives, for error messages; `None` in RAM.
     path: Option<PathBuf>,
@@ -355,22 +360,46 @@ impl fmt::Debug for LexicalIndex {
     }
 }
 
-/// A query's TF-IDF vector, ready to be dotted with names.
 /// A query's TF-IDF 3-gram vector, computed once and scored against many names with
 /// [`LexicalIndex::similarity_to`].
 #[derive(Debug, Clone)]
 pub struct Profile {
-    /// `count(t) * idf(t)` per distinct 3-gram, sorted by 3-gram.
-    weights: Vec<(Gram, f64)>,
+    /// The query's distinct 3-grams, sorted; `weights` and `idfs` follow them.
+    grams: Vec<Gram>,
+    /// `count(t) * idf(t)`.
+    weights: Vec<f64>,
+    idfs: Vec<f64>,
     norm: f64,
 }
 
+/// Profiles up to this many 3-grams count a name's shared 3-grams on the stack.
+const STACK_GRAMS: usize = 64;
+
 impl Profile {
-    fn weight(&self, g: Gram) -> Option<f64> {
-        self.weights
-            .binary_search_by(|(x, _)| x.cmp(&g))
-            .ok()
-            .map(|i| self.weights[i].1)
+    /// The dot product of the query's vector with `name`'s, over the 3-grams they share: each
+    /// 3-gram of the name is looked up in the query's few, not in the index's table, and
+    /// the sum runs in 3-gram order, as a sorted walk over the name's own 3-grams would.
+    fn shared_dot(&self, name: &str) -> f64 {
+        let mut on_stack = [0u32; STACK_GRAMS];
+        let mut on_heap = Vec::new();
+        let counts: &mut [u32] = if self.grams.len() <= STACK_GRAMS {
+            &mut on_stack[..self.grams.len()]
+        } else {
+            on_heap.resize(self.grams.len(), 0);
+            &mut on_heap
+        };
+        for_each_gram(name, |g| {
+            if let Ok(i) = self.grams.binary_search(&g) {
+                counts[i] += 1;
+            }
+        });
+        let mut dot = 0.0f64;
+        for (i, &n) in counts.iter().enumerate() {
+            if n > 0 {
+                dot += self.weights[i] * (f64::from(n) * self.idfs[i]);
+            }
+        }
+        dot
     }
 }
 
@@ -536,12 +565,14 @@ impl LexicalIndex {
         let num_docs = searcher.num_docs();
         let grams = read_gram_stats(&searcher, fields.grams, num_docs, path)?;
         let names = read_names(&searcher, fields, path)?;
+        let slots = names.ids.iter().max().map_or(0, |&m| m as usize + 1);
         Ok(LexicalIndex {
             _index: index,
             _reader: reader,
             searcher,
             fields,
             grams,
+            norms: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             names,
             num_docs,
             path: path.map(Path::to_path_buf),
@@ -583,7 +614,7 @@ impl LexicalIndex {
             let (name_idx, name) = self.names.get(row);
             candidates.push(Candidate {
                 name_idx,
-                cosine: self.cosine(&profile, name),
+                cosine: self.cosine(&profile, Some(name_idx), name),
                 exact: name == normalized_query,
                 bm25,
             });
@@ -606,7 +637,7 @@ impl LexicalIndex {
     /// indexed or not (the linker scores dense-index candidates with it). Symmetric; 0 when the
     /// two share no 3-gram or either is empty.
     pub fn similarity(&self, normalized_query: &str, normalized_name: &str) -> f32 {
-        self.cosine(&self.profile(normalized_query), normalized_name) as f32
+        self.cosine(&self.profile(normalized_query), None, normalized_name) as f32
     }
 
     /// The query side of [`Self::similarity`], to score one query against many names.
@@ -616,7 +647,19 @@ impl LexicalIndex {
 
     /// [`Self::similarity`] with a precomputed query profile.
     pub fn similarity_to(&self, query: &Profile, normalized_name: &str) -> f32 {
-        self.cosine(query, normalized_name) as f32
+        self.cosine(query, None, normalized_name) as f32
+    }
+
+    /// [`Self::similarity_to`] for the dictionary's name `name_idx`, whose normal form is
+    /// `normalized_name` (the index's names are the dictionary's, by the same index): the
+    /// name's norm is remembered for the next query. Same score.
+    pub fn similarity_to_name(
+        &self,
+        query: &Profile,
+        name_idx: NameIdx,
+        normalized_name: &str,
+    ) -> f32 {
+        self.cosine(query, Some(name_idx), normalized_name) as f32
     }
 
     /// The BM25 OR-query over the query's rarest indexed 3-grams; `None` when no 3-gram of the
@@ -661,29 +704,52 @@ impl LexicalIndex {
     }
 
     fn profile(&self, text: &str) -> Profile {
-        let weights: Vec<(Gram, f64)> = gram_counts(text)
-            .into_iter()
-            .map(|(g, n)| (g, f64::from(n) * self.idf(g)))
+        let counts = gram_counts(text);
+        let grams: Vec<Gram> = counts.iter().map(|&(g, _)| g).collect();
+        let idfs: Vec<f64> = grams.iter().map(|&g| self.idf(g)).collect();
+        let weights: Vec<f64> = counts
+            .iter()
+            .zip(&idfs)
+            .map(|(&(_, n), idf)| f64::from(n) * idf)
             .collect();
-        let norm = weights.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
-        Profile { weights, norm }
+        Profile {
+            grams,
+            idfs,
+            norm: self.norm_of(text),
+            weights,
+        }
     }
 
-    /// TF-IDF cosine of `name` against a query profile, clamped to `[0, 1]` against rounding.
-    fn cosine(&self, query: &Profile, name: &str) -> f64 {
-        let mut dot = 0.0f64;
+    /// The Euclidean norm of `text`'s TF-IDF vector.
+    fn norm_of(&self, text: &str) -> f64 {
         let mut norm2 = 0.0f64;
-        for (g, n) in gram_counts(name) {
+        for (g, n) in gram_counts(text) {
             let w = f64::from(n) * self.idf(g);
             norm2 += w * w;
-            if let Some(qw) = query.weight(g) {
-                dot += qw * w;
-            }
         }
+        norm2.sqrt()
+    }
+
+    /// TF-IDF cosine of `name` against a query profile, clamped to `[0, 1]` against rounding;
+    /// with `name_idx`, the name's norm comes from (or goes into) the cache.
+    fn cosine(&self, query: &Profile, name_idx: Option<NameIdx>, name: &str) -> f64 {
+        let dot = query.shared_dot(name);
         if dot <= 0.0 {
             return 0.0;
         }
-        (dot / (query.norm * norm2.sqrt())).clamp(0.0, 1.0)
+        let slot = name_idx.and_then(|i| self.norms.get(i as usize));
+        let norm = match slot.map(|s| s.load(Ordering::Relaxed)) {
+            Some(bits) if bits != 0 => f64::from_bits(bits),
+            _ => {
+                let norm = self.norm_of(name);
+                // Threads that race here store the same value.
+                if let Some(slot) = slot {
+                    slot.store(norm.to_bits(), Ordering::Relaxed);
+                }
+                norm
+            }
+        };
+        (dot / (query.norm * norm)).clamp(0.0, 1.0)
     }
 
     fn error(&self, what: &str, e: TantivyError) -> Error {

@@ -374,6 +374,15 @@ fn similarity_is_the_search_score() {
                 score,
                 "{query} / {name}"
             );
+            // The linker's path, with the name's norm remembered: the same bits, cold and warm.
+            let profile = hpo.index.query_profile(&query);
+            for _ in 0..2 {
+                assert_eq!(
+                    hpo.index.similarity_to_name(&profile, idx, name).to_bits(),
+                    score.to_bits(),
+                    "{query} / {name}"
+                );
+            }
             let back = hpo.index.similarity(name, &query);
             assert!(
                 (back - score).abs() < 1e-6,
