@@ -2,9 +2,9 @@
 //!
 //! The encoder's time on the CPU is its linear layers. A few token rows (one short mention)
 //! are bound by streaming the weights, and int8 weights are a quarter of f32's bytes: there a
-//! layer runs 2–3x faster. Many rows are bound by multiplies: AVX2's `vpmaddubsw` multiplies
-//! 32 byte pairs but needs a `vpmaddwd` to widen the sums, and on the AMD cores measured the
-//! two share the integer multiply pipes: 32 multiply-adds per cycle where FMAs give 16
+//! layer runs 3–4x faster. Many rows are bound by multiplies: AVX2's `vpmaddubsw` multiplies
+//! 32 byte pairs but needs a `vpmaddwd` to widen the sums, two multiply-pipe instructions for
+//! 32 multiply-adds where two FMAs do 16: at best twice f32, about 1.9x in practice
 //! (BENCHMARKS.md, "int8 encoder"). VNNI's `vpdpbusd` does both in one instruction; there is no
 //! VNNI kernel yet.
 //!
@@ -19,7 +19,8 @@
 //!   `Σ q` per channel is computed once.
 //! - **Layout**: weights are stored packed ([`PackedCodes`]) so that the kernel broadcasts four
 //!   activation codes and meets eight channels' codes in one vector: every lane accumulates one
-//!   output, with no horizontal sums at the end (they cost a third of the time at 384 inputs).
+//!   output, with no horizontal sums at the end (the first kernel, which dotted whole rows and
+//!   summed each output's lanes, took half as long again).
 //!
 //! Opt-in (`EncoderOptions::int8`): each rounding moves vectors a little; BENCHMARKS.md
 //! ("int8 encoder") reports what it costs in acc@1 and what it gains in speed. Inference only.
