@@ -13,6 +13,7 @@ ones (built here if missing). With --write, replaces BENCHMARKS.md's POOL_SIZE b
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -38,7 +39,7 @@ def index_dir(work, vocab):
 
 
 def mentions_of(corpus):
-    """The corpus's gold mention texts, in order, from `eval link --json`'s own reading."""
+    """The corpus's mention texts (of the corpus's types), in order, read from its PubTator lines."""
     pubtator = Path(corpus.split(":", 1)[1].split("#")[0])
     types = corpus.split("#types=")[1].split("+") if "#types=" in corpus else None
     texts = []
@@ -50,9 +51,10 @@ def mentions_of(corpus):
 
 
 def link_rate(medlink, index, mentions_file, candidates):
-    out = subprocess.run([medlink, "link", "--index", str(index), "-k", str(K), "--mention-cache", "0",
-                          "--candidates", str(candidates)],
-                         stdin=open(mentions_file, encoding="utf-8"), capture_output=True, text=True, check=True)
+    with open(mentions_file, encoding="utf-8") as stdin:
+        out = subprocess.run([medlink, "link", "--index", str(index), "-k", str(K), "--mention-cache", "0",
+                              "--candidates", str(candidates)],
+                             stdin=stdin, capture_output=True, text=True, check=True)
     match = re.search(r"\(([\d.]+) mentions/s\)", out.stderr)
     if not match:
         sys.exit(f"medlink link printed no throughput: {out.stderr}")
@@ -101,7 +103,7 @@ def main():
         bold = "**" if size == 64 else ""
         rows.append(f"| {bold}{size}{bold} | " + " | ".join(cells) + f" | {speed[size]:.0f} |")
     body = "\n".join(rows) + (
-        f"\n\nMachine: {cpu_name()}, 2 cores. Hybrid, raw protocol, k {K} (so at least {2 * K} candidates), "
+        f"\n\nMachine: {cpu_name()}, {os.cpu_count()} cores. Hybrid, raw protocol, k {K} (so at least {2 * K} candidates), "
         f"f32 encoder, indexes of int8_encoder.py; mentions evaluated: "
         + ", ".join(f"{c[0]} {accuracy[(c[0], SIZES[0])][3]}" for c in CORPORA)
         + ". mentions/s: `medlink link --mention-cache 0`, median of three, sizes alternating. "

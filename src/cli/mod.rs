@@ -300,8 +300,9 @@ pub struct QueryArgs {
     #[arg(long)]
     pub alpha: Option<f32>,
     /// Candidate names taken from each of the dense (HNSW) and lexical (tantivy) retrievals
-    /// before scoring and grouping, at least twice k (1..=1000): fewer is faster, more can
-    /// find more (BENCHMARKS.md, "Candidate pool").
+    /// before scoring and grouping (1..=1000; raised to twice k, and four times that with
+    /// --source or --type filters): fewer is faster, more can find more (BENCHMARKS.md,
+    /// "Candidate pool").
     #[arg(long, value_name = "N", default_value_t = crate::linker::DEFAULT_CANDIDATES)]
     pub candidates: usize,
     /// Keep only concepts of these sources (e.g. HPO, MEDIC).

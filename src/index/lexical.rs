@@ -343,7 +343,8 @@ pub struct LexicalIndex {
     names: Names,
     /// Each indexed name's TF-IDF norm (f64 bits) by name index, computed when first needed;
     /// 0 until then. The norm is the only part of a score that needs every 3-gram of the
-    /// name looked up in `grams`, and the same names come back query after query.
+    /// name looked up in `grams`, and the same names come back query after query. Empty
+    /// (no caching) unless the names' indexes are distinct and dense ([`norm_slots`]).
     norms: Vec<AtomicU64>,
     num_docs: u64,
     /// Where the index lives, for error messages; `None` in RAM.
@@ -565,14 +566,14 @@ impl LexicalIndex {
         let num_docs = searcher.num_docs();
         let grams = read_gram_stats(&searcher, fields.grams, num_docs, path)?;
         let names = read_names(&searcher, fields, path)?;
-        let slots = names.ids.iter().max().map_or(0, |&m| m as usize + 1);
+        let norms = norm_slots(&names.ids);
         Ok(LexicalIndex {
             _index: index,
             _reader: reader,
             searcher,
             fields,
             grams,
-            norms: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            norms,
             names,
             num_docs,
             path: path.map(Path::to_path_buf),
@@ -650,9 +651,10 @@ impl LexicalIndex {
         self.cosine(query, None, normalized_name) as f32
     }
 
-    /// [`Self::similarity_to`] for the dictionary's name `name_idx`, whose normal form is
-    /// `normalized_name` (the index's names are the dictionary's, by the same index): the
-    /// name's norm is remembered for the next query. Same score.
+    /// [`Self::similarity_to`] for the dictionary's name `name_idx`, whose normal form
+    /// `normalized_name` must be the text this index holds for `name_idx` (the index's names
+    /// are the dictionary's, by the same index): the name's norm is remembered for the next
+    /// query. Same score.
     pub fn similarity_to_name(
         &self,
         query: &Profile,
@@ -712,11 +714,13 @@ impl LexicalIndex {
             .zip(&idfs)
             .map(|(&(_, n), idf)| f64::from(n) * idf)
             .collect();
+        // Summed in 3-gram order, as `norm_of` sums a name's.
+        let norm = weights.iter().map(|w| w * w).sum::<f64>().sqrt();
         Profile {
             grams,
             idfs,
-            norm: self.norm_of(text),
             weights,
+            norm,
         }
     }
 
@@ -739,7 +743,10 @@ impl LexicalIndex {
         }
         let slot = name_idx.and_then(|i| self.norms.get(i as usize));
         let norm = match slot.map(|s| s.load(Ordering::Relaxed)) {
-            Some(bits) if bits != 0 => f64::from_bits(bits),
+            Some(bits) if bits != 0 => {
+                debug_assert_eq!(bits, self.norm_of(name).to_bits(), "{name_idx:?}: {name}");
+                f64::from_bits(bits)
+            }
             _ => {
                 let norm = self.norm_of(name);
                 // Threads that race here store the same value.
@@ -759,6 +766,26 @@ impl LexicalIndex {
     fn corrupt(&self, comment: String) -> Error {
         corrupt(self.path.as_deref(), comment)
     }
+}
+
+/// The norm cache's slots, one per name index up to the largest: none when two names share an
+/// index (a cached norm would belong to one text only) or the indexes are so sparse that the
+/// slots would cost more than the names (an index built from a subset of a large dictionary).
+fn norm_slots(ids: &[NameIdx]) -> Vec<AtomicU64> {
+    let Some(&largest) = ids.iter().max() else {
+        return Vec::new();
+    };
+    let slots = largest as usize + 1;
+    if slots > 2 * ids.len() + 1024 {
+        return Vec::new();
+    }
+    let mut seen = vec![false; slots];
+    for &id in ids {
+        if std::mem::replace(&mut seen[id as usize], true) {
+            return Vec::new();
+        }
+    }
+    (0..slots).map(|_| AtomicU64::new(0)).collect()
 }
 
 /// Document frequency and idf of every term of the 3-gram field, summed over segments (the

@@ -29,6 +29,8 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 /// Largest activation code: see the module header for why 7 bits.
 const ACTIVATION_MAX: f32 = 127.0;
+/// Most inputs per output: `2^16 · 127 · 127` still fits the kernel's `i32` sums.
+const MAX_INPUTS: usize = 1 << 16;
 
 /// A weight matrix `n × k` (checkpoint layout: one row per output) quantised per row, with
 /// its bias.
@@ -49,6 +51,9 @@ impl QuantizedLinear {
     /// Quantises an f32 weight tensor `(outputs, inputs)`; keeps the bias `(outputs)` in f32.
     pub fn quantize(weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
+        if inputs > MAX_INPUTS {
+            candle_core::bail!("int8 linear layer: {inputs} inputs; at most {MAX_INPUTS}")
+        }
         let biases = match bias {
             Some(bias) => bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
             None => vec![0.0; outputs],
@@ -205,11 +210,10 @@ impl Activations {
         let mut codes = vec![0u8; m * stride];
         let mut scales = Vec::with_capacity(m);
         let mut zeros = Vec::with_capacity(m);
-        for (row, row_codes) in x
-            .chunks_exact(k.max(1))
-            .zip(codes.chunks_exact_mut(stride.max(1)))
-            .take(m)
-        {
+        // Row by row, as the vector path: `m` scales even when the rows are empty.
+        for i in 0..m {
+            let row = &x[i * k..(i + 1) * k];
+            let row_codes = &mut codes[i * stride..i * stride + k];
             let (low, high) = row
                 .iter()
                 .fold((0f32, 0f32), |(lo, hi), &v| widen(lo, hi, v));
@@ -421,6 +425,11 @@ mod avx2 {
         }
     }
 
+    /// [`super::integer_matmul`]'s contract, checked again here because the kernel reads
+    /// through raw pointers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn integer_matmul(
         a: &[u8],
@@ -431,6 +440,11 @@ mod avx2 {
         n: usize,
     ) {
         let stride = w.stride();
+        assert!(a.len() >= m * stride && out.len() >= m * n);
+        assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
+        assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
+        assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
+        assert!(scaling.biases.len() >= n);
         let tile_rows = (TILE_BYTES / stride.max(1)).max(ROWS);
         for tile in (0..m).step_by(tile_rows) {
             let end = (tile + tile_rows).min(m);

@@ -390,8 +390,29 @@ fn similarity_is_the_search_score() {
             );
         }
     }
-    // Names outside the index are scored too; nothing in common gives 0.
+    // The linker's path on a fresh index: the first call computes the name's norm, the
+    // second reads it back; both give the plain similarity's bits.
     let index = small_index();
+    for query in ["big head", "head", "vitamin deficiency", "hepatitis"] {
+        let profile = index.query_profile(query);
+        for &(idx, name) in SMALL {
+            let want = index.similarity(query, name).to_bits();
+            for pass in ["cold", "warm"] {
+                let got = index.similarity_to_name(&profile, idx, name).to_bits();
+                assert_eq!(got, want, "{pass}: {query} / {name}");
+            }
+        }
+    }
+    // Two texts under one name index: no norm may be shared between them. Each query
+    // finds its own text (cosine 1) after the other text's row was scored.
+    let shared =
+        LexicalIndex::build_in_ram(&[(0, "big head"), (0, "headache"), (1, "head")]).unwrap();
+    for query in ["headache", "big head", "headache", "big head"] {
+        let top = shared.search(query, 3).unwrap()[0].1;
+        assert_eq!(top, shared.similarity(query, query), "{query}");
+        assert!(top > 0.9999, "{query}: {top}");
+    }
+    // Names outside the index are scored too; nothing in common gives 0.
     assert!(index.similarity("big head", "big heads") > 0.5);
     assert_eq!(index.similarity("big head", "xyz"), 0.0);
     assert_eq!(index.similarity("", "big head"), 0.0);
