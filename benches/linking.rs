@@ -48,57 +48,43 @@ const MENTIONS: &[&str] = &[
 /// (the `gemm` crate) beside medlink's packing-free kernel, to place `skinny::MAX_ROWS`; and
 /// the int8 paths, candle's GGML Q8_0 `QMatMul` and medlink's own (`--int8`).
 fn dense_layer(c: &mut Criterion) {
-    use candle_core::{Device, Module, Tensor};
-    // As the command line does: candle ops on the calling thread (see `medlink::parallel`).
-    medlink::parallel::single_threaded_candle();
-    let (k, n) = (384usize, 1536usize);
-    let weight = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("weight");
-    let bias = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).expect("bias");
-    let q8 = candle_core::quantized::QMatMul::from_qtensor(
-        candle_core::quantized::QTensor::quantize(&weight, candle_core::quantized::GgmlDType::Q8_0)
-            .expect("quantize"),
-    )
-    .expect("qmatmul");
-    let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight, Some(&bias)).expect("int8");
-    let mut group = c.benchmark_group("dense_layer");
-    for rows in [1usize, 8, 12, 16, 24, 48, 96, 256] {
-        let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
-        group.throughput(Throughput::Elements(rows as u64));
-        group.bench_with_input(BenchmarkId::new("candle", rows), &xs, |b, xs| {
-            b.iter(|| {
-                xs.matmul(&weight.t().expect("t"))
-                    .and_then(|o| o.broadcast_add(&bias))
-                    .expect("matmul")
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("skinny", rows), &xs, |b, xs| {
-            b.iter(|| medlink::model::skinny::linear(xs, &weight, &bias).expect("skinny"))
-        });
-        group.bench_with_input(BenchmarkId::new("q8_0", rows), &xs, |b, xs| {
-            b.iter(|| {
-                q8.forward(xs)
-                    .and_then(|o| o.broadcast_add(&bias))
-                    .expect("q8")
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("int8", rows), &xs, |b, xs| {
-            b.iter(|| int8.forward(xs).expect("int8"))
-        });
-    }
-    group.finish();
+    layer_group(
+        c,
+        "dense_layer",
+        384,
+        1536,
+        &[1, 8, 12, 16, 24, 48, 96, 256],
+        true,
+    );
 }
 
 /// The feed-forward output weight (384 × 1536: four times the inputs per output) in f32 and
 /// int8, where the activation rows are four times longer than in [`dense_layer`].
 fn dense_layer_down(c: &mut Criterion) {
-    use candle_core::{Device, Tensor};
+    layer_group(c, "dense_layer_down", 1536, 384, &[1, 16, 256], false);
+}
+
+/// A random `n × k` layer with a zero bias at each row count: candle's matmul and medlink's
+/// int8 kernel, plus (`all_arms`) the packing-free f32 kernel and candle's Q8_0.
+fn layer_group(c: &mut Criterion, name: &str, k: usize, n: usize, rows: &[usize], all_arms: bool) {
+    use candle_core::{Device, Module, Tensor};
+    // As the command line does: candle ops on the calling thread (see `medlink::parallel`).
     medlink::parallel::single_threaded_candle();
-    let (k, n) = (1536usize, 384usize);
     let weight = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("weight");
     let bias = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).expect("bias");
+    let q8 = all_arms.then(|| {
+        candle_core::quantized::QMatMul::from_qtensor(
+            candle_core::quantized::QTensor::quantize(
+                &weight,
+                candle_core::quantized::GgmlDType::Q8_0,
+            )
+            .expect("quantize"),
+        )
+        .expect("qmatmul")
+    });
     let int8 = medlink::model::int8::QuantizedLinear::quantize(&weight, Some(&bias)).expect("int8");
-    let mut group = c.benchmark_group("dense_layer_down");
-    for rows in [1usize, 16, 256] {
+    let mut group = c.benchmark_group(name);
+    for &rows in rows {
         let xs = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).expect("xs");
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_with_input(BenchmarkId::new("candle", rows), &xs, |b, xs| {
@@ -108,6 +94,18 @@ fn dense_layer_down(c: &mut Criterion) {
                     .expect("matmul")
             })
         });
+        if let Some(q8) = &q8 {
+            group.bench_with_input(BenchmarkId::new("skinny", rows), &xs, |b, xs| {
+                b.iter(|| medlink::model::skinny::linear(xs, &weight, &bias).expect("skinny"))
+            });
+            group.bench_with_input(BenchmarkId::new("q8_0", rows), &xs, |b, xs| {
+                b.iter(|| {
+                    q8.forward(xs)
+                        .and_then(|o| o.broadcast_add(&bias))
+                        .expect("q8")
+                })
+            });
+        }
         group.bench_with_input(BenchmarkId::new("int8", rows), &xs, |b, xs| {
             b.iter(|| int8.forward(xs).expect("int8"))
         });

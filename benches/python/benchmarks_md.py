@@ -1,4 +1,7 @@
-"""Replaces one generated block of BENCHMARKS.md, shared by benchmarks.py and compare.py."""
+"""Helpers shared by the bench scripts: replacing one generated block of BENCHMARKS.md,
+naming the CPU, reading medlink's throughput lines."""
+import re
+import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
@@ -10,6 +13,15 @@ def replace_block(name, body):
     head, rest = BENCHMARKS.read_text().split(start, 1)
     _, tail = rest.split(end, 1)
     BENCHMARKS.write_text(f"{head}{start}\n{body}\n{end}{tail}")
+
+
+def throughput(output, unit):
+    """The rate in a medlink throughput line ("linked 569 mentions in 0.67s (851 mentions/s)"),
+    `unit` being e.g. "mentions/s"; exits naming the output when there is none."""
+    match = re.search(r"\(([0-9.]+) " + re.escape(unit), output)
+    if not match:
+        sys.exit(f"no {unit} throughput line in:\n{output}")
+    return float(match.group(1))
 
 
 def cpu_name():

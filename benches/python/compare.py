@@ -33,7 +33,7 @@ refenv.IMPORT_NAMES.setdefault("faiss-cpu", "faiss")
 refenv.IMPORT_NAMES.setdefault("scikit-learn", "sklearn")
 refenv.ensure(["torch", "sentence-transformers", "faiss-cpu", "scikit-learn"])
 
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, throughput  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -102,13 +102,6 @@ def run_child(cmd, stdin_path=None):
     return stderr, wall, usage.ru_maxrss / 1024
 
 
-def rate(stderr, unit):
-    m = re.search(r"in ([0-9.]+)s \(([0-9]+) " + unit, stderr)
-    if not m:
-        sys.exit(f"no throughput line in:\n{stderr}")
-    return float(m.group(2))
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--medlink", default=str(ROOT / "target/release/medlink"))
@@ -129,8 +122,8 @@ def main():
     strings_file.write_text("\n".join(sample) + "\n", encoding="utf-8")
     def medlink_encode_rate(*extra):
         return statistics.median(
-            rate(run_child([args.medlink, "embed", "--quiet", "--model", args.model, *extra], strings_file)[0],
-                 "strings/s")
+            throughput(run_child([args.medlink, "embed", "--quiet", "--model", args.model, *extra],
+                                 strings_file)[0], "strings/s")
             for _ in range(RUNS))
 
     medlink_encode = medlink_encode_rate()
@@ -189,8 +182,8 @@ def main():
     queries.write_text("".join(json.dumps({"id": i, "mention": m}) + "\n" for i, m in enumerate(mentions)), encoding="utf-8")
     def medlink_link_rate(*extra):
         return statistics.median(
-            rate(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model, "-k", "10",
-                            "--mention-cache", "0", *extra], queries)[0], "mentions/s")
+            throughput(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model,
+                                  "-k", "10", "--mention-cache", "0", *extra], queries)[0], "mentions/s")
             for _ in range(RUNS))
 
     medlink_link = medlink_link_rate()

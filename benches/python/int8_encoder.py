@@ -12,13 +12,12 @@ time (a service linking single mentions), f32 and int8, alternating, best of thr
 """
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, throughput  # noqa: E402
 from vector_types import ROOT, RUNS, SHARED, VOCABULARIES  # noqa: E402  (the same corpora)
 
 # (label, index built with, queries encoded with)
@@ -45,10 +44,7 @@ def hpo_names(limit):
 def embed_rate(medlink, names, precision, batch_size):
     out = subprocess.run([medlink, "embed", "--quiet", "--batch-size", str(batch_size), *flag(precision)],
                          input="\n".join(names) + "\n", capture_output=True, text=True, check=True)
-    match = re.search(r"\(([\d.]+) strings/s\)", out.stdout + out.stderr)
-    if not match:
-        sys.exit(f"medlink embed printed no throughput: {out.stdout}{out.stderr}")
-    return float(match.group(1))
+    return throughput(out.stdout + out.stderr, "strings/s")
 
 
 def main():

@@ -14,14 +14,13 @@ ones (built here if missing). With --write, replaces BENCHMARKS.md's POOL_SIZE b
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, throughput  # noqa: E402
 from vector_types import ROOT, SHARED, VOCABULARIES  # noqa: E402
 
 SIZES = [20, 32, 48, 64, 96, 128]
@@ -55,10 +54,7 @@ def link_rate(medlink, index, mentions_file, candidates):
         out = subprocess.run([medlink, "link", "--index", str(index), "-k", str(K), "--mention-cache", "0",
                               "--candidates", str(candidates)],
                              stdin=stdin, capture_output=True, text=True, check=True)
-    match = re.search(r"\(([\d.]+) mentions/s\)", out.stderr)
-    if not match:
-        sys.exit(f"medlink link printed no throughput: {out.stderr}")
-    return float(match.group(1))
+    return throughput(out.stderr, "mentions/s")
 
 
 def main():

@@ -362,7 +362,7 @@ impl fmt::Debug for LexicalIndex {
 }
 
 /// A query's TF-IDF 3-gram vector, computed once and scored against many names with
-/// [`LexicalIndex::similarity_to`].
+/// [`LexicalIndex::similarity_to_name`].
 #[derive(Debug, Clone)]
 pub struct Profile {
     /// The query's distinct 3-grams, sorted; `weights` and `idfs` follow them.
@@ -646,15 +646,10 @@ impl LexicalIndex {
         self.profile(normalized_query)
     }
 
-    /// [`Self::similarity`] with a precomputed query profile.
-    pub fn similarity_to(&self, query: &Profile, normalized_name: &str) -> f32 {
-        self.cosine(query, None, normalized_name) as f32
-    }
-
-    /// [`Self::similarity_to`] for the dictionary's name `name_idx`, whose normal form
-    /// `normalized_name` must be the text this index holds for `name_idx` (the index's names
-    /// are the dictionary's, by the same index): the name's norm is remembered for the next
-    /// query. Same score.
+    /// [`Self::similarity`] with a precomputed query profile, for the dictionary's name
+    /// `name_idx`, whose normal form `normalized_name` must be the text this index holds for
+    /// `name_idx` (the index's names are the dictionary's, by the same index): the name's norm
+    /// is remembered for the next query. Same score.
     pub fn similarity_to_name(
         &self,
         query: &Profile,
