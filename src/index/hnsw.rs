@@ -552,10 +552,11 @@ fn search_layer(
             break;
         }
         links.neighbours(current.id, layer, buf);
+        buf.retain(|&id| visited.insert(id));
         for &id in buf.iter() {
-            if !visited.insert(id) {
-                continue;
-            }
+            store.prefetch(id as usize);
+        }
+        for &id in buf.iter() {
             let next = Scored {
                 sim: store.dot(id as usize, query),
                 id,
