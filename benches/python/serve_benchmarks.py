@@ -130,7 +130,7 @@ def main():
                     f"{m['errors']} / {r['errors']} |")
     body = "\n".join(rows) + (
         f"\n\nMachine: {cpu_model()}, {os.cpu_count()} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
-        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder, 1 encoder worker, batches up to 128, mention cache off); reference: FastAPI + uvicorn "
+        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {os.cpu_count()} encoder workers of one thread, batches up to 128, {os.cpu_count() + 1} requests working at once; mention cache off); reference: FastAPI + uvicorn "
         f"(1 worker, torch {args.ref_threads} thread(s)), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
         f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")

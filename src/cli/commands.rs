@@ -385,10 +385,23 @@ pub(super) fn encoder_for(
     model: &ModelArgs,
     cache: &Path,
 ) -> Result<TransformerEncoder> {
+    encoder_with_threads(index, model, cache, 0)
+}
+
+/// [`encoder_for`], encoding each call on up to `threads` threads (0: one per CPU).
+fn encoder_with_threads(
+    index: &Index,
+    model: &ModelArgs,
+    cache: &Path,
+    threads: usize,
+) -> Result<TransformerEncoder> {
     let dir = model_dir(model, Some(&index.manifest), cache)?;
     Ok(TransformerEncoder::load(
         &dir,
-        &encoder_options(model, Some(&index.manifest))?,
+        &EncoderOptions {
+            threads,
+            ..encoder_options(model, Some(&index.manifest))?
+        },
     )?)
 }
 
@@ -664,6 +677,10 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
             "--request-timeout must be a positive number of seconds".into()
         ));
     }
+    let cpus = crate::parallel::threads(0);
+    let encoder_workers = crate::parallel::threads(args.encoder_workers);
+    // Workers split the CPUs: more threads than cores would only take turns on them.
+    let encoder_threads = (cpus / encoder_workers).max(1);
     let config = ServerConfig {
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
@@ -673,7 +690,11 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
             max_concurrent: args.max_concurrent,
             max_queued_mentions: args.max_queued_mentions,
             max_batch: args.max_batch,
-            encoder_workers: args.encoder_workers,
+            encoder_workers,
+            max_active: match args.max_active {
+                0 => cpus + 1,
+                n => n,
+            },
             request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
             mention_cache: args.mention_cache,
         },
@@ -726,15 +747,17 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
                         && crate::encoder::Encoder::identity(**e) == &index.manifest.model
                 })
                 .copied();
-            let encoder = match shared {
-                Some(e) => e,
-                None => {
-                    let e: &'static TransformerEncoder =
-                        Box::leak(Box::new(encoder_for(index, &model, &cache)?));
-                    encoders.push(e);
-                    e
-                }
-            };
+            let encoder =
+                match shared {
+                    Some(e) => e,
+                    None => {
+                        let e: &'static TransformerEncoder = Box::leak(Box::new(
+                            encoder_with_threads(index, &model, &cache, encoder_threads)?,
+                        ));
+                        encoders.push(e);
+                        e
+                    }
+                };
             specs.push(IndexSpec {
                 name,
                 index,

@@ -393,9 +393,15 @@ pub struct ServeArgs {
     /// Most mentions the encoder worker merges into one batch.
     #[arg(long, default_value_t = 128)]
     pub max_batch: usize,
-    /// Encoder worker threads per model.
-    #[arg(long, default_value_t = 1)]
+    /// Encoder worker threads per model, each encoding on its share of the CPUs (0: one per
+    /// CPU).
+    #[arg(long, default_value_t = 0)]
     pub encoder_workers: usize,
+    /// Requests doing CPU work (encoding, searching, scoring) at once; later ones wait their
+    /// turn in arrival order (0: one more than the CPUs). More lets every request share the
+    /// cores and slow down together (BENCHMARKS.md, "Serving").
+    #[arg(long, default_value_t = 0)]
+    pub max_active: usize,
     /// Seconds a /v1 request may take before a 503 `timeout`.
     #[arg(long, default_value_t = 30.0)]
     pub request_timeout: f64,

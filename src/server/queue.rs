@@ -5,9 +5,10 @@
 //! once when the pool is empty: the handler answers 503 with `Retry-After` instead of letting
 //! work pile up. Admitted work runs on a blocking thread, where the linker calls
 //! [`QueuedEncoder::encode`]; that sends the texts to the queue and waits. Encoder worker
-//! threads (one by default) take every job waiting, up to `max_batch` texts, encode them as one
-//! length-sorted batch and hand each job its vectors. Concurrent single-mention requests are
-//! therefore encoded together, which is where a CPU server's throughput comes from.
+//! threads take every job waiting, up to `max_batch` texts, encode them as one length-sorted
+//! batch and hand each job its vectors. Concurrent single-mention requests are therefore
+//! encoded together, and a request with more texts than one batch holds is sent as several
+//! jobs, which the workers encode side by side.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,7 @@ pub struct EncoderQueue {
     sender: Sender<Job>,
     permits: Arc<Semaphore>,
     capacity: usize,
+    max_batch: usize,
     identity: ModelIdentity,
     dim: usize,
     metrics: Arc<Metrics>,
@@ -72,6 +74,7 @@ impl EncoderQueue {
             sender,
             permits: Arc::new(Semaphore::new(capacity)),
             capacity,
+            max_batch: max_batch.max(1),
             identity: encoder.identity().clone(),
             dim: encoder.dim(),
             metrics,
@@ -115,18 +118,29 @@ impl Encoder for QueuedEncoder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job {
-            texts: texts.iter().map(|t| t.to_string()).collect(),
-            reply,
-        };
-        self.0
-            .sender
-            .send(job)
-            .map_err(|_| Error::Internal("the encoder workers have stopped".into()))?;
-        answer
-            .recv()
-            .map_err(|_| Error::Internal("an encoder worker stopped mid-batch".into()))?
+        // All parts are queued before any answer is awaited, so idle workers take them at once.
+        let mut answers = Vec::new();
+        for part in texts.chunks(self.0.max_batch) {
+            let (reply, answer) = mpsc::sync_channel(1);
+            let job = Job {
+                texts: part.iter().map(|t| t.to_string()).collect(),
+                reply,
+            };
+            self.0
+                .sender
+                .send(job)
+                .map_err(|_| Error::Internal("the encoder workers have stopped".into()))?;
+            answers.push(answer);
+        }
+        let mut vectors = Vec::with_capacity(texts.len());
+        for answer in answers {
+            vectors.extend(
+                answer
+                    .recv()
+                    .map_err(|_| Error::Internal("an encoder worker stopped mid-batch".into()))??,
+            );
+        }
+        Ok(vectors)
     }
 }
 
@@ -191,5 +205,58 @@ fn worker(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::Pooling;
+
+    /// Encodes each text as `[its number]` and records the batch sizes it was given.
+    struct Recording {
+        identity: ModelIdentity,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Encoder for Recording {
+        fn dim(&self) -> usize {
+            1
+        }
+
+        fn identity(&self) -> &ModelIdentity {
+            &self.identity
+        }
+
+        fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+            self.batches.lock().unwrap().push(texts.len());
+            Ok(texts.iter().map(|t| vec![t.parse().unwrap()]).collect())
+        }
+    }
+
+    #[test]
+    fn a_request_larger_than_a_batch_is_split_and_answered_in_order() {
+        let encoder: &'static Recording = Box::leak(Box::new(Recording {
+            identity: ModelIdentity {
+                name: "recording".into(),
+                pooling: Pooling::Mean,
+                dim: 1,
+                max_length: 8,
+                weights_sha256: String::new(),
+                int8: false,
+            },
+            batches: Mutex::new(Vec::new()),
+        }));
+        let queue = EncoderQueue::start(encoder, 100, 4, 2, Arc::new(Metrics::default())).unwrap();
+        let queued = QueuedEncoder(Arc::new(queue));
+        let texts: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = queued.encode(&refs).unwrap();
+        let expected: Vec<Vec<f32>> = (0..10).map(|i| vec![i as f32]).collect();
+        assert_eq!(vectors, expected);
+        let batches = encoder.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), 10);
+        assert!(batches.iter().all(|&b| b <= 4), "{batches:?}");
+        assert!(queued.encode(&[]).unwrap().is_empty());
     }
 }

@@ -82,8 +82,10 @@ fn link_options(
 }
 
 /// Runs `work` on a blocking thread holding `mentions` places in the encoder queue; a full
-/// queue is a 503 with `Retry-After`, answered before any work starts. The places go back
-/// when the work ends, even if the client has gone (a timeout drops only the waiting).
+/// queue is a 503 with `Retry-After`, answered before any work starts. The work starts when
+/// one of the [`Limits::max_active`](super::Limits) slots is free, in arrival order. The
+/// places go back when the work ends, even if the client has gone (a timeout drops only the
+/// waiting).
 async fn run_blocking<T: Send + 'static>(
     state: &AppState,
     served: &'static ServedIndex,
@@ -101,7 +103,12 @@ async fn run_blocking<T: Send + 'static>(
             1,
         )
     })?;
+    let slot = std::sync::Arc::clone(&state.active)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("the server is shutting down"))?;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let _admission = admission;
         work(served)
     })

@@ -41,8 +41,12 @@ pub struct Limits {
     pub max_queued_mentions: usize,
     /// Most texts one encoder batch merges.
     pub max_batch: usize,
-    /// Encoder worker threads per model.
+    /// Encoder worker threads per model; each encodes on its share of the CPUs.
     pub encoder_workers: usize,
+    /// Requests doing CPU work (encoding, searching, scoring) at once; later ones wait their
+    /// turn in arrival order. More than the cores makes every request share them: all slow
+    /// down together and the slowest decide p99.
+    pub max_active: usize,
     /// Time a `/v1` request may take (503 `timeout` after).
     pub request_timeout: Duration,
     /// Recently linked mentions remembered per index (0: off).
@@ -59,7 +63,8 @@ impl Default for Limits {
             max_concurrent: 512,
             max_queued_mentions: 8_192,
             max_batch: 128,
-            encoder_workers: 1,
+            encoder_workers: crate::parallel::threads(0),
+            max_active: crate::parallel::threads(0) + 1,
             request_timeout: Duration::from_secs(30),
             mention_cache: 10_000,
         }
@@ -77,6 +82,7 @@ impl Limits {
             ("max queued mentions", self.max_queued_mentions),
             ("max batch", self.max_batch),
             ("encoder workers", self.encoder_workers),
+            ("max active", self.max_active),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::InvalidInput(format!("{name} must be at least 1")));
@@ -160,6 +166,9 @@ pub struct AppState {
     pub indexes: Arc<OnceLock<Indexes>>,
     /// Permits for requests in progress on `/v1` routes.
     pub concurrency: Arc<Semaphore>,
+    /// Permits for requests doing CPU work ([`Limits::max_active`]); tokio's semaphore is
+    /// fair, so waiting requests go in arrival order.
+    pub active: Arc<Semaphore>,
     /// Counter for generated request ids.
     pub next_request_id: Arc<AtomicU64>,
 }
@@ -170,6 +179,7 @@ impl AppState {
         config.limits.validate()?;
         Ok(AppState {
             concurrency: Arc::new(Semaphore::new(config.limits.max_concurrent)),
+            active: Arc::new(Semaphore::new(config.limits.max_active)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             indexes: Arc::new(OnceLock::new()),

@@ -631,6 +631,51 @@ async fn concurrency_limit_is_429_and_full_queue_is_503() {
 }
 
 #[tokio::test]
+async fn requests_wait_for_a_working_slot_instead_of_sharing_the_cores() {
+    let state = state_with(ServerConfig {
+        limits: Limits {
+            max_active: 1,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    });
+    let app = router(state.clone());
+    // The one slot is taken: a link request waits (no 429, no 503) until it is free.
+    let held = state.active.clone().try_acquire_owned().unwrap();
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { link(&app, json!({"mentions": [{"mention": "angina"}]})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the request ran without a slot");
+    // Routes without CPU work do not wait for one.
+    assert_eq!(
+        get(&app, "/v1/concepts/CARD:0001").await.status,
+        StatusCode::OK
+    );
+    drop(held);
+    let a = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the request ran once the slot was free")
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        state.active.available_permits(),
+        1,
+        "the slot was given back"
+    );
+    // Zero slots is refused when the state is made.
+    assert!(AppState::new(ServerConfig {
+        limits: Limits {
+            max_active: 0,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .is_err());
+}
+
+#[tokio::test]
 async fn slow_requests_time_out_with_503() {
     let app = router(state_with(ServerConfig {
         limits: Limits {
