@@ -5,6 +5,13 @@ same run on the same machine. With --write, replaces the SERVE block of BENCHMAR
 
     cargo build --release && python3 benches/python/serve_benchmarks.py --write
     python3 benches/python/serve_benchmarks.py --seconds 10   # a quick look
+
+--ab "FLAGS" compares medlink with itself instead: the defaults and `medlink serve FLAGS`
+alternate at each level, five times, and each run's line is printed (no reference, no --write),
+e.g. the serving defaults against the ones before 2026-12-07:
+
+    python3 benches/python/serve_benchmarks.py --int8 --connections 8 --seconds 20 \
+        --ab "--encoder-workers 1 --max-active 512"
 """
 import sys
 from pathlib import Path
@@ -73,6 +80,31 @@ def stop(proc):
         proc.kill()
 
 
+def start_medlink(args, extra):
+    port = free_port()
+    # The load generator cycles through a fixed list of mentions, which a mention cache would
+    # answer from memory after one pass: medlink runs with its cache off, like the reference.
+    server = subprocess.Popen([args.medlink, "serve", "--addr", f"127.0.0.1:{port}", "--mention-cache", "0",
+                               *(["--int8"] if args.int8 else []), *extra],
+                              stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+    return server, f"http://127.0.0.1:{port}/v1/link"
+
+
+def ab(args, levels):
+    """medlink's defaults against `--ab` flags, alternating, one fresh server per run."""
+    for c in levels:
+        for _ in range(5):
+            for label, extra in (("defaults", []), (args.ab, args.ab.split())):
+                server, url = start_medlink(args, extra)
+                try:
+                    print(f"{c} connections, {label}:", json.dumps(load(url, c, args.seconds)), flush=True)
+                finally:
+                    stop(server)
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; {'int8' if args.int8 else 'f32'} encoder; "
+          f"{args.seconds:.0f} s per run after a 3 s warm-up; {time.strftime('%Y-%m-%d')}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=60)
@@ -80,6 +112,7 @@ def main():
     p.add_argument("--connections", default="1,8,64")
     p.add_argument("--medlink", default=str(ROOT / "target" / "release" / "medlink"))
     p.add_argument("--write", action="store_true")
+    p.add_argument("--ab", metavar="FLAGS", help="compare medlink's defaults with `medlink serve FLAGS` (see above)")
     p.add_argument("--ref-threads", type=int, default=1,
                    help="torch threads of the reference: with 2, a neighbour's load on the other "
                         "core stalled torch's OpenMP workers (8 req/s instead of 67 at 1 connection)")
@@ -88,17 +121,15 @@ def main():
     levels = [int(c) for c in args.connections.split(",")]
     cache = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
     subprocess.run(["cargo", "bench", "-q", "--bench", "serve_load", "--no-run"], cwd=ROOT, check=True)
+    if args.ab:
+        if args.write:
+            raise SystemExit("--ab compares medlink with itself and writes nothing: drop --write")
+        return ab(args, levels)
 
     # Both services run side by side and take turns at each level, so a neighbour's load on a
     # shared machine falls on both alike. medlink serves the default index (built on first use,
     # as `medlink search` does); the reference reads the same model and ontology file.
-    port = free_port()
-    # The load generator cycles through a fixed list of mentions, which a mention cache would
-    # answer from memory after one pass: medlink runs with its cache off, like the reference.
-    server = subprocess.Popen([args.medlink, "serve", "--addr", f"127.0.0.1:{port}", "--mention-cache", "0",
-                               *(["--int8"] if args.int8 else [])],
-                              stderr=subprocess.DEVNULL)
-    wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+    server, url = start_medlink(args, [])
     manifest = json.loads((cache / "indexes" / "hpo-all-MiniLM-L6-v2" / "manifest.json").read_text())
     ref_port = free_port()
     ref = subprocess.Popen([sys.executable, str(Path(__file__).parent / "serve_reference.py"),
@@ -109,7 +140,7 @@ def main():
     medlink, reference = {}, {}
     try:
         for c in levels:
-            medlink[c] = load(f"http://127.0.0.1:{port}/v1/link", c, args.seconds)
+            medlink[c] = load(url, c, args.seconds)
             print("medlink", json.dumps(medlink[c]), flush=True)
             reference[c] = load(f"http://127.0.0.1:{ref_port}/v1/link", c, args.seconds)
             print("reference", json.dumps(reference[c]), flush=True)
@@ -130,7 +161,7 @@ def main():
                     f"{m['errors']} / {r['errors']} |")
     body = "\n".join(rows) + (
         f"\n\nMachine: {cpu_model()}, {os.cpu_count()} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
-        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {os.cpu_count()} encoder workers of one thread, batches up to 128, {os.cpu_count() + 1} requests working at once; mention cache off); reference: FastAPI + uvicorn "
+        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {os.cpu_count()} encoder workers of one thread, batches up to 128, {str(os.cpu_count() + 1) + ' requests' if args.int8 else 'no limit on requests'} working at once; mention cache off); reference: FastAPI + uvicorn "
         f"(1 worker, torch {args.ref_threads} thread(s)), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
         f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")

@@ -241,9 +241,9 @@ fn rewrite_index(
         vector_type,
         ..index.manifest.hnsw
     };
-    let mut manifest = Index::build_from_vectors(
+    let mut manifest = Index::build_from_store(
         &index.dictionary,
-        index.vectors.converted(vector_type),
+        &index.vectors,
         &index.manifest.model,
         Path::new(&index.manifest.model_path),
         out,
@@ -691,8 +691,13 @@ fn serve(args: ServeArgs, cache: PathBuf) -> Result<()> {
             max_queued_mentions: args.max_queued_mentions,
             max_batch: args.max_batch,
             encoder_workers,
+            // int8 encodes a mention about as fast alone as in a batch (BENCHMARKS.md, "int8
+            // encoder"), so a few requests at a time lose nothing and keep the tail short; f32
+            // batches need every waiting request (at 64 connections, 3 slots cost it half its
+            // throughput).
             max_active: match args.max_active {
-                0 => cpus + 1,
+                0 if args.model.int8 => cpus + 1,
+                0 => args.max_concurrent,
                 n => n,
             },
             request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),

@@ -398,8 +398,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub encoder_workers: usize,
     /// Requests doing CPU work (encoding, searching, scoring) at once; later ones wait their
-    /// turn in arrival order (0: one more than the CPUs). More lets every request share the
-    /// cores and slow down together (BENCHMARKS.md, "Serving").
+    /// turn in arrival order (0: one more than the CPUs with --int8, else --max-concurrent,
+    /// so that f32 batches can gather every waiting request). More lets every request share
+    /// the cores and slow down together (BENCHMARKS.md, "Serving").
     #[arg(long, default_value_t = 0)]
     pub max_active: usize,
     /// Seconds a /v1 request may take before a 503 `timeout`.

@@ -83,7 +83,7 @@ impl Index {
         );
         Self::write(
             dictionary,
-            vectors,
+            Vectors::Owned(vectors),
             encoder.identity(),
             model_path,
             out,
@@ -104,32 +104,40 @@ impl Index {
         hnsw: HnswParams,
         progress: &dyn Progress,
     ) -> Result<Manifest> {
+        if vectors.kind() != hnsw.vector_type {
+            return Self::build_from_store(
+                dictionary, &vectors, model, model_path, out, hnsw, progress,
+            );
+        }
         hnsw.validate()?;
         check_target(out)?;
-        let names = dictionary.names().len();
-        if vectors.len() != names {
-            return Err(Error::InvalidInput(format!(
-                "{} vectors for {names} names",
-                vectors.len()
-            )));
-        }
-        if vectors.dim() != model.dim {
-            return Err(Error::DimensionMismatch {
-                expected: model.dim,
-                got: vectors.dim(),
-            });
-        }
-        let vectors = if vectors.kind() == hnsw.vector_type {
-            vectors
-        } else {
-            vectors.converted(hnsw.vector_type)
-        };
+        check_vectors(dictionary, &vectors, model)?;
+        let vectors = Vectors::Owned(vectors);
+        Self::write(dictionary, vectors, model, model_path, out, hnsw, progress)
+    }
+
+    /// [`Index::build_from_vectors`] reading `vectors` (another index's, mapped) as they are
+    /// written out as `hnsw.vector_type`: no converted copy is held in memory, and the graph
+    /// is built over the written file, mapped.
+    pub fn build_from_store(
+        dictionary: &Dictionary,
+        vectors: &VectorStore,
+        model: &ModelIdentity,
+        model_path: &Path,
+        out: &Path,
+        hnsw: HnswParams,
+        progress: &dyn Progress,
+    ) -> Result<Manifest> {
+        hnsw.validate()?;
+        check_target(out)?;
+        check_vectors(dictionary, vectors, model)?;
+        let vectors = Vectors::Converted(vectors, hnsw.vector_type);
         Self::write(dictionary, vectors, model, model_path, out, hnsw, progress)
     }
 
     fn write(
         dictionary: &Dictionary,
-        vectors: VectorStore,
+        vectors: Vectors,
         model: &ModelIdentity,
         model_path: &Path,
         out: &Path,
@@ -139,7 +147,18 @@ impl Index {
         let staging = StagingDir::new(out)?;
         let dir = staging.path().to_path_buf();
         store::save(dictionary, &dir.join(DICTIONARY_FILE))?;
-        vectors.save(&dir.join(VECTORS_FILE))?;
+        let vectors_path = dir.join(VECTORS_FILE);
+        let vectors = match vectors {
+            Vectors::Owned(vectors) => {
+                vectors.save(&vectors_path)?;
+                vectors
+            }
+            // The staging directory is renamed into place later: the mapping stays valid.
+            Vectors::Converted(source, kind) => {
+                source.save_as(kind, &vectors_path)?;
+                VectorStore::load(&vectors_path)?
+            }
+        };
 
         let stage = std::time::Instant::now();
         let graph = HnswIndex::build_with(
@@ -321,6 +340,35 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// The vectors an index is written with: built in memory, or read from a store and
+/// converted on the way to the file.
+enum Vectors<'a> {
+    Owned(VectorStore),
+    Converted(&'a VectorStore, VectorType),
+}
+
+/// One vector of the model's width per name of the dictionary's name table.
+fn check_vectors(
+    dictionary: &Dictionary,
+    vectors: &VectorStore,
+    model: &ModelIdentity,
+) -> Result<()> {
+    let names = dictionary.names().len();
+    if vectors.len() != names {
+        return Err(Error::InvalidInput(format!(
+            "{} vectors for {names} names",
+            vectors.len()
+        )));
+    }
+    if vectors.dim() != model.dim {
+        return Err(Error::DimensionMismatch {
+            expected: model.dim,
+            got: vectors.dim(),
+        });
+    }
+    Ok(())
 }
 
 /// The target is replaced: never let that be a directory that is not an index.

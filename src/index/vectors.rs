@@ -395,6 +395,54 @@ impl VectorStore {
         })
     }
 
+    /// Writes the store converted to `kind` (atomically) a row at a time, so a converted copy
+    /// never sits in memory beside the source (`medlink index convert` of a mapped index);
+    /// the same bytes as `self.converted(kind).save(path)`.
+    pub fn save_as(&self, kind: VectorType, path: &Path) -> Result<()> {
+        if kind == self.kind() {
+            return self.save(path);
+        }
+        fsutil::write_atomic(path, |w| {
+            w.write_all(VECTOR_MAGIC)?;
+            w.write_all(&VECTOR_FORMAT_VERSION.to_le_bytes())?;
+            w.write_all(&kind.code().to_le_bytes())?;
+            w.write_all(&(self.len as u64).to_le_bytes())?;
+            w.write_all(&(self.dim as u64).to_le_bytes())?;
+            let mut row = Vec::with_capacity(self.dim);
+            let mut codes = vec![0i8; self.dim];
+            let mut buf = Vec::with_capacity(1 << 16);
+            let mut each_row = |bytes: &mut dyn FnMut(&[f32], &mut Vec<u8>)| {
+                buf.clear();
+                for i in 0..self.len {
+                    bytes(self.row_into(i, &mut row), &mut buf);
+                    if buf.len() >= 1 << 16 {
+                        w.write_all(&buf)?;
+                        buf.clear();
+                    }
+                }
+                w.write_all(&buf)
+            };
+            match kind {
+                VectorType::F32 => {
+                    each_row(&mut |r, buf| buf.extend(r.iter().flat_map(|x| x.to_le_bytes())))
+                }
+                VectorType::F16 => each_row(&mut |r, buf| {
+                    buf.extend(r.iter().flat_map(|&x| f32_to_f16_bits(x).to_le_bytes()))
+                }),
+                // The layout puts every scale before the codes: two passes over the rows.
+                VectorType::I8 => {
+                    each_row(&mut |r, buf| {
+                        buf.extend(quantize_i8(r, &mut codes).to_le_bytes());
+                    })?;
+                    each_row(&mut |r, buf| {
+                        quantize_i8(r, &mut codes);
+                        buf.extend(codes.iter().map(|&q| q as u8));
+                    })
+                }
+            }
+        })
+    }
+
     /// Maps `vectors.bin` (version 1 or 2) after checking its header and size.
     pub fn load(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

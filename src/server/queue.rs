@@ -118,12 +118,16 @@ impl Encoder for QueuedEncoder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        // All parts are queued before any answer is awaited, so idle workers take them at once.
-        let mut answers = Vec::new();
-        for part in texts.chunks(self.0.max_batch) {
+        // Similar lengths share a part, so a large request's parts pad little; all parts are
+        // queued before any answer is awaited, so idle workers take them at once.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let parts: Vec<&[usize]> = order.chunks(self.0.max_batch).collect();
+        let mut answers = Vec::with_capacity(parts.len());
+        for part in &parts {
             let (reply, answer) = mpsc::sync_channel(1);
             let job = Job {
-                texts: part.iter().map(|t| t.to_string()).collect(),
+                texts: part.iter().map(|&i| texts[i].to_string()).collect(),
                 reply,
             };
             self.0
@@ -132,13 +136,14 @@ impl Encoder for QueuedEncoder {
                 .map_err(|_| Error::Internal("the encoder workers have stopped".into()))?;
             answers.push(answer);
         }
-        let mut vectors = Vec::with_capacity(texts.len());
-        for answer in answers {
-            vectors.extend(
-                answer
-                    .recv()
-                    .map_err(|_| Error::Internal("an encoder worker stopped mid-batch".into()))??,
-            );
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for (part, answer) in parts.into_iter().zip(answers) {
+            let got = answer
+                .recv()
+                .map_err(|_| Error::Internal("an encoder worker stopped mid-batch".into()))??;
+            for (&i, vector) in part.iter().zip(got) {
+                vectors[i] = vector;
+            }
         }
         Ok(vectors)
     }
@@ -249,10 +254,12 @@ mod tests {
         }));
         let queue = EncoderQueue::start(encoder, 100, 4, 2, Arc::new(Metrics::default())).unwrap();
         let queued = QueuedEncoder(Arc::new(queue));
-        let texts: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        // Longest first: the parts are cut by length, the answer keeps the request's order.
+        let numbers: Vec<u64> = (0..10).map(|i| 10u64.pow(9 - i)).collect();
+        let texts: Vec<String> = numbers.iter().map(u64::to_string).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = queued.encode(&refs).unwrap();
-        let expected: Vec<Vec<f32>> = (0..10).map(|i| vec![i as f32]).collect();
+        let expected: Vec<Vec<f32>> = numbers.iter().map(|&n| vec![n as f32]).collect();
         assert_eq!(vectors, expected);
         let batches = encoder.batches.lock().unwrap().clone();
         assert_eq!(batches.iter().sum::<usize>(), 10);

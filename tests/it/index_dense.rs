@@ -142,6 +142,46 @@ fn vector_file_round_trips_in_both_types_and_detects_corruption() {
 }
 
 #[test]
+fn converting_on_the_way_to_the_file_writes_what_converting_in_memory_would() {
+    // A few hundred rows: several 64 KB write buffers for every type.
+    let rows: Vec<Vec<f32>> = (0..300)
+        .map(|i| {
+            let row: Vec<f32> = (0..97)
+                .map(|j| ((i * 31 + j * 7) % 23) as f32 - 11.0)
+                .collect();
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1.0);
+            row.iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let kinds = [VectorType::F32, VectorType::F16, VectorType::I8];
+    for from in kinds {
+        let source_path = dir.path().join(format!("source-{}.bin", from.as_str()));
+        VectorStore::from_rows(97, &rows)
+            .unwrap()
+            .converted(from)
+            .save(&source_path)
+            .unwrap();
+        // The source is mapped, as `index convert` reads it.
+        let source = VectorStore::load(&source_path).unwrap();
+        for to in kinds {
+            let streamed = dir.path().join("streamed.bin");
+            let in_memory = dir.path().join("in-memory.bin");
+            source.save_as(to, &streamed).unwrap();
+            source.converted(to).save(&in_memory).unwrap();
+            assert_eq!(
+                std::fs::read(&streamed).unwrap(),
+                std::fs::read(&in_memory).unwrap(),
+                "{} -> {}",
+                from.as_str(),
+                to.as_str()
+            );
+            assert_eq!(VectorStore::load(&streamed).unwrap().kind(), to);
+        }
+    }
+}
+
+#[test]
 fn hnsw_parameters_are_validated() {
     let store = Arc::new(VectorStore::from_rows(2, &[vec![1.0, 0.0]]).unwrap());
     for m in [0, 1, 257, 10_000] {
