@@ -356,11 +356,7 @@ impl VectorStore {
     /// Writes the store in its own element type (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         fsutil::write_atomic(path, |w| {
-            w.write_all(VECTOR_MAGIC)?;
-            w.write_all(&VECTOR_FORMAT_VERSION.to_le_bytes())?;
-            w.write_all(&self.kind().code().to_le_bytes())?;
-            w.write_all(&(self.len as u64).to_le_bytes())?;
-            w.write_all(&(self.dim as u64).to_le_bytes())?;
+            self.write_header(w, self.kind())?;
             // Through a buffer of bytes: one write per 64 KB, not per component.
             let mut buf = Vec::with_capacity(1 << 16);
             match self.rows() {
@@ -395,6 +391,15 @@ impl VectorStore {
         })
     }
 
+    /// The version 2 header of this store's rows written as `kind`.
+    fn write_header(&self, w: &mut impl Write, kind: VectorType) -> std::io::Result<()> {
+        w.write_all(VECTOR_MAGIC)?;
+        w.write_all(&VECTOR_FORMAT_VERSION.to_le_bytes())?;
+        w.write_all(&kind.code().to_le_bytes())?;
+        w.write_all(&(self.len as u64).to_le_bytes())?;
+        w.write_all(&(self.dim as u64).to_le_bytes())
+    }
+
     /// Writes the store converted to `kind` (atomically) a row at a time, so a converted copy
     /// never sits in memory beside the source (`medlink index convert` of a mapped index);
     /// the same bytes as `self.converted(kind).save(path)`.
@@ -403,11 +408,7 @@ impl VectorStore {
             return self.save(path);
         }
         fsutil::write_atomic(path, |w| {
-            w.write_all(VECTOR_MAGIC)?;
-            w.write_all(&VECTOR_FORMAT_VERSION.to_le_bytes())?;
-            w.write_all(&kind.code().to_le_bytes())?;
-            w.write_all(&(self.len as u64).to_le_bytes())?;
-            w.write_all(&(self.dim as u64).to_le_bytes())?;
+            self.write_header(w, kind)?;
             let mut row = Vec::with_capacity(self.dim);
             let mut codes = vec![0i8; self.dim];
             let mut buf = Vec::with_capacity(1 << 16);

@@ -45,7 +45,8 @@ pub struct Limits {
     pub encoder_workers: usize,
     /// Requests doing CPU work (encoding, searching, scoring) at once; later ones wait their
     /// turn in arrival order. More than the cores makes every request share them: all slow
-    /// down together and the slowest decide p99.
+    /// down together and the slowest decide p99. It also caps an encoder batch, so `medlink
+    /// serve` lifts it for the f32 encoder, whose throughput comes from large batches.
     pub max_active: usize,
     /// Time a `/v1` request may take (503 `timeout` after).
     pub request_timeout: Duration,
