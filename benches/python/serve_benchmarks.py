@@ -26,6 +26,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
+import shlex  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -94,14 +95,16 @@ def start_medlink(args, extra):
 def ab(args, levels):
     """medlink's defaults against `--ab` flags, alternating, one fresh server per run."""
     for c in levels:
-        for _ in range(5):
-            for label, extra in (("defaults", []), (args.ab, args.ab.split())):
+        arms = [("defaults", []), (args.ab, shlex.split(args.ab))]
+        for repeat in range(5):
+            # Each arm goes first in turn, so a drift in the machine's speed favours neither.
+            for label, extra in arms[::-1] if repeat % 2 else arms:
                 server, url = start_medlink(args, extra)
                 try:
                     print(f"{c} connections, {label}:", json.dumps(load(url, c, args.seconds)), flush=True)
                 finally:
                     stop(server)
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; {'int8' if args.int8 else 'f32'} encoder; "
+    print(f"Machine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; {'int8' if args.int8 else 'f32'} encoder; "
           f"{args.seconds:.0f} s per run after a 3 s warm-up; {time.strftime('%Y-%m-%d')}")
 
 
@@ -160,8 +163,8 @@ def main():
                     f"{m['rps'] / max(r['rps'], 1e-9):.2f}x | {r['p99_ms'] / max(m['p99_ms'], 1e-9):.2f}x | "
                     f"{m['errors']} / {r['errors']} |")
     body = "\n".join(rows) + (
-        f"\n\nMachine: {cpu_model()}, {os.cpu_count()} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
-        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {os.cpu_count()} encoder workers of one thread, batches up to 128, {str(os.cpu_count() + 1) + ' requests' if args.int8 else 'no limit on requests'} working at once; mention cache off); reference: FastAPI + uvicorn "
+        f"\n\nMachine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
+        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {len(os.sched_getaffinity(0))} encoder workers of one thread, batches up to 128, {str(len(os.sched_getaffinity(0)) + 1) + ' requests' if args.int8 else 'no limit on requests'} working at once; mention cache off); reference: FastAPI + uvicorn "
         f"(1 worker, torch {args.ref_threads} thread(s)), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
         f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")

@@ -390,7 +390,7 @@ pub struct ServeArgs {
     /// Mentions waiting for the encoder; more get 503 with Retry-After.
     #[arg(long, default_value_t = 8192)]
     pub max_queued_mentions: usize,
-    /// Most mentions the encoder worker merges into one batch.
+    /// Most mentions an encoder worker merges into one batch.
     #[arg(long, default_value_t = 128)]
     pub max_batch: usize,
     /// Encoder worker threads per model, each encoding on its share of the CPUs (0: one per

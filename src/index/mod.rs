@@ -153,7 +153,8 @@ impl Index {
                 vectors.save(&vectors_path)?;
                 vectors
             }
-            // The staging directory is renamed into place later: the mapping stays valid.
+            // Mapped from the staging directory: the graph is built (and the mapping dropped)
+            // before the directory is renamed into place.
             Vectors::Converted(source, kind) => {
                 source.save_as(kind, &vectors_path)?;
                 VectorStore::load(&vectors_path)?

@@ -317,7 +317,11 @@ impl VectorStore {
             let (start, bytes): (*const i8, usize) = match self.rows() {
                 Rows::F32(v) => (v[range].as_ptr().cast(), self.dim * 4),
                 Rows::F16(v) => (v[range].as_ptr().cast(), self.dim * 2),
-                Rows::I8 { rows, .. } => (rows[range].as_ptr().cast(), self.dim),
+                Rows::I8 { scales, rows } => {
+                    // SAFETY: `scales[i]` exists (checked by the index); a hint reads nothing.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>((&scales[i] as *const f32).cast()) };
+                    (rows[range].as_ptr().cast(), self.dim)
+                }
             };
             for offset in (0..bytes).step_by(64) {
                 // SAFETY: `start + offset` lies inside row `i`, which the slice above checked;

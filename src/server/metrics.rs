@@ -4,7 +4,7 @@
 //!
 //! Series: `medlink_requests_total{route,status}`, `medlink_request_duration_seconds{route}`
 //! (histogram), `medlink_batch_size` and `medlink_batch_duration_seconds` (histograms of the
-//! encoder worker's merged batches), `medlink_queue_depth` (mentions admitted and not yet
+//! encoder workers' merged batches), `medlink_queue_depth` (mentions admitted and not yet
 //! answered), `medlink_requests_in_flight`, `medlink_rejected_total{reason}`.
 
 use std::collections::BTreeMap;

@@ -3,8 +3,9 @@
 //! ```text
 //! request -> [CORS] -> observe (request id, metrics, log line) -> body limit
 //!         -> /v1 guard (API key, readiness, concurrency 429, timeout 503) -> handler
-//! handler -> validate -> admit to the encoder queue (503 when full) -> spawn_blocking(linker)
-//!         -> linker -> QueuedEncoder -> encoder worker thread (merges concurrent requests)
+//! handler -> validate -> admit to the encoder queue (503 when full) -> working slot
+//!         -> spawn_blocking(linker) -> linker -> QueuedEncoder -> encoder workers (each
+//!         merges the concurrent requests waiting)
 //! ```
 //! Design after text-embeddings-inference: one axum router with thin handlers ([`routes`]),
 //! request/response types in [`dto`], one error type mapped to statuses in one place

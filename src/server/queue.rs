@@ -7,8 +7,8 @@
 //! [`QueuedEncoder::encode`]; that sends the texts to the queue and waits. Encoder worker
 //! threads take every job waiting, up to `max_batch` texts, encode them as one length-sorted
 //! batch and hand each job its vectors. Concurrent single-mention requests are therefore
-//! encoded together, and a request with more texts than one batch holds is sent as several
-//! jobs, which the workers encode side by side.
+//! encoded together, and a request with several texts is sent as one job per worker (at most
+//! `max_batch` texts each), which the workers encode side by side.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,7 @@ pub struct EncoderQueue {
     permits: Arc<Semaphore>,
     capacity: usize,
     max_batch: usize,
+    workers: usize,
     identity: ModelIdentity,
     dim: usize,
     metrics: Arc<Metrics>,
@@ -75,6 +76,7 @@ impl EncoderQueue {
             permits: Arc::new(Semaphore::new(capacity)),
             capacity,
             max_batch: max_batch.max(1),
+            workers: workers.max(1),
             identity: encoder.identity().clone(),
             dim: encoder.dim(),
             metrics,
@@ -118,11 +120,16 @@ impl Encoder for QueuedEncoder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        // Similar lengths share a part, so a large request's parts pad little; all parts are
-        // queued before any answer is awaited, so idle workers take them at once.
+        // A request is cut into one part per worker (at most a batch each), so an idle server
+        // encodes it on every worker; similar lengths share a part, so the parts pad little.
+        // All parts are queued before any answer is awaited.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
-        let parts: Vec<&[usize]> = order.chunks(self.0.max_batch).collect();
+        let part = texts
+            .len()
+            .div_ceil(self.0.workers)
+            .clamp(1, self.0.max_batch);
+        let parts: Vec<&[usize]> = order.chunks(part).collect();
         let mut answers = Vec::with_capacity(parts.len());
         for part in &parts {
             let (reply, answer) = mpsc::sync_channel(1);
@@ -218,10 +225,10 @@ mod tests {
     use super::*;
     use crate::encoder::Pooling;
 
-    /// Encodes each text as `[its number]` and records the batch sizes it was given.
+    /// Encodes each text as `[its number]` and records the batches it was given.
     struct Recording {
         identity: ModelIdentity,
-        batches: Mutex<Vec<usize>>,
+        batches: Mutex<Vec<Vec<String>>>,
     }
 
     impl Encoder for Recording {
@@ -234,7 +241,8 @@ mod tests {
         }
 
         fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-            self.batches.lock().unwrap().push(texts.len());
+            let batch = texts.iter().map(|t| t.to_string()).collect();
+            self.batches.lock().unwrap().push(batch);
             Ok(texts.iter().map(|t| vec![t.parse().unwrap()]).collect())
         }
     }
@@ -261,9 +269,23 @@ mod tests {
         let vectors = queued.encode(&refs).unwrap();
         let expected: Vec<Vec<f32>> = numbers.iter().map(|&n| vec![n as f32]).collect();
         assert_eq!(vectors, expected);
-        let batches = encoder.batches.lock().unwrap().clone();
-        assert_eq!(batches.iter().sum::<usize>(), 10);
-        assert!(batches.iter().all(|&b| b <= 4), "{batches:?}");
+        // Parts of at most 4 texts, each of texts as long as one another: the 4 shortest, the
+        // next 4, the 2 longest.
+        let mut batches = encoder.batches.lock().unwrap().clone();
+        batches.sort();
+        let mut expected_parts: Vec<Vec<String>> = vec![
+            texts[6..].to_vec(),
+            texts[2..6].to_vec(),
+            texts[..2].to_vec(),
+        ];
+        for part in &mut expected_parts {
+            part.sort();
+        }
+        for batch in &mut batches {
+            batch.sort();
+        }
+        expected_parts.sort();
+        assert_eq!(batches, expected_parts);
         assert!(queued.encode(&[]).unwrap().is_empty());
     }
 }

@@ -41,12 +41,14 @@ pub struct Limits {
     pub max_queued_mentions: usize,
     /// Most texts one encoder batch merges.
     pub max_batch: usize,
-    /// Encoder worker threads per model; each encodes on its share of the CPUs.
+    /// Encoder worker threads per model. `medlink serve` starts one per CPU and gives each
+    /// an encoder of one thread; the default (1) suits an encoder that uses every CPU itself.
     pub encoder_workers: usize,
     /// Requests doing CPU work (encoding, searching, scoring) at once; later ones wait their
     /// turn in arrival order. More than the cores makes every request share them: all slow
-    /// down together and the slowest decide p99. It also caps an encoder batch, so `medlink
-    /// serve` lifts it for the f32 encoder, whose throughput comes from large batches.
+    /// down together and the slowest decide p99. It also caps an encoder batch: the default
+    /// (512, as `max_concurrent`) sets no limit, and `medlink serve` sets CPUs + 1 for the
+    /// int8 encoder only, whose speed does not depend on batches.
     pub max_active: usize,
     /// Time a `/v1` request may take (503 `timeout` after).
     pub request_timeout: Duration,
@@ -64,8 +66,8 @@ impl Default for Limits {
             max_concurrent: 512,
             max_queued_mentions: 8_192,
             max_batch: 128,
-            encoder_workers: crate::parallel::threads(0),
-            max_active: crate::parallel::threads(0) + 1,
+            encoder_workers: 1,
+            max_active: 512,
             request_timeout: Duration::from_secs(30),
             mention_cache: 10_000,
         }

@@ -648,6 +648,11 @@ async fn requests_wait_for_a_working_slot_instead_of_sharing_the_cores() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "the request ran without a slot");
+    let metrics = get(&app, "/metrics").await.text;
+    assert!(
+        metrics.contains("medlink_batch_size_count 0"),
+        "encoded without a slot:\n{metrics}"
+    );
     // Routes without CPU work do not wait for one.
     assert_eq!(
         get(&app, "/v1/concepts/CARD:0001").await.status,
