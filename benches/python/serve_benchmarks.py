@@ -36,6 +36,8 @@ import urllib.request  # noqa: E402
 from benchmarks_md import replace_block  # noqa: E402
 
 ROOT = refenv.ROOT
+# The CPUs this process may use, as medlink counts them (affinity, not the machine's total).
+cores = len(os.sched_getaffinity(0))
 
 
 def cpu_model():
@@ -104,7 +106,7 @@ def ab(args, levels):
                     print(f"{c} connections, {label}:", json.dumps(load(url, c, args.seconds)), flush=True)
                 finally:
                     stop(server)
-    print(f"Machine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; {'int8' if args.int8 else 'f32'} encoder; "
+    print(f"Machine: {cpu_model()}, {cores} cores; {'int8' if args.int8 else 'f32'} encoder; "
           f"{args.seconds:.0f} s per run after a 3 s warm-up; {time.strftime('%Y-%m-%d')}")
 
 
@@ -163,8 +165,8 @@ def main():
                     f"{m['rps'] / max(r['rps'], 1e-9):.2f}x | {r['p99_ms'] / max(m['p99_ms'], 1e-9):.2f}x | "
                     f"{m['errors']} / {r['errors']} |")
     body = "\n".join(rows) + (
-        f"\n\nMachine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
-        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {len(os.sched_getaffinity(0))} encoder workers of one thread, batches up to 128, {str(len(os.sched_getaffinity(0)) + 1) + ' requests' if args.int8 else 'no limit on requests'} working at once; mention cache off); reference: FastAPI + uvicorn "
+        f"\n\nMachine: {cpu_model()}, {cores} cores; {args.seconds:.0f} s per level after a 3 s warm-up; "
+        f"medlink {manifest['medlink_version']} ({'int8' if args.int8 else 'f32'} encoder; defaults: {cores} encoder workers of one thread, batches up to 128, {str(cores + 1) + ' requests' if args.int8 else 'no limit on requests'} working at once; mention cache off); reference: FastAPI + uvicorn "
         f"(1 worker, torch {args.ref_threads} thread(s)), sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
         f"faiss HNSW; model {manifest['model']['name']}, {manifest['counts']['names']} names; "
         f"the two services alternate at each level. Measured {time.strftime('%Y-%m-%d')}. {args.note}")

@@ -71,6 +71,7 @@ impl Index {
         hnsw: HnswParams,
         progress: &dyn Progress,
     ) -> Result<Manifest> {
+        // Before the minutes of embedding; `write` checks again, for every path.
         hnsw.validate()?;
         check_target(out)?;
         let _span = tracing::info_span!("build_index", out = %out.display()).entered();
@@ -109,9 +110,6 @@ impl Index {
                 dictionary, &vectors, model, model_path, out, hnsw, progress,
             );
         }
-        hnsw.validate()?;
-        check_target(out)?;
-        check_vectors(dictionary, &vectors, model)?;
         let vectors = Vectors::Owned(vectors);
         Self::write(dictionary, vectors, model, model_path, out, hnsw, progress)
     }
@@ -128,13 +126,11 @@ impl Index {
         hnsw: HnswParams,
         progress: &dyn Progress,
     ) -> Result<Manifest> {
-        hnsw.validate()?;
-        check_target(out)?;
-        check_vectors(dictionary, vectors, model)?;
         let vectors = Vectors::Converted(vectors, hnsw.vector_type);
         Self::write(dictionary, vectors, model, model_path, out, hnsw, progress)
     }
 
+    /// Checks the parameters, the target and the vectors, then writes the index.
     fn write(
         dictionary: &Dictionary,
         vectors: Vectors,
@@ -144,6 +140,9 @@ impl Index {
         hnsw: HnswParams,
         progress: &dyn Progress,
     ) -> Result<Manifest> {
+        hnsw.validate()?;
+        check_target(out)?;
+        check_vectors(dictionary, vectors.store(), model)?;
         let staging = StagingDir::new(out)?;
         let dir = staging.path().to_path_buf();
         store::save(dictionary, &dir.join(DICTIONARY_FILE))?;
@@ -348,6 +347,16 @@ impl Index {
 enum Vectors<'a> {
     Owned(VectorStore),
     Converted(&'a VectorStore, VectorType),
+}
+
+impl Vectors<'_> {
+    /// The rows to write, before any conversion.
+    fn store(&self) -> &VectorStore {
+        match self {
+            Vectors::Owned(store) => store,
+            Vectors::Converted(store, _) => store,
+        }
+    }
 }
 
 /// One vector of the model's width per name of the dictionary's name table.
