@@ -1,6 +1,8 @@
 //! Lexical index on the real HPO name table (about 41k names): build time, and query latency
 //! for exact names and names with one or two random letter edits, plus the cost of scoring one
-//! (query, name) pair as the linker does for dense candidates.
+//! (query, name) pair as the linker does for dense candidates; and query latency on a million
+//! names (the HPO names under qualifier prefixes, as the scale bench's synthetic indexes),
+//! where a 3-gram's postings are 25 times longer.
 //!
 //! Needs `../shared/data/hpo/hp.obo` beside the checkout (or `MEDLINK_SHARED_DATA`).
 //! Run: `cargo bench --bench lexical`.
@@ -108,5 +110,76 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// Prefixes that turn one name into many, as in `benches/scale.rs`.
+const QUALIFIERS: [&str; 24] = [
+    "acute",
+    "chronic",
+    "severe",
+    "mild",
+    "bilateral",
+    "left",
+    "right",
+    "congenital",
+    "familial",
+    "recurrent",
+    "early onset",
+    "late onset",
+    "progressive",
+    "transient",
+    "partial",
+    "complete",
+    "isolated",
+    "generalized",
+    "focal",
+    "secondary",
+    "primary",
+    "persistent",
+    "intermittent",
+    "neonatal",
+];
+
+/// Query latency at k 64 (the linker's pool) on about a million names.
+fn bench_million(c: &mut Criterion) {
+    let spec = OntologySpec {
+        format: Format::Obo,
+        path: shared_data("hpo/hp.obo"),
+    };
+    let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())
+        .expect("HPO at ../shared/data/hpo/hp.obo (or set MEDLINK_SHARED_DATA)");
+    let base: Vec<&str> = dict.names().iter().map(|n| n.normalized).collect();
+    let texts: Vec<String> = std::iter::once(None)
+        .chain(QUALIFIERS.iter().map(Some))
+        .flat_map(|q| {
+            base.iter()
+                .map(move |n| q.map_or(n.to_string(), |q| format!("{q} {n}")))
+        })
+        .collect();
+    let names: Vec<(NameIdx, &str)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as NameIdx, n.as_str()))
+        .collect();
+    let index = LexicalIndex::build_in_ram(&names).expect("build");
+    let mut rng = Rng(2025);
+    for edits in [0, 1] {
+        let queries: Vec<String> = (0..256)
+            .map(|_| with_edits(base[rng.below(base.len())], edits, &mut rng))
+            .collect();
+        let mut next = queries.iter().cycle();
+        c.bench_function(
+            &format!(
+                "lexical_search_{}k_names_k64_{edits}_edits",
+                names.len() / 1000
+            ),
+            |b| {
+                b.iter(|| {
+                    let query = next.next().map(String::as_str).unwrap_or_default();
+                    index.search(black_box(query), 64).expect("search")
+                })
+            },
+        );
+    }
+}
+
+criterion_group!(benches, bench, bench_million);
 criterion_main!(benches);

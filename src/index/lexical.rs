@@ -22,39 +22,48 @@
 //! proportions, and is comparable across queries; [`LexicalIndex::similarity`] computes it for
 //! any pair of strings, so the linker can score dense-index candidates on the same scale.
 //!
-//! [`LexicalIndex::search`] retrieves a candidate pool of `max(4k, 64)` names by BM25 over an OR
-//! of the query's rarest 3-grams — at most 16, and none found in more than 5% of the names
-//! unless fewer than four rarer ones remain, since frequent 3-grams match too many names to be
-//! worth scanning — and returns the best `k` of the pool by the cosine above. The pool only
-//! decides which names are seen, never their scores. Ties are broken by exact string equality
-//! with the query, then BM25, then name index, so results are deterministic. On the HPO name
-//! table the results equal an exhaustive TF-IDF cosine scan's (see `tests/it/index_lexical.rs`).
+//! [`LexicalIndex::search`] retrieves a candidate pool of `max(4k, 64)` names by the same cosine
+//! restricted to the query's rarest 3-grams — at most 16, and none found in more than 5% of the
+//! names unless fewer than four rarer ones remain, since frequent 3-grams match too many names
+//! to be worth scanning: their postings are read straight from tantivy and summed per name,
+//! then divided by the name's norm (computed for every name when the index opens) — and returns
+//! the best `k` of the pool by the full cosine. The pool only decides which names are seen,
+//! never their scores. Ties are broken by exact string equality with the query, then the
+//! retrieval score, then name index, so results are deterministic. On the HPO name table the
+//! results equal an exhaustive TF-IDF cosine scan's (see `tests/it/index_lexical.rs`).
+//!
+//! tantivy's own BM25 OR-query (block-WAND over the same 3-grams) retrieved the pool until
+//! 2026-12: it ranked by a score the cosine then disagreed with, so it needed a deep pool, and
+//! keeping a top 256 under WAND spent about half of a lexical search in tantivy's union and
+//! collector; summing the postings directly is a plain scan of the same lists.
 //!
 //! # Promises
 //! The index is immutable once built (manual reader reload, no writer kept). Opening it checks
-//! the files' checksums and reads the names (their bytes plus 12 per name) and the document
-//! frequency of every 3-gram into memory, so that candidates are re-scored without touching
+//! the files' checksums and reads the names (their bytes plus 16 per name, norm included) and
+//! the document frequency of every 3-gram into memory, so that candidates are re-scored without touching
 //! tantivy's compressed document store.
 //! [`LexicalIndex`] is `Send + Sync`; searches take `&self`. An on-disk index carries a format
 //! tag in tantivy's commit payload: [`LexicalIndex::open`] refuses a directory without it with
 //! [`Error::FileFormat`], a missing directory with [`Error::Io`] and an unreadable one with
 //! [`Error::DataCorruption`].
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::index::InvertedIndexReader;
+use tantivy::postings::Postings;
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED,
 };
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-    TantivyError, Term,
+    DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, TantivyError,
+    Term, TERMINATED,
 };
 
 use crate::error::{Error, Result};
@@ -71,13 +80,13 @@ const TOKENIZER: &str = "medlink_char_wb_3";
 
 /// 3-grams in more than this fraction of the names are skipped at retrieval when enough rarer
 /// 3-grams remain: on HPO 87 3-grams pass it ("al " is in 31% of the names, " of" in 25%,
-/// "abn" in 11%), and keeping them made the OR query about 2× slower without finding anything
+/// "abn" in 11%), and keeping them made retrieval about 2× slower without finding anything
 /// the rarer 3-grams miss.
 const FREQUENT_DF_FRACTION: f64 = 0.05;
 /// Never retrieve with fewer than this many 3-grams (the rarest ones) when the query has them.
 const MIN_RETRIEVAL_GRAMS: usize = 4;
-/// Retrieve with at most this many 3-grams, the rarest. Long names otherwise make OR queries of
-/// 40+ clauses whose union is slow to scan; on HPO with 1–2 typos, 16 clauses kept hit@25 and
+/// Retrieve with at most this many 3-grams, the rarest. Long names otherwise have 40+ 3-grams
+/// whose postings are slow to scan (measured with tantivy's OR-query, the retrieval then); on HPO with 1–2 typos, 16 clauses kept hit@25 and
 /// hit@1 unchanged and cut the p99 latency from ~4 ms to ~1.3 ms (10 was as good on HPO but lost
 /// 0.4 points of hit@25 on NCBI-disease mentions).
 const MAX_RETRIEVAL_GRAMS: usize = 16;
@@ -255,7 +264,7 @@ impl Fields {
         );
         // Stored so that opening the index can load the names for re-scoring.
         let name = builder.add_text_field(FIELD_NAME, STORED);
-        // Term frequencies matter (BM25 and repeated 3-grams such as "ana" in "banana");
+        // Term frequencies matter (repeated 3-grams such as "ana" in "banana" count twice);
         // positions do not: queries are bags of 3-grams, never phrases, built term by term.
         let grams = builder.add_text_field(
             FIELD_GRAMS,
@@ -314,18 +323,6 @@ struct Names {
 }
 
 impl Names {
-    fn row(&self, address: DocAddress) -> Option<usize> {
-        let segment = address.segment_ord as usize;
-        let base = *self.segment_base.get(segment)?;
-        let end = self
-            .segment_base
-            .get(segment + 1)
-            .copied()
-            .unwrap_or(self.ids.len());
-        let row = base + address.doc_id as usize;
-        (row < end).then_some(row)
-    }
-
     fn get(&self, row: usize) -> (NameIdx, &str) {
         let start = if row == 0 { 0 } else { self.ends[row - 1] };
         (self.ids[row], &self.text[start..self.ends[row]])
@@ -337,14 +334,20 @@ pub struct LexicalIndex {
     // Kept so the index (and its directory handle) lives as long as the searcher.
     _index: Index,
     _reader: IndexReader,
-    searcher: Searcher,
     fields: Fields,
     grams: GramMap<GramStats>,
     names: Names,
-    /// Each indexed name's TF-IDF norm (f64 bits) by name index, computed when first needed;
-    /// 0 until then. The norm is the only part of a score that needs every 3-gram of the
-    /// name looked up in `grams`, and the same names come back query after query. Empty
-    /// (no caching) unless the names' indexes are distinct and dense ([`norm_slots`]).
+    /// Each segment's 3-gram postings, by segment ordinal (retrieval reads them directly).
+    postings: Vec<Arc<InvertedIndexReader>>,
+    /// Each row's TF-IDF norm, computed at open: retrieval divides by it for every name a
+    /// query's 3-grams reach, thousands per query.
+    row_norms: Vec<f32>,
+    /// Zeroed per-row buffers in which retrieval sums a query's postings.
+    sums: SumBuffers,
+    /// Each indexed name's TF-IDF norm (f64 bits) by name index, filled at open from the
+    /// same computation as `row_norms` (0 for an index no row has): scoring a dense-index
+    /// candidate by name index needs it without a name-to-row table. Empty (no caching)
+    /// unless the names' indexes are distinct and dense ([`norm_slots`]).
     norms: Vec<AtomicU64>,
     num_docs: u64,
     /// Where the index lives, for error messages; `None` in RAM.
@@ -404,12 +407,70 @@ impl Profile {
     }
 }
 
+/// Retrieval's per-row accumulators (4 bytes per name), reused across queries: a search takes
+/// one and gives it back zeroed. At most one per CPU is kept; a search beyond that (more
+/// threads searching at once than CPUs) allocates its own and frees it, so that a burst of
+/// threads does not leave a buffer per thread behind.
+struct SumBuffers {
+    kept: Mutex<Vec<Vec<f32>>>,
+    keep_at_most: usize,
+}
+
+impl Default for SumBuffers {
+    fn default() -> Self {
+        SumBuffers {
+            kept: Mutex::default(),
+            keep_at_most: crate::parallel::threads(0),
+        }
+    }
+}
+
+impl SumBuffers {
+    fn take(&self, rows: usize) -> Vec<f32> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        kept.filter(|b| b.len() == rows)
+            .unwrap_or_else(|| vec![0.0; rows])
+    }
+
+    /// `buffer` must be all zero again.
+    fn give_back(&self, buffer: Vec<f32>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < self.keep_at_most {
+            kept.push(buffer);
+        }
+    }
+}
+
+/// A row and its retrieval score, ordered by score, then by lower row (the better first).
+#[derive(Clone, Copy, PartialEq)]
+struct Ranked {
+    score: f32,
+    row: u32,
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(other.row.cmp(&self.row))
+    }
+}
+
 /// One retrieval candidate, before sorting.
 struct Candidate {
     name_idx: NameIdx,
     cosine: f64,
     exact: bool,
-    bm25: f32,
+    /// The cosine over the retrieval 3-grams only (ties of the full cosine).
+    retrieval: f32,
 }
 
 impl LexicalIndex {
@@ -566,18 +627,49 @@ impl LexicalIndex {
         let num_docs = searcher.num_docs();
         let grams = read_gram_stats(&searcher, fields.grams, num_docs, path)?;
         let names = read_names(&searcher, fields, path)?;
+        let postings = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.inverted_index(fields.grams))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(|e| read_error(path, "open 3-gram postings", e))?;
         let norms = norm_slots(&names.ids);
-        Ok(LexicalIndex {
+        let mut index = LexicalIndex {
             _index: index,
             _reader: reader,
-            searcher,
             fields,
             grams,
             norms,
             names,
+            postings,
+            row_norms: Vec::new(),
+            sums: SumBuffers::default(),
             num_docs,
             path: path.map(Path::to_path_buf),
+        };
+        index.row_norms = index.compute_norms();
+        Ok(index)
+    }
+
+    /// Every row's norm (f32, for retrieval), storing the same f64 in the name-index cache.
+    fn compute_norms(&self) -> Vec<f32> {
+        const CHUNK: usize = 1 << 14;
+        let rows = self.names.ids.len();
+        let chunks = crate::parallel::parallel_map(rows.div_ceil(CHUNK), 0, |c| {
+            let rows = c * CHUNK..((c + 1) * CHUNK).min(rows);
+            Ok(rows
+                .map(|row| {
+                    let (name_idx, name) = self.names.get(row);
+                    let norm = self.norm_of(name);
+                    if let Some(slot) = self.norms.get(name_idx as usize) {
+                        slot.store(norm.to_bits(), Ordering::Relaxed);
+                    }
+                    norm as f32
+                })
+                .collect::<Vec<f32>>())
         })
+        .unwrap_or_default();
+        chunks.concat()
     }
 
     /// Number of names indexed.
@@ -598,33 +690,28 @@ impl LexicalIndex {
         if profile.weights.is_empty() || k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(query) = self.retrieval_query(normalized_query) else {
+        let grams = self.retrieval_grams(normalized_query);
+        if grams.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let pool = k.saturating_mul(POOL_FACTOR).max(MIN_POOL).min(self.len());
-        let top = self
-            .searcher
-            .search(&query, &TopDocs::with_limit(pool).order_by_score())
-            .map_err(|e| self.error("search", e))?;
+        let top = self.retrieve(&grams, pool)?;
 
         let mut candidates = Vec::with_capacity(top.len());
-        for (bm25, address) in top {
-            let row = self.names.row(address).ok_or_else(|| {
-                self.corrupt(format!("search returned unknown document {address:?}"))
-            })?;
-            let (name_idx, name) = self.names.get(row);
+        for (retrieval, row) in top {
+            let (name_idx, name) = self.names.get(row as usize);
             candidates.push(Candidate {
                 name_idx,
                 cosine: self.cosine(&profile, Some(name_idx), name),
                 exact: name == normalized_query,
-                bm25,
+                retrieval,
             });
         }
         candidates.sort_by(|a, b| {
             b.cosine
                 .total_cmp(&a.cosine)
                 .then(b.exact.cmp(&a.exact))
-                .then(b.bm25.total_cmp(&a.bm25))
+                .then(b.retrieval.total_cmp(&a.retrieval))
                 .then(a.name_idx.cmp(&b.name_idx))
         });
         candidates.truncate(k);
@@ -659,38 +746,94 @@ impl LexicalIndex {
         self.cosine(query, Some(name_idx), normalized_name) as f32
     }
 
-    /// The BM25 OR-query over the query's rarest indexed 3-grams; `None` when no 3-gram of the
-    /// query is indexed.
-    fn retrieval_query(&self, normalized_query: &str) -> Option<BooleanQuery> {
+    /// The query's rarest indexed 3-grams with their counts in the query (see the module
+    /// docs); empty when no 3-gram of the query is indexed.
+    fn retrieval_grams(&self, normalized_query: &str) -> Vec<(Gram, u32)> {
         let mut present: Vec<(u32, Gram, u32)> = gram_counts(normalized_query)
             .into_iter()
             .filter_map(|(g, count)| self.grams.get(&g).map(|s| (s.df, g, count)))
             .collect();
-        if present.is_empty() {
-            return None;
-        }
         present.sort_unstable();
         let frequent = (FREQUENT_DF_FRACTION * self.num_docs as f64).max(1.0) as u32;
         let rare = present.iter().filter(|(df, ..)| *df <= frequent).count();
         let keep = rare
             .clamp(MIN_RETRIEVAL_GRAMS, MAX_RETRIEVAL_GRAMS)
             .min(present.len());
-        let clauses = present[..keep]
+        present[..keep]
             .iter()
-            .map(|&(_, g, count)| {
-                let term = Term::from_field_text(self.fields.grams, &gram_string(g));
-                let q: Box<dyn Query> =
-                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
-                // A 3-gram repeated in the query counts more, as in the cosine.
-                let q: Box<dyn Query> = if count > 1 {
-                    Box::new(BoostQuery::new(q, count as f32))
-                } else {
-                    q
+            .map(|&(_, g, count)| (g, count))
+            .collect()
+    }
+
+    /// The `pool` rows with the highest cosine restricted to `grams` (the TF-IDF products of
+    /// those 3-grams summed over their postings, over the row's full norm), best first, ties
+    /// by row; with the score.
+    fn retrieve(&self, grams: &[(Gram, u32)], pool: usize) -> Result<Vec<(f32, u32)>> {
+        let mut sums = self.sums.take(self.row_norms.len());
+        let mut touched: Vec<u32> = Vec::new();
+        let summed = self.sum_postings(grams, &mut sums, &mut touched);
+        // Every touched row is reset, whatever happened, for the next query; the best
+        // `pool` are kept in a min-heap on the way (most rows fall below its least and
+        // cost one comparison).
+        let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(pool + 1);
+        for &row in &touched {
+            let sum = std::mem::take(&mut sums[row as usize]);
+            let norm = self.row_norms[row as usize];
+            let ranked = Ranked {
+                score: if norm > 0.0 { sum / norm } else { 0.0 },
+                row,
+            };
+            if best.len() < pool {
+                best.push(Reverse(ranked));
+            } else if best.peek().is_some_and(|least| ranked > least.0) {
+                best.pop();
+                best.push(Reverse(ranked));
+            }
+        }
+        self.sums.give_back(sums);
+        summed?;
+        Ok(best
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(r)| (r.score, r.row))
+            .collect())
+    }
+
+    /// Adds `count(t) * idf(t)² * tf(t, row)` of each 3-gram `t` of `grams` into `sums` for
+    /// every row whose name has `t`, recording each row's first touch in `touched`.
+    fn sum_postings(
+        &self,
+        grams: &[(Gram, u32)],
+        sums: &mut [f32],
+        touched: &mut Vec<u32>,
+    ) -> Result<()> {
+        for &(gram, count) in grams {
+            let idf = self.idf(gram);
+            let weight = (f64::from(count) * idf * idf) as f32;
+            let term = Term::from_field_text(self.fields.grams, &gram_string(gram));
+            for (segment, postings) in self.postings.iter().enumerate() {
+                let base = self.names.segment_base[segment];
+                let Some(mut docs) = postings
+                    .read_postings(&term, IndexRecordOption::WithFreqs)
+                    .map_err(|e| self.error("read 3-gram postings", e.into()))?
+                else {
+                    continue;
                 };
-                (Occur::Should, q)
-            })
-            .collect();
-        Some(BooleanQuery::new(clauses))
+                let mut doc = docs.doc();
+                while doc != TERMINATED {
+                    let row = base + doc as usize;
+                    let sum = sums.get_mut(row).ok_or_else(|| {
+                        self.corrupt(format!("3-gram postings name unknown document {doc}"))
+                    })?;
+                    if *sum == 0.0 {
+                        touched.push(row as u32);
+                    }
+                    *sum += weight * docs.term_freq() as f32;
+                    doc = docs.advance();
+                }
+            }
+        }
+        Ok(())
     }
 
     fn idf(&self, g: Gram) -> f64 {

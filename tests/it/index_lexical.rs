@@ -360,6 +360,36 @@ fn hpo_typos_match_exhaustive_tfidf() {
     }
 }
 
+/// Searches share the index's per-row sum buffers: many threads at once (more than the index
+/// keeps buffers for) must each get what a lone search gets, so every buffer goes back zeroed.
+#[test]
+fn concurrent_searches_agree_with_lone_ones() {
+    let hpo = hpo();
+    let names = hpo.dict.names();
+    let mut rng = Rng(7);
+    let queries: Vec<String> = (0..64)
+        .map(|_| edit(names.get(rng.below(names.len())).normalized, &mut rng))
+        .collect();
+    let alone: Vec<Vec<(NameIdx, f32)>> = queries
+        .iter()
+        .map(|q| hpo.index.search(q, 25).unwrap())
+        .collect();
+    assert!(alone.iter().all(|hits| !hits.is_empty()));
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            let (queries, alone) = (&queries, &alone);
+            scope.spawn(move || {
+                // Each thread starts elsewhere in the list, so different queries overlap.
+                for step in 0..3 * queries.len() {
+                    let i = (step + thread * 8) % queries.len();
+                    let hits = hpo.index.search(&queries[i], 25).unwrap();
+                    assert_eq!(hits, alone[i], "thread {thread}, query {:?}", queries[i]);
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn similarity_is_the_search_score() {
     let hpo = hpo();
