@@ -38,9 +38,10 @@ from benchmarks_md import cpu_name, replace_block, throughput  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("MEDLINK_CACHE", ROOT / "target" / "medlink-cache"))
-# Throughputs are the median of this many runs of each side (one run swung the reference's
-# linking rate between 200 and 300 mentions/s on a shared machine).
-RUNS = 3
+# Throughputs are the median of this many runs of each side, the sides alternating run by run
+# (this VM's speed drifts by a third within minutes: all of one side, then all of the other,
+# once gave medlink's f32 encoder 1.44x and the run before 1.73x).
+RUNS = 5
 
 
 def hpo_names(path):
@@ -102,6 +103,17 @@ def run_child(cmd, stdin_path=None):
     return stderr, wall, usage.ru_maxrss / 1024
 
 
+def alternating(measures):
+    """The median of RUNS calls of each measure, called in turn (the order rotating each
+    round, so no side always runs after the same one)."""
+    samples = [[] for _ in measures]
+    for r in range(RUNS):
+        for i in range(len(measures)):
+            j = (i + r) % len(measures)
+            samples[j].append(measures[j]())
+    return [statistics.median(s) for s in samples]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--medlink", default=str(ROOT / "target/release/medlink"))
@@ -110,8 +122,9 @@ def main():
     ap.add_argument("--write", action="store_true", help="replace the SPEED block of BENCHMARKS.md")
     args = ap.parse_args()
 
-    # medlink runs first, before torch is imported: Linux carries a process's peak RSS over
-    # fork + exec, so a child of a Python process holding torch would report torch's memory.
+    # medlink's builds run first, before torch is imported: Linux carries a process's peak RSS
+    # over fork + exec, so a child of a Python process holding torch would report torch's
+    # memory. Throughput runs report no RSS and alternate with the reference's.
     work = Path(tempfile.mkdtemp(prefix="medlink-compare-"))
     names = hpo_names(SHARED / "hpo/hp.obo")
     mentions = hpo_mentions()
@@ -120,14 +133,9 @@ def main():
     sample = [n for _, n in names[:5000]]
     strings_file = work / "strings.txt"
     strings_file.write_text("\n".join(sample) + "\n", encoding="utf-8")
-    def medlink_encode_rate(*extra):
-        return statistics.median(
-            throughput(run_child([args.medlink, "embed", "--quiet", "--model", args.model, *extra],
-                                 strings_file)[0], "strings/s")
-            for _ in range(RUNS))
-
-    medlink_encode = medlink_encode_rate()
-    medlink_encode_int8 = medlink_encode_rate("--int8")
+    def medlink_encode_once(*extra):
+        return throughput(run_child([args.medlink, "embed", "--quiet", "--model", args.model, *extra],
+                                    strings_file)[0], "strings/s")
 
     # 2. Index builds (medlink): HPO, then MEDIC 2012.
     builds = {}
@@ -159,7 +167,8 @@ def main():
         model.encode(sample, batch_size=128, normalize_embeddings=True)
         return len(sample) / (time.perf_counter() - t)
 
-    ref_encode = statistics.median(ref_encode_once() for _ in range(RUNS))
+    medlink_encode, medlink_encode_int8, ref_encode = alternating(
+        [medlink_encode_once, lambda: medlink_encode_once("--int8"), ref_encode_once])
     results["encode"] = {"strings": len(sample), "medlink_per_s": medlink_encode,
                          "medlink_int8_per_s": medlink_encode_int8, "reference_per_s": ref_encode}
 
@@ -180,14 +189,10 @@ def main():
     # reference has none; 39 of these 569 mentions recur).
     queries = work / "mentions.jsonl"
     queries.write_text("".join(json.dumps({"id": i, "mention": m}) + "\n" for i, m in enumerate(mentions)), encoding="utf-8")
-    def medlink_link_rate(*extra):
-        return statistics.median(
-            throughput(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model,
-                                  "-k", "10", "--mention-cache", "0", *extra], queries)[0], "mentions/s")
-            for _ in range(RUNS))
+    def medlink_link_once(*extra):
+        return throughput(run_child([args.medlink, "link", "--index", str(work / "HPO"), "--model", args.model,
+                                     "-k", "10", "--mention-cache", "0", *extra], queries)[0], "mentions/s")
 
-    medlink_link = medlink_link_rate()
-    medlink_link_int8 = medlink_link_rate("--int8")
     concept_of = [c for c, _ in names]
 
     def ref_link_once():
@@ -212,7 +217,8 @@ def main():
             sorted(best.items(), key=lambda kv: -kv[1])[:10]
         return len(mentions) / (time.perf_counter() - t)
 
-    ref_link = statistics.median(ref_link_once() for _ in range(RUNS))
+    medlink_link, medlink_link_int8, ref_link = alternating(
+        [medlink_link_once, lambda: medlink_link_once("--int8"), ref_link_once])
     results["link"] = {"mentions": len(mentions), "medlink_per_s": medlink_link,
                        "medlink_int8_per_s": medlink_link_int8, "reference_per_s": ref_link}
 
@@ -224,7 +230,7 @@ def main():
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {results['versions']['torch']} "
         f"({m['torch_threads']} threads), faiss {results['versions']['faiss']}. Throughputs: median of {RUNS} runs "
-        "of each side; medlink links without its mention cache.",
+        "of each side, the sides taking turns; medlink links without its mention cache.",
         "",
         "| measure | medlink | Python reference | medlink / reference |",
         "|---|---|---|---|",

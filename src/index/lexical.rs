@@ -39,9 +39,10 @@
 //!
 //! # Promises
 //! The index is immutable once built (manual reader reload, no writer kept). Opening it checks
-//! the files' checksums and reads the names (their bytes plus 16 per name, norm included) and
-//! the document frequency of every 3-gram into memory, so that candidates are re-scored without touching
-//! tantivy's compressed document store.
+//! the files' checksums and reads the names (their bytes plus 24 per name: id, offset and
+//! norm, the norm kept as f32 by row and f64 by name index) and the document frequency of
+//! every 3-gram into memory, so that candidates are re-scored without touching tantivy's
+//! compressed document store; retrieval adds 4 bytes per name for each CPU searching at once.
 //! [`LexicalIndex`] is `Send + Sync`; searches take `&self`. An on-disk index carries a format
 //! tag in tantivy's commit payload: [`LexicalIndex::open`] refuses a directory without it with
 //! [`Error::FileFormat`], a missing directory with [`Error::Io`] and an unreadable one with
