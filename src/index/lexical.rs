@@ -22,15 +22,17 @@
 //! proportions, and is comparable across queries; [`LexicalIndex::similarity`] computes it for
 //! any pair of strings, so the linker can score dense-index candidates on the same scale.
 //!
-//! [`LexicalIndex::search`] retrieves a candidate pool of `max(4k, 64)` names by the same cosine
-//! restricted to the query's rarest 3-grams — at most 16, and none found in more than 5% of the
-//! names unless fewer than four rarer ones remain, since frequent 3-grams match too many names
-//! to be worth scanning: their postings are read straight from tantivy and summed per name,
-//! then divided by the name's norm (computed for every name when the index opens) — and returns
-//! the best `k` of the pool by the full cosine. The pool only decides which names are seen,
-//! never their scores. Ties are broken by exact string equality with the query, then the
-//! retrieval score, then name index, so results are deterministic. On the HPO name table the
-//! results equal an exhaustive TF-IDF cosine scan's (see `tests/it/index_lexical.rs`).
+//! [`LexicalIndex::search`] retrieves a candidate pool of `max(4k, 64)` names, then returns the
+//! best `k` of the pool by the cosine above. The pool is ranked by the dot product restricted
+//! to the query's rarest 3-grams over the name's norm (the cosine of those 3-grams alone, but
+//! for the query's norm, which does not change the order): their postings are read straight
+//! from tantivy and summed per name, and every name's norm is computed when the index opens.
+//! At most 16 3-grams are used, and none found in more than 5% of the names unless fewer than
+//! four rarer ones remain, since frequent 3-grams match too many names to be worth scanning.
+//! The pool only decides which names are seen, never their scores. Ties are broken by exact
+//! string equality with the query, then the retrieval score, then name index, so results are
+//! deterministic. On the HPO name table the results equal an exhaustive TF-IDF cosine scan's
+//! (see `tests/it/index_lexical.rs`).
 //!
 //! tantivy's own BM25 OR-query (block-WAND over the same 3-grams) retrieved the pool until
 //! 2026-12: it ranked by a score the cosine then disagreed with, so it needed a deep pool, and
@@ -443,10 +445,16 @@ impl SumBuffers {
 }
 
 /// A row and its retrieval score, ordered by score, then by lower row (the better first).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 struct Ranked {
     score: f32,
     row: u32,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
 }
 
 impl Eq for Ranked {}
@@ -470,7 +478,8 @@ struct Candidate {
     name_idx: NameIdx,
     cosine: f64,
     exact: bool,
-    /// The cosine over the retrieval 3-grams only (ties of the full cosine).
+    /// The retrieval score: the dot product over the retrieval 3-grams only, over the name's
+    /// norm (breaks ties of the full cosine).
     retrieval: f32,
 }
 
@@ -648,15 +657,23 @@ impl LexicalIndex {
             num_docs,
             path: path.map(Path::to_path_buf),
         };
-        index.row_norms = index.compute_norms();
+        if u32::try_from(index.len()).is_err() {
+            // Retrieval numbers rows in `u32`.
+            return Err(corrupt(
+                path,
+                format!("lexical index has {} names, more than 2^32", index.len()),
+            ));
+        }
+        index.row_norms = index.compute_norms()?;
         Ok(index)
     }
 
     /// Every row's norm (f32, for retrieval), storing the same f64 in the name-index cache.
-    fn compute_norms(&self) -> Vec<f32> {
+    fn compute_norms(&self) -> Result<Vec<f32>> {
         const CHUNK: usize = 1 << 14;
         let rows = self.names.ids.len();
-        let chunks = crate::parallel::parallel_map(rows.div_ceil(CHUNK), 0, |c| {
+        let threads = crate::parallel::threads(0);
+        let chunks = crate::parallel::parallel_map(rows.div_ceil(CHUNK), threads, |c| {
             let rows = c * CHUNK..((c + 1) * CHUNK).min(rows);
             Ok(rows
                 .map(|row| {
@@ -668,9 +685,8 @@ impl LexicalIndex {
                     norm as f32
                 })
                 .collect::<Vec<f32>>())
-        })
-        .unwrap_or_default();
-        chunks.concat()
+        })?;
+        Ok(chunks.concat())
     }
 
     /// Number of names indexed.
@@ -766,8 +782,8 @@ impl LexicalIndex {
             .collect()
     }
 
-    /// The `pool` rows with the highest cosine restricted to `grams` (the TF-IDF products of
-    /// those 3-grams summed over their postings, over the row's full norm), best first, ties
+    /// The `pool` rows with the highest dot product restricted to `grams` (the TF-IDF products
+    /// of those 3-grams summed over their postings) over the row's full norm, best first, ties
     /// by row; with the score.
     fn retrieve(&self, grams: &[(Gram, u32)], pool: usize) -> Result<Vec<(f32, u32)>> {
         let mut sums = self.sums.take(self.row_norms.len());
@@ -814,6 +830,12 @@ impl LexicalIndex {
             let term = Term::from_field_text(self.fields.grams, &gram_string(gram));
             for (segment, postings) in self.postings.iter().enumerate() {
                 let base = self.names.segment_base[segment];
+                let end = self
+                    .names
+                    .segment_base
+                    .get(segment + 1)
+                    .copied()
+                    .unwrap_or(sums.len());
                 let Some(mut docs) = postings
                     .read_postings(&term, IndexRecordOption::WithFreqs)
                     .map_err(|e| self.error("read 3-gram postings", e.into()))?
@@ -823,8 +845,10 @@ impl LexicalIndex {
                 let mut doc = docs.doc();
                 while doc != TERMINATED {
                     let row = base + doc as usize;
-                    let sum = sums.get_mut(row).ok_or_else(|| {
-                        self.corrupt(format!("3-gram postings name unknown document {doc}"))
+                    let sum = sums.get_mut(row).filter(|_| row < end).ok_or_else(|| {
+                        self.corrupt(format!(
+                            "3-gram postings of segment {segment} name unknown document {doc}"
+                        ))
                     })?;
                     if *sum == 0.0 {
                         touched.push(row as u32);
