@@ -284,14 +284,22 @@ impl<'s> NameScorer<'s> {
     }
 
     fn score(&self, name_idx: NameIdx) -> ScoredName {
+        self.score_with_lexical(name_idx, None)
+    }
+
+    /// [`Self::score`], with the name's lexical score when the lexical search already gave it
+    /// (the same value: [`crate::index::lexical::LexicalIndex::similarity_to_name`]).
+    fn score_with_lexical(&self, name_idx: NameIdx, known: Option<f32>) -> ScoredName {
         let index = self.linker.index;
         let entry = index.dictionary.name(name_idx);
         let dense = (self.options.mode != Mode::Lexical)
             .then(|| index.vectors.dot(name_idx as usize, self.vector));
         let lexical = self.profile.as_ref().map(|p| {
-            index
-                .lexical
-                .similarity_to_name(p, name_idx, entry.normalized)
+            known.unwrap_or_else(|| {
+                index
+                    .lexical
+                    .similarity_to_name(p, name_idx, entry.normalized)
+            })
         });
         let exact = entry.normalized == self.normalized;
         let bonus = if exact {
@@ -572,14 +580,21 @@ impl<'a> Linker<'a> {
                     .map(|h| h.id),
             );
         }
+        // The lexical hits' scores, by name: the scorer below would compute the same again.
+        let mut lexical_hits: Vec<(NameIdx, f32)> = Vec::new();
         if options.mode != Mode::Dense {
-            names.extend(
-                self.index
-                    .lexical
-                    .search(normalized, pool)?
-                    .into_iter()
-                    .map(|(n, _)| n),
-            );
+            let lexical = &self.index.lexical;
+            lexical_hits = if options.mode == Mode::Hybrid {
+                // Beside the dense candidates, a lexical pool of exactly `pool` names loses
+                // nothing (acc@1/5/25 on NCBI-disease dev and train, BC5CDR dev: equal or
+                // higher than with the deeper pool lexical-only linking keeps; BENCHMARKS.md,
+                // "Speed").
+                lexical.search_in_pool(normalized, pool, pool)?
+            } else {
+                lexical.search(normalized, pool)?
+            };
+            names.extend(lexical_hits.iter().map(|&(n, _)| n));
+            lexical_hits.sort_unstable_by_key(|&(n, _)| n);
         }
         if same_form {
             let retrieved = names.len();
@@ -597,7 +612,11 @@ impl<'a> Linker<'a> {
             if filtered && !self.passes_filters(dict.name(name_idx).concept, options) {
                 continue;
             }
-            scored.push(scorer.score(name_idx));
+            let known = lexical_hits
+                .binary_search_by_key(&name_idx, |&(n, _)| n)
+                .ok()
+                .map(|i| lexical_hits[i].1);
+            scored.push(scorer.score_with_lexical(name_idx, known));
         }
         Ok(scored)
     }

@@ -703,6 +703,20 @@ impl LexicalIndex {
     ///
     /// An empty query, `k == 0` or a query sharing no 3-gram with any name gives an empty list.
     pub fn search(&self, normalized_query: &str, k: usize) -> Result<Vec<(NameIdx, f32)>> {
+        let pool = k.saturating_mul(POOL_FACTOR).max(MIN_POOL);
+        self.search_in_pool(normalized_query, k, pool)
+    }
+
+    /// [`Self::search`] with a retrieval pool of `pool` names (at least `k`) rather than
+    /// `max(4k, 64)`: the best `k` by the full cosine among the best `pool` by the retrieval
+    /// score. A shallower pool is cheaper and finds a little less on its own (the linker's
+    /// hybrid mode, whose dense candidates make up for it, asks for `pool = k`).
+    pub fn search_in_pool(
+        &self,
+        normalized_query: &str,
+        k: usize,
+        pool: usize,
+    ) -> Result<Vec<(NameIdx, f32)>> {
         let profile = self.profile(normalized_query);
         if profile.weights.is_empty() || k == 0 || self.is_empty() {
             return Ok(Vec::new());
@@ -711,8 +725,7 @@ impl LexicalIndex {
         if grams.is_empty() {
             return Ok(Vec::new());
         }
-        let pool = k.saturating_mul(POOL_FACTOR).max(MIN_POOL).min(self.len());
-        let top = self.retrieve(&grams, pool)?;
+        let top = self.retrieve(&grams, pool.max(k).min(self.len()))?;
 
         let mut candidates = Vec::with_capacity(top.len());
         for (retrieval, row) in top {
