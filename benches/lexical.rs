@@ -9,11 +9,16 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use medlink::index::lexical::LexicalIndex;
-use medlink::ontology::{self, Format, LoadOptions, NameIdx, OntologySpec};
+use medlink::ontology::{self, Dictionary, Format, LoadOptions, NameIdx, OntologySpec};
 use medlink::text::normalize;
+
+#[path = "common/variants.rs"]
+mod variants;
+use variants::variant_text;
 
 fn shared_data(relative: &str) -> PathBuf {
     std::env::var_os("MEDLINK_SHARED_DATA")
@@ -56,13 +61,21 @@ fn with_edits(text: &str, edits: usize, rng: &mut Rng) -> String {
     normalize(&chars.into_iter().collect::<String>())
 }
 
+/// The HPO dictionary, loaded once for both bench functions.
+fn hpo() -> &'static Dictionary {
+    static HPO: OnceLock<Dictionary> = OnceLock::new();
+    HPO.get_or_init(|| {
+        let spec = OntologySpec {
+            format: Format::Obo,
+            path: shared_data("hpo/hp.obo"),
+        };
+        ontology::load_dictionary(&[spec], &LoadOptions::default())
+            .expect("HPO at ../shared/data/hpo/hp.obo (or set MEDLINK_SHARED_DATA)")
+    })
+}
+
 fn bench(c: &mut Criterion) {
-    let spec = OntologySpec {
-        format: Format::Obo,
-        path: shared_data("hpo/hp.obo"),
-    };
-    let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())
-        .expect("HPO at ../shared/data/hpo/hp.obo (or set MEDLINK_SHARED_DATA)");
+    let dict = hpo();
     let names: Vec<(NameIdx, &str)> = dict
         .names()
         .iter()
@@ -110,49 +123,14 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// Prefixes that turn one name into many, as in `benches/scale.rs`.
-const QUALIFIERS: [&str; 24] = [
-    "acute",
-    "chronic",
-    "severe",
-    "mild",
-    "bilateral",
-    "left",
-    "right",
-    "congenital",
-    "familial",
-    "recurrent",
-    "early onset",
-    "late onset",
-    "progressive",
-    "transient",
-    "partial",
-    "complete",
-    "isolated",
-    "generalized",
-    "focal",
-    "secondary",
-    "primary",
-    "persistent",
-    "intermittent",
-    "neonatal",
-];
+/// Qualified variants of each HPO name beside the name itself: 25 x 41,298 names.
+const VARIANTS: usize = 24;
 
 /// Query latency at k 64 (the linker's pool) on about a million names.
 fn bench_million(c: &mut Criterion) {
-    let spec = OntologySpec {
-        format: Format::Obo,
-        path: shared_data("hpo/hp.obo"),
-    };
-    let dict = ontology::load_dictionary(&[spec], &LoadOptions::default())
-        .expect("HPO at ../shared/data/hpo/hp.obo (or set MEDLINK_SHARED_DATA)");
-    let base: Vec<&str> = dict.names().iter().map(|n| n.normalized).collect();
-    let texts: Vec<String> = std::iter::once(None)
-        .chain(QUALIFIERS.iter().map(Some))
-        .flat_map(|q| {
-            base.iter()
-                .map(move |n| q.map_or(n.to_string(), |q| format!("{q} {n}")))
-        })
+    let base: Vec<&str> = hpo().names().iter().map(|n| n.normalized).collect();
+    let texts: Vec<String> = (0..=VARIANTS)
+        .flat_map(|v| base.iter().map(move |n| variant_text(n, v)))
         .collect();
     let names: Vec<(NameIdx, &str)> = texts
         .iter()

@@ -27,39 +27,10 @@ use medlink::ontology::{Concept, Dictionary};
 use medlink::progress::NoProgress;
 use medlink::rng::SplitMix64;
 
-/// Qualifiers that make a variant's names; variant v uses one (v <= 30) or two.
-const QUALIFIERS: [&str; 30] = [
-    "acute",
-    "chronic",
-    "severe",
-    "mild",
-    "bilateral",
-    "left",
-    "right",
-    "congenital",
-    "familial",
-    "recurrent",
-    "early onset",
-    "late onset",
-    "primary",
-    "secondary",
-    "progressive",
-    "isolated",
-    "partial",
-    "complete",
-    "transient",
-    "persistent",
-    "idiopathic",
-    "hereditary",
-    "juvenile",
-    "adult",
-    "neonatal",
-    "localized",
-    "generalized",
-    "subacute",
-    "intermittent",
-    "episodic",
-];
+#[path = "common/variants.rs"]
+mod variants;
+use variants::variant_text;
+
 /// Per-component noise: cosine(variant, name) = 1 / sqrt(1 + 384 sigma^2) ~ 0.92.
 const VARIANT_SIGMA: f32 = 0.02;
 /// Queries are names moved by the same amount again: mentions near, not on, a name.
@@ -126,17 +97,6 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-fn variant_text(name: &str, v: usize) -> String {
-    if v == 0 {
-        return name.to_string();
-    }
-    let first = QUALIFIERS[(v - 1) % QUALIFIERS.len()];
-    match (v - 1) / QUALIFIERS.len() {
-        0 => format!("{first} {name}"),
-        n => format!("{} {first} {name}", QUALIFIERS[(n - 1) % QUALIFIERS.len()]),
-    }
 }
 
 /// `row` moved by seeded Gaussian noise of `sigma` per component, renormalised.

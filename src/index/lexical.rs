@@ -55,7 +55,6 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tantivy::index::InvertedIndexReader;
@@ -89,7 +88,8 @@ const FREQUENT_DF_FRACTION: f64 = 0.05;
 /// Never retrieve with fewer than this many 3-grams (the rarest ones) when the query has them.
 const MIN_RETRIEVAL_GRAMS: usize = 4;
 /// Retrieve with at most this many 3-grams, the rarest. Long names otherwise have 40+ 3-grams
-/// whose postings are slow to scan (measured with tantivy's OR-query, the retrieval then); on HPO with 1–2 typos, 16 clauses kept hit@25 and
+/// whose postings are slow to scan (measured with tantivy's OR-query, the retrieval then); on
+/// HPO with 1–2 typos, 16 clauses kept hit@25 and
 /// hit@1 unchanged and cut the p99 latency from ~4 ms to ~1.3 ms (10 was as good on HPO but lost
 /// 0.4 points of hit@25 on NCBI-disease mentions).
 const MAX_RETRIEVAL_GRAMS: usize = 16;
@@ -347,11 +347,10 @@ pub struct LexicalIndex {
     row_norms: Vec<f32>,
     /// Zeroed per-row buffers in which retrieval sums a query's postings.
     sums: SumBuffers,
-    /// Each indexed name's TF-IDF norm (f64 bits) by name index, filled at open from the
-    /// same computation as `row_norms` (0 for an index no row has): scoring a dense-index
-    /// candidate by name index needs it without a name-to-row table. Empty (no caching)
-    /// unless the names' indexes are distinct and dense ([`norm_slots`]).
-    norms: Vec<AtomicU64>,
+    /// The same norms in f64 by name index (0 for an index no row has): scoring a dense-index
+    /// candidate by name index needs them without a name-to-row table. Empty (norms then
+    /// computed per call) unless the names' indexes are distinct and dense ([`by_name_index`]).
+    norms: Vec<f64>,
     num_docs: u64,
     /// Where the index lives, for error messages; `None` in RAM.
     path: Option<PathBuf>,
@@ -643,13 +642,12 @@ impl LexicalIndex {
             .map(|segment| segment.inverted_index(fields.grams))
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(|e| read_error(path, "open 3-gram postings", e))?;
-        let norms = norm_slots(&names.ids);
         let mut index = LexicalIndex {
             _index: index,
             _reader: reader,
             fields,
             grams,
-            norms,
+            norms: Vec::new(),
             names,
             postings,
             row_norms: Vec::new(),
@@ -664,27 +662,22 @@ impl LexicalIndex {
                 format!("lexical index has {} names, more than 2^32", index.len()),
             ));
         }
-        index.row_norms = index.compute_norms()?;
+        let norms = index.compute_row_norms()?;
+        index.row_norms = norms.iter().map(|&n| n as f32).collect();
+        index.norms = by_name_index(&index.names.ids, &norms);
         Ok(index)
     }
 
-    /// Every row's norm (f32, for retrieval), storing the same f64 in the name-index cache.
-    fn compute_norms(&self) -> Result<Vec<f32>> {
+    /// Every row's norm, on every CPU.
+    fn compute_row_norms(&self) -> Result<Vec<f64>> {
         const CHUNK: usize = 1 << 14;
         let rows = self.names.ids.len();
         let threads = crate::parallel::threads(0);
         let chunks = crate::parallel::parallel_map(rows.div_ceil(CHUNK), threads, |c| {
             let rows = c * CHUNK..((c + 1) * CHUNK).min(rows);
             Ok(rows
-                .map(|row| {
-                    let (name_idx, name) = self.names.get(row);
-                    let norm = self.norm_of(name);
-                    if let Some(slot) = self.norms.get(name_idx as usize) {
-                        slot.store(norm.to_bits(), Ordering::Relaxed);
-                    }
-                    norm as f32
-                })
-                .collect::<Vec<f32>>())
+                .map(|row| self.norm_of(self.names.get(row).1))
+                .collect::<Vec<f64>>())
         })?;
         Ok(chunks.concat())
     }
@@ -917,20 +910,12 @@ impl LexicalIndex {
         if dot <= 0.0 {
             return 0.0;
         }
-        let slot = name_idx.and_then(|i| self.norms.get(i as usize));
-        let norm = match slot.map(|s| s.load(Ordering::Relaxed)) {
-            Some(bits) if bits != 0 => {
-                debug_assert_eq!(bits, self.norm_of(name).to_bits(), "{name_idx:?}: {name}");
-                f64::from_bits(bits)
-            }
-            _ => {
-                let norm = self.norm_of(name);
-                // Threads that race here store the same value.
-                if let Some(slot) = slot {
-                    slot.store(norm.to_bits(), Ordering::Relaxed);
-                }
+        let norm = match name_idx.and_then(|i| self.norms.get(i as usize)) {
+            Some(&norm) if norm > 0.0 => {
+                debug_assert_eq!(norm, self.norm_of(name), "{name_idx:?}: {name}");
                 norm
             }
+            _ => self.norm_of(name),
         };
         (dot / (query.norm * norm)).clamp(0.0, 1.0)
     }
@@ -944,10 +929,11 @@ impl LexicalIndex {
     }
 }
 
-/// The norm cache's slots, one per name index up to the largest: none when two names share an
-/// index (a cached norm would belong to one text only) or the indexes are so sparse that the
-/// slots would cost more than the names (an index built from a subset of a large dictionary).
-fn norm_slots(ids: &[NameIdx]) -> Vec<AtomicU64> {
+/// Each row's `norms` placed at its name index, 0 where no row has the index: none when two
+/// names share an index (a norm would belong to one text only) or the indexes are so sparse
+/// that the table would cost more than the names (an index built from a subset of a large
+/// dictionary).
+fn by_name_index(ids: &[NameIdx], norms: &[f64]) -> Vec<f64> {
     let Some(&largest) = ids.iter().max() else {
         return Vec::new();
     };
@@ -961,7 +947,11 @@ fn norm_slots(ids: &[NameIdx]) -> Vec<AtomicU64> {
             return Vec::new();
         }
     }
-    (0..slots).map(|_| AtomicU64::new(0)).collect()
+    let mut by_name = vec![0.0; slots];
+    for (&id, &norm) in ids.iter().zip(norms) {
+        by_name[id as usize] = norm;
+    }
+    by_name
 }
 
 /// Document frequency and idf of every term of the 3-gram field, summed over segments (the
