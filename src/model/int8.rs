@@ -103,7 +103,7 @@ impl QuantizedLinear {
         let (k, n) = (self.inputs, self.outputs);
         assert!(x.len() >= m * k && out.len() >= m * n);
         let stride = self.codes.stride();
-        let activations = Activations::quantize(x, m, k, stride);
+        let activations = Activations::quantize_reusing(x, m, k, stride, RECYCLED.take());
         let scaling = Scaling {
             row_scales: &activations.scales,
             row_zeros: &activations.zeros,
@@ -112,7 +112,14 @@ impl QuantizedLinear {
             biases: &self.biases,
         };
         integer_matmul(&activations.codes, &self.codes, &scaling, out, m, n);
+        RECYCLED.set(activations);
     }
+}
+
+thread_local! {
+    /// The last call's activation buffers on this thread, for the next call: fresh ones each
+    /// time cost a page fault per 4 KB (the kernel zero-fills new memory).
+    static RECYCLED: std::cell::Cell<Activations> = std::cell::Cell::new(Activations::default());
 }
 
 /// Output channels per block of [`PackedCodes`]: two vectors of eight `i32` lanes.
@@ -185,6 +192,7 @@ impl CustomOp1 for QuantizedLinear {
 }
 
 /// Activation rows as 7-bit codes with a scale and zero point per row.
+#[derive(Default)]
 struct Activations {
     /// `m` rows of `stride` codes; the codes past `k` are 0.
     codes: Vec<u8>,
@@ -194,22 +202,47 @@ struct Activations {
 
 impl Activations {
     /// Codes `m` rows of `k` values into rows of `stride ≥ k` codes.
+    #[cfg(test)]
     fn quantize(x: &[f32], m: usize, k: usize, stride: usize) -> Self {
+        Self::quantize_reusing(x, m, k, stride, Activations::default())
+    }
+
+    /// [`Activations::quantize`] into the buffers of `reuse` (the codes past `m` rows are
+    /// left as they were).
+    fn quantize_reusing(x: &[f32], m: usize, k: usize, stride: usize, reuse: Self) -> Self {
         assert!(stride >= k);
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
-                return unsafe { avx2::quantize_activations(x, m, k, stride) };
+                return unsafe { avx2::quantize_activations(x, m, k, stride, reuse) };
             }
         }
-        Self::quantize_portable(x, m, k, stride)
+        Self::quantize_portable(x, m, k, stride, reuse)
     }
 
-    fn quantize_portable(x: &[f32], m: usize, k: usize, stride: usize) -> Self {
-        let mut codes = vec![0u8; m * stride];
-        let mut scales = Vec::with_capacity(m);
-        let mut zeros = Vec::with_capacity(m);
+    /// `reuse`'s buffers emptied and sized for `m` rows of `stride` codes, each row's codes
+    /// past `k` zero.
+    fn recycle(mut reuse: Self, m: usize, k: usize, stride: usize) -> Self {
+        if reuse.codes.len() < m * stride {
+            reuse.codes.resize(m * stride, 0);
+        }
+        if stride > k {
+            reuse.codes[..m * stride]
+                .chunks_exact_mut(stride)
+                .for_each(|row| row[k..].fill(0));
+        }
+        reuse.scales.clear();
+        reuse.zeros.clear();
+        reuse
+    }
+
+    fn quantize_portable(x: &[f32], m: usize, k: usize, stride: usize, reuse: Self) -> Self {
+        let Activations {
+            mut codes,
+            mut scales,
+            mut zeros,
+        } = Self::recycle(reuse, m, k, stride);
         // Row by row, as the vector path: `m` scales even when the rows are empty.
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
@@ -365,11 +398,14 @@ mod avx2 {
         m: usize,
         k: usize,
         stride: usize,
+        reuse: super::Activations,
     ) -> super::Activations {
         assert!(x.len() >= m * k && stride >= k);
-        let mut codes = vec![0u8; m * stride];
-        let mut scales = Vec::with_capacity(m);
-        let mut zeros = Vec::with_capacity(m);
+        let super::Activations {
+            mut codes,
+            mut scales,
+            mut zeros,
+        } = super::Activations::recycle(reuse, m, k, stride);
         let (lanes, blocks) = (k / 8 * 8, k / 32 * 32);
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
@@ -643,7 +679,7 @@ mod tests {
                 x[k + k / 2] = f32::NAN;
             }
             let stride = k.div_ceil(GROUP) * GROUP;
-            let want = Activations::quantize_portable(&x, m, k, stride);
+            let want = Activations::quantize_portable(&x, m, k, stride, Activations::default());
             let got = Activations::quantize(&x, m, k, stride);
             assert_eq!(got.codes, want.codes, "{m}x{k} codes");
             assert_eq!(got.zeros, want.zeros, "{m}x{k} zero points");

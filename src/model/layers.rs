@@ -15,6 +15,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
+use super::inference::{self, Buffers};
 use super::int8::QuantizedLinear;
 use super::ops;
 use super::Config;
@@ -110,6 +111,70 @@ impl Dense {
         };
         out.reshape((b, s, ()))
     }
+
+    fn outputs(&self) -> candle_core::Result<usize> {
+        self.weight.dim(0)
+    }
+
+    /// Inference on plain buffers (see [`inference`]): `out[..rows · outputs] = x · Wᵀ + b`
+    /// for `x`: `rows × inputs`.
+    fn forward_into(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        let (n, k) = self.weight.dims2()?;
+        let x = &x[..rows * k];
+        let out = inference::prefix(out, rows * n);
+        if let Some(int8) = &self.int8 {
+            int8.matmul(x, rows, out);
+            return Ok(());
+        }
+        let weight = F32View::of(&self.weight)?;
+        let bias = self.bias.as_ref().map(F32View::of).transpose()?;
+        let bias = bias.as_ref().map(F32View::slice);
+        if rows <= super::skinny::MAX_ROWS {
+            super::skinny::matmul_rows(x, weight.slice(), out, rows, k, n);
+            if let Some(bias) = bias {
+                for row in out.chunks_exact_mut(n) {
+                    row.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
+                }
+            }
+        } else {
+            inference::gemm_with_bias(x, weight.slice(), bias, out, (rows, k, n));
+        }
+        Ok(())
+    }
+}
+
+/// A CPU f32 tensor's elements, read-locked while the view lives (no copy of the weights).
+struct F32View<'a> {
+    storage: candle_core::StorageRef<'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> F32View<'a> {
+    fn of(tensor: &'a Tensor) -> candle_core::Result<Self> {
+        let (storage, layout) = tensor.storage_and_layout();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("inference buffers take contiguous weights")
+        };
+        if !matches!(
+            &*storage,
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(_))
+        ) {
+            candle_core::bail!("inference buffers take f32 weights on the CPU")
+        }
+        Ok(F32View {
+            storage,
+            range: start..end,
+        })
+    }
+
+    fn slice(&self) -> &[f32] {
+        match &*self.storage {
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(all)) => {
+                &all[self.range.clone()]
+            }
+            _ => unreachable!("F32View::of admits only CPU f32 storage"),
+        }
+    }
 }
 
 pub(super) struct Norm {
@@ -133,6 +198,13 @@ impl Norm {
         } else {
             candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
         }
+    }
+
+    /// Inference on plain buffers: `xs = LayerNorm(xs + residual)`, row by row.
+    fn add_in_place(&self, xs: &mut [f32], residual: &[f32]) -> candle_core::Result<()> {
+        let (weight, bias) = (F32View::of(&self.weight)?, F32View::of(&self.bias)?);
+        inference::add_layer_norm(xs, residual, weight.slice(), bias.slice(), self.eps);
+        Ok(())
     }
 }
 
@@ -282,6 +354,48 @@ impl Layer {
             out = d.apply(&out, d.hidden)?;
         }
         self.output_norm.forward(&(out + attended)?, training)
+    }
+
+    /// The same layer for inference on the CPU over plain buffers ([`inference`]): `x` holds
+    /// the real tokens' rows, one sequence after another (`spans`: each sequence's rows), and
+    /// is replaced by the layer's output.
+    pub(super) fn forward_buffers(
+        &self,
+        x: &mut Vec<f32>,
+        spans: &[std::ops::Range<usize>],
+        buffers: &mut Buffers,
+    ) -> candle_core::Result<()> {
+        let rows = spans.last().map_or(0, |s| s.end);
+        let hidden = self.query.outputs()?;
+        let len = rows * hidden;
+        let input = &x[..len];
+        self.query.forward_into(input, rows, &mut buffers.q)?;
+        self.key.forward_into(input, rows, &mut buffers.k)?;
+        self.value.forward_into(input, rows, &mut buffers.v)?;
+        inference::attention(
+            (&buffers.q[..len], &buffers.k[..len], &buffers.v[..len]),
+            spans,
+            (hidden, self.heads),
+            inference::prefix(&mut buffers.context, len),
+            &mut buffers.scores,
+        );
+        self.attention_out
+            .forward_into(&buffers.context[..len], rows, &mut buffers.attended)?;
+        self.attention_norm
+            .add_in_place(&mut buffers.attended[..len], input)?;
+        self.intermediate
+            .forward_into(&buffers.attended[..len], rows, &mut buffers.inner)?;
+        let inner = &mut buffers.inner[..rows * self.intermediate.outputs()?];
+        match self.activation {
+            Activation::Gelu => inference::gelu_in_place(inner),
+            Activation::GeluTanh => inference::gelu_tanh_in_place(inner),
+            Activation::Relu => inference::relu_in_place(inner),
+        }
+        self.output.forward_into(inner, rows, &mut buffers.out)?;
+        self.output_norm
+            .add_in_place(&mut buffers.out[..len], &buffers.attended[..len])?;
+        std::mem::swap(x, &mut buffers.out);
+        Ok(())
     }
 
     fn activate(&self, xs: &Tensor) -> candle_core::Result<Tensor> {

@@ -25,6 +25,7 @@ use candle_nn::VarBuilder;
 pub mod config;
 mod deberta;
 mod embeddings;
+mod inference;
 pub mod int8;
 mod layers;
 pub mod ops;
@@ -104,6 +105,12 @@ impl Transformer {
     ) -> candle_core::Result<Tensor> {
         let mut xs = self.embeddings.forward(ids, mask, dropout.as_deref_mut())?;
         match &self.stack {
+            // Inference on the CPU: plain buffers instead of a tensor per op.
+            Stack::Bert(layers)
+                if dropout.is_none() && xs.device().is_cpu() && xs.dtype() == DType::F32 =>
+            {
+                inference::forward(layers, &xs, mask)
+            }
             Stack::Bert(layers) => {
                 // Additive attention mask: 0 for tokens, a very negative number for padding.
                 let additive_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
@@ -160,4 +167,77 @@ pub fn batch_tensors(
         Tensor::from_vec(ids, shape, device)?,
         Tensor::from_vec(mask, shape, device)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// A two-layer BERT with random weights, biases and norms (heads 8 wide: the vector
+    /// attention kernel's case), no dropout.
+    fn random_bert(activation: &str) -> Transformer {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "model_type": "bert", "vocab_size": 50, "hidden_size": 16,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+            "max_position_embeddings": 32, "type_vocab_size": 2, "hidden_act": activation,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0
+        }))
+        .unwrap();
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Transformer::load(vb, &config).unwrap();
+        // Biases start at zero and norms at one: move every variable off its initial value.
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for var in varmap.all_vars() {
+            let noise: Vec<f32> = (0..var.elem_count())
+                .map(|_| rng.next_f32() - 0.5)
+                .collect();
+            let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
+            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+        }
+        model
+    }
+
+    /// Inference (plain buffers, real tokens only) and the training path (candle's ops over
+    /// the padded batch, dropout off) give the same vector at every real token, for batches
+    /// under and over the few-row kernel's limit; inference's padding rows are zero.
+    #[test]
+    fn inference_equals_the_training_path_on_every_real_token() {
+        for activation in ["gelu", "gelu_new", "relu"] {
+            let model = random_bert(activation);
+            let config = model.config().clone();
+            let few: [&[u32]; 1] = [&[2, 7, 9, 3]];
+            let many: [&[u32]; 3] = [
+                &[2, 5, 6, 7, 8, 9, 10, 11, 3],
+                &[2, 4, 3],
+                &[2, 12, 13, 14, 15, 16, 3],
+            ];
+            for batch in [&few[..], &many[..]] {
+                let (ids, mask) = batch_tensors(batch, 0, &Device::Cpu).unwrap();
+                let fast = model.forward(&ids, &mask, None).unwrap();
+                let mut dropout = Dropout::new(&config, crate::rng::SplitMix64::new(1));
+                let reference = model.forward(&ids, &mask, Some(&mut dropout)).unwrap();
+                let (fast, reference) = (
+                    fast.to_vec3::<f32>().unwrap(),
+                    reference.to_vec3::<f32>().unwrap(),
+                );
+                for (b, tokens) in batch.iter().enumerate() {
+                    for t in 0..fast[b].len() {
+                        let real = t < tokens.len();
+                        for (f, r) in fast[b][t].iter().zip(&reference[b][t]) {
+                            if real {
+                                assert!(
+                                    (f - r).abs() < 1e-4,
+                                    "{activation}: row {b} token {t}: {f} vs {r}"
+                                );
+                            } else {
+                                assert_eq!(*f, 0.0, "{activation}: padding row {b} token {t}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
