@@ -283,7 +283,13 @@ impl Encoder for TransformerEncoder {
             .into_iter()
             .map(|r| &order[r])
             .collect();
-        let vectors = crate::parallel::parallel_map(chunks.len(), threads, |c| {
+        // Tokens a batch multiplies (padding is not computed): the dearest batches start
+        // first, so no worker is left with a long one while the other has finished.
+        let cost: Vec<usize> = chunks
+            .iter()
+            .map(|chunk| chunk.iter().map(|&i| encodings[i].get_ids().len()).sum())
+            .collect();
+        let vectors = crate::parallel::parallel_map_costliest_first(&cost, threads, |c| {
             let batch: Vec<&tokenizers::Encoding> =
                 chunks[c].iter().map(|&i| &encodings[i]).collect();
             self.encode_batch(&batch)

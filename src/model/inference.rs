@@ -270,10 +270,12 @@ fn sum(xs: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `xs[r] = LayerNorm(xs[r] + residual[r]) · weight + bias` for every row `r` of `weight.len()`.
+/// `xs[r] = LayerNorm(xs[r] + residual[r] + add) · weight + bias` for every row `r` of
+/// `weight.len()` values (`add`: a bias the linear layer before left out, if any).
 pub(super) fn add_layer_norm(
     xs: &mut [f32],
     residual: &[f32],
+    add: Option<&[f32]>,
     weight: &[f32],
     bias: &[f32],
     eps: f32,
@@ -282,10 +284,10 @@ pub(super) fn add_layer_norm(
     {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { add_layer_norm_avx2(xs, residual, weight, bias, eps) };
+            return unsafe { add_layer_norm_avx2(xs, residual, add, weight, bias, eps) };
         }
     }
-    add_layer_norm_body(xs, residual, weight, bias, eps)
+    add_layer_norm_body(xs, residual, add, weight, bias, eps)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -293,20 +295,37 @@ pub(super) fn add_layer_norm(
 unsafe fn add_layer_norm_avx2(
     xs: &mut [f32],
     residual: &[f32],
+    add: Option<&[f32]>,
     weight: &[f32],
     bias: &[f32],
     eps: f32,
 ) {
-    add_layer_norm_body(xs, residual, weight, bias, eps)
+    add_layer_norm_body(xs, residual, add, weight, bias, eps)
 }
 
 #[inline(always)]
-fn add_layer_norm_body(xs: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32) {
+fn add_layer_norm_body(
+    xs: &mut [f32],
+    residual: &[f32],
+    add: Option<&[f32]>,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) {
     let h = weight.len();
     let n = h as f32;
     for (row, res) in xs.chunks_exact_mut(h).zip(residual.chunks_exact(h)) {
-        for (x, &r) in row.iter_mut().zip(res) {
-            *x += r;
+        match add {
+            Some(add) => {
+                for ((x, &r), &a) in row.iter_mut().zip(res).zip(add) {
+                    *x += r + a;
+                }
+            }
+            None => {
+                for (x, &r) in row.iter_mut().zip(res) {
+                    *x += r;
+                }
+            }
         }
         let mean = sum(row) / n;
         let mut lanes = [0f32; 8];
@@ -329,48 +348,68 @@ fn add_layer_norm_body(xs: &mut [f32], residual: &[f32], weight: &[f32], bias: &
     }
 }
 
-/// The exact (erf) GELU in place.
-pub(super) fn gelu_in_place(xs: &mut [f32]) {
+/// `f(x + bias)` in place for each value (`bias`, if any, repeats row after row).
+#[inline(always)]
+fn activate_rows(xs: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32) {
+    match bias {
+        Some(bias) => {
+            for row in xs.chunks_exact_mut(bias.len().max(1)) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v = f(*v + b);
+                }
+            }
+        }
+        None => xs.iter_mut().for_each(|v| *v = f(*v)),
+    }
+}
+
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The exact (erf) GELU of `xs + bias` in place.
+pub(super) fn gelu_in_place(xs: &mut [f32], bias: Option<&[f32]>) {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { gelu_avx2(xs) };
+            return unsafe { gelu_avx2(xs, bias) };
         }
     }
-    gelu_body(xs)
+    activate_rows(xs, bias, gelu)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(xs: &mut [f32]) {
-    gelu_body(xs)
+unsafe fn gelu_avx2(xs: &mut [f32], bias: Option<&[f32]>) {
+    activate_rows(xs, bias, gelu)
 }
 
-#[inline(always)]
-fn gelu_body(xs: &mut [f32]) {
-    for v in xs {
-        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-/// The tanh approximation of GELU in place (`gelu_new`, `gelu_pytorch_tanh`), as candle's.
-pub(super) fn gelu_tanh_in_place(xs: &mut [f32]) {
+/// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`, as candle's) of
+/// `xs + bias` in place.
+pub(super) fn gelu_tanh_in_place(xs: &mut [f32], bias: Option<&[f32]>) {
     const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-    for v in xs {
-        let x = *v;
-        *v = 0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh());
-    }
+    activate_rows(xs, bias, |x| {
+        0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+    })
 }
 
-pub(super) fn relu_in_place(xs: &mut [f32]) {
-    for v in xs {
-        *v = v.max(0.0);
+/// ReLU of `xs + bias` in place.
+pub(super) fn relu_in_place(xs: &mut [f32], bias: Option<&[f32]>) {
+    activate_rows(xs, bias, |x| x.max(0.0))
+}
+
+/// `out += bias` row after row.
+pub(super) fn add_bias(out: &mut [f32], bias: &[f32]) {
+    for row in out.chunks_exact_mut(bias.len().max(1)) {
+        row.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
     }
 }
 
 /// `out (m × n) = x (m × k) · wᵀ + bias`, `w` stored `n × k` as in a checkpoint, on the
-/// calling thread. The bias is written first and the product accumulated onto it.
+/// calling thread. The bias is written first and the product accumulated onto it; without
+/// one the product overwrites `out`.
 pub(super) fn gemm_with_bias(
     x: &[f32],
     w: &[f32],
@@ -379,15 +418,14 @@ pub(super) fn gemm_with_bias(
     (m, k, n): (usize, usize, usize),
 ) {
     assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
-    match bias {
-        Some(bias) => out
-            .chunks_exact_mut(n)
+    if let Some(bias) = bias {
+        out.chunks_exact_mut(n)
             .take(m)
-            .for_each(|row| row.copy_from_slice(&bias[..n])),
-        None => out[..m * n].fill(0.0),
+            .for_each(|row| row.copy_from_slice(&bias[..n]));
     }
     // SAFETY: the pointers cover `m × k`, `n × k` and `m × n` elements (asserted above) with
-    // the strides given: x row-major, wᵀ read from w's rows, out row-major.
+    // the strides given: x row-major, wᵀ read from w's rows, out row-major. Without
+    // `read_dst`, gemm writes `out` without reading it.
     unsafe {
         gemm::gemm(
             m,
@@ -396,7 +434,7 @@ pub(super) fn gemm_with_bias(
             out.as_mut_ptr(),
             1,
             n as isize,
-            true,
+            bias.is_some(),
             x.as_ptr(),
             1,
             k as isize,
@@ -436,12 +474,18 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.7).cos()).collect();
         let bias = [0.5, -1.0, 2.0];
         // Stale values in the output must not leak into the result.
-        let mut out = vec![9.0; m * n];
-        gemm_with_bias(&x, &w, Some(&bias), &mut out, (m, k, n));
-        for i in 0..m {
-            for j in 0..n {
-                let want = naive_dot(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]) + bias[j];
-                assert!((out[i * n + j] - want).abs() < 1e-5, "({i}, {j})");
+        for with_bias in [true, false] {
+            let mut out = vec![9.0; m * n];
+            gemm_with_bias(&x, &w, with_bias.then_some(&bias[..]), &mut out, (m, k, n));
+            for i in 0..m {
+                for j in 0..n {
+                    let product = naive_dot(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+                    let want = product + if with_bias { bias[j] } else { 0.0 };
+                    assert!(
+                        (out[i * n + j] - want).abs() < 1e-5,
+                        "({i}, {j}) {with_bias}"
+                    );
+                }
             }
         }
     }
@@ -514,7 +558,7 @@ mod tests {
         let residual = vec![1.0; 10];
         let weight = vec![2.0; 10];
         let bias = vec![0.5; 10];
-        add_layer_norm(&mut xs, &residual, &weight, &bias, 1e-12);
+        add_layer_norm(&mut xs, &residual, None, &weight, &bias, 1e-12);
         let mean: f32 = xs.iter().sum::<f32>() / 10.0;
         let var: f32 = xs.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 10.0;
         assert!(

@@ -117,29 +117,39 @@ impl Dense {
     }
 
     /// Inference on plain buffers (see [`inference`]): `out[..rows · outputs] = x · Wᵀ + b`
-    /// for `x`: `rows × inputs`.
-    fn forward_into(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> candle_core::Result<()> {
+    /// for `x`: `rows × inputs`. With `defer_bias`, an f32 product of many rows leaves the
+    /// bias out and returns it, for the caller's next pass over `out` to add (writing it
+    /// first was a pass of its own; int8 and the few-row kernel add it as they store).
+    fn forward_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        defer_bias: bool,
+    ) -> candle_core::Result<Option<F32View<'_>>> {
         let (n, k) = self.weight.dims2()?;
         let x = &x[..rows * k];
         let out = inference::prefix(out, rows * n);
         if let Some(int8) = &self.int8 {
             int8.matmul(x, rows, out);
-            return Ok(());
+            return Ok(None);
         }
         let weight = F32View::of(&self.weight)?;
         let bias = self.bias.as_ref().map(F32View::of).transpose()?;
-        let bias = bias.as_ref().map(F32View::slice);
         if rows <= super::skinny::MAX_ROWS {
             super::skinny::matmul_rows(x, weight.slice(), out, rows, k, n);
-            if let Some(bias) = bias {
-                for row in out.chunks_exact_mut(n) {
-                    row.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
-                }
+            if let Some(bias) = &bias {
+                inference::add_bias(out, bias.slice());
             }
+            Ok(None)
+        } else if defer_bias {
+            inference::gemm_with_bias(x, weight.slice(), None, out, (rows, k, n));
+            Ok(bias)
         } else {
-            inference::gemm_with_bias(x, weight.slice(), bias, out, (rows, k, n));
+            let bias_values = bias.as_ref().map(F32View::slice);
+            inference::gemm_with_bias(x, weight.slice(), bias_values, out, (rows, k, n));
+            Ok(None)
         }
-        Ok(())
     }
 }
 
@@ -200,10 +210,17 @@ impl Norm {
         }
     }
 
-    /// Inference on plain buffers: `xs = LayerNorm(xs + residual)`, row by row.
-    fn add_in_place(&self, xs: &mut [f32], residual: &[f32]) -> candle_core::Result<()> {
-        let (weight, bias) = (F32View::of(&self.weight)?, F32View::of(&self.bias)?);
-        inference::add_layer_norm(xs, residual, weight.slice(), bias.slice(), self.eps);
+    /// Inference on plain buffers: `xs = LayerNorm(xs + residual + bias)`, row by row (`bias`:
+    /// what the linear layer that wrote `xs` left to add).
+    fn add_in_place(
+        &self,
+        xs: &mut [f32],
+        residual: &[f32],
+        bias: Option<F32View>,
+    ) -> candle_core::Result<()> {
+        let (weight, shift) = (F32View::of(&self.weight)?, F32View::of(&self.bias)?);
+        let bias = bias.as_ref().map(F32View::slice);
+        inference::add_layer_norm(xs, residual, bias, weight.slice(), shift.slice(), self.eps);
         Ok(())
     }
 }
@@ -369,9 +386,11 @@ impl Layer {
         let hidden = self.query.outputs()?;
         let len = rows * hidden;
         let input = &x[..len];
-        self.query.forward_into(input, rows, &mut buffers.q)?;
-        self.key.forward_into(input, rows, &mut buffers.k)?;
-        self.value.forward_into(input, rows, &mut buffers.v)?;
+        self.query
+            .forward_into(input, rows, &mut buffers.q, false)?;
+        self.key.forward_into(input, rows, &mut buffers.k, false)?;
+        self.value
+            .forward_into(input, rows, &mut buffers.v, false)?;
         inference::attention(
             (&buffers.q[..len], &buffers.k[..len], &buffers.v[..len]),
             spans,
@@ -379,21 +398,33 @@ impl Layer {
             inference::prefix(&mut buffers.context, len),
             &mut buffers.scores,
         );
-        self.attention_out
-            .forward_into(&buffers.context[..len], rows, &mut buffers.attended)?;
+        let bias = self.attention_out.forward_into(
+            &buffers.context[..len],
+            rows,
+            &mut buffers.attended,
+            true,
+        )?;
         self.attention_norm
-            .add_in_place(&mut buffers.attended[..len], input)?;
-        self.intermediate
-            .forward_into(&buffers.attended[..len], rows, &mut buffers.inner)?;
+            .add_in_place(&mut buffers.attended[..len], input, bias)?;
+        let bias = self.intermediate.forward_into(
+            &buffers.attended[..len],
+            rows,
+            &mut buffers.inner,
+            true,
+        )?;
         let inner = &mut buffers.inner[..rows * self.intermediate.outputs()?];
+        let bias_values = bias.as_ref().map(F32View::slice);
         match self.activation {
-            Activation::Gelu => inference::gelu_in_place(inner),
-            Activation::GeluTanh => inference::gelu_tanh_in_place(inner),
-            Activation::Relu => inference::relu_in_place(inner),
+            Activation::Gelu => inference::gelu_in_place(inner, bias_values),
+            Activation::GeluTanh => inference::gelu_tanh_in_place(inner, bias_values),
+            Activation::Relu => inference::relu_in_place(inner, bias_values),
         }
-        self.output.forward_into(inner, rows, &mut buffers.out)?;
+        drop(bias);
+        let bias = self
+            .output
+            .forward_into(inner, rows, &mut buffers.out, true)?;
         self.output_norm
-            .add_in_place(&mut buffers.out[..len], &buffers.attended[..len])?;
+            .add_in_place(&mut buffers.out[..len], &buffers.attended[..len], bias)?;
         std::mem::swap(x, &mut buffers.out);
         Ok(())
     }
