@@ -17,7 +17,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::kernels::{dot_f16, dot_f32, dot_i8, f16_bits_to_f32, f32_to_f16_bits, quantize_i8};
+use super::kernels::{
+    dot_f16, dot_f32, dot_i8, f16_bits_to_f32_slice, f32_to_f16_bits, quantize_i8,
+};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -340,7 +342,8 @@ impl VectorStore {
             Rows::F32(v) => &v[range],
             Rows::F16(v) => {
                 scratch.clear();
-                scratch.extend(v[range].iter().map(|&b| f16_bits_to_f32(b)));
+                scratch.resize(self.dim, 0.0);
+                f16_bits_to_f32_slice(&v[range], scratch);
                 scratch
             }
             Rows::I8 { scales, rows } => {
