@@ -279,16 +279,14 @@ impl Encoder for TransformerEncoder {
             .iter()
             .map(|&i| encodings[i].get_ids().len())
             .collect();
-        let chunks: Vec<&[usize]> = length_buckets(&lengths, batch_size)
-            .into_iter()
-            .map(|r| &order[r])
-            .collect();
-        // Tokens a batch multiplies (padding is not computed): the dearest batches start
-        // first, so no worker is left with a long one while the other has finished.
-        let cost: Vec<usize> = chunks
+        let ranges = length_buckets(&lengths, batch_size);
+        // Tokens a batch multiplies (BERT-family stacks skip padding): the dearest batches
+        // start first, so no worker is left with a long one while the other has finished.
+        let cost: Vec<usize> = ranges
             .iter()
-            .map(|chunk| chunk.iter().map(|&i| encodings[i].get_ids().len()).sum())
+            .map(|r| lengths[r.clone()].iter().sum())
             .collect();
+        let chunks: Vec<&[usize]> = ranges.into_iter().map(|r| &order[r]).collect();
         let vectors = crate::parallel::parallel_map_costliest_first(&cost, threads, |c| {
             let batch: Vec<&tokenizers::Encoding> =
                 chunks[c].iter().map(|&i| &encodings[i]).collect();
@@ -305,6 +303,8 @@ impl Encoder for TransformerEncoder {
 }
 
 /// Padded tokens a batch may spend per real token before a longer string starts a new batch.
+/// BERT-family stacks on the CPU no longer multiply padding (`model::inference`), but the
+/// embeddings, pooling, the copies around the stack and DeBERTa still pay for it.
 const MAX_PADDING_RATIO: f64 = 1.2;
 /// Strings a batch holds before padding may end it (tiny batches cost more per string).
 const MIN_BUCKET: usize = 4;

@@ -341,7 +341,7 @@ impl VectorStore {
         match self.rows() {
             Rows::F32(v) => &v[range],
             Rows::F16(v) => {
-                scratch.clear();
+                // Every value is overwritten: only a shorter scratch is extended.
                 scratch.resize(self.dim, 0.0);
                 f16_bits_to_f32_slice(&v[range], scratch);
                 scratch

@@ -376,6 +376,12 @@ impl Config {
 
     /// Checks what the forward pass relies on, so a bad config fails at load, not mid-batch.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.hidden_size == 0 || self.intermediate_size == 0 {
+            return Err(format!(
+                "hidden_size {} and intermediate_size {} must both be positive",
+                self.hidden_size, self.intermediate_size
+            ));
+        }
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
         {

@@ -8,8 +8,10 @@
 //! - **only real tokens are computed**: the batch's unpadded rows are packed one sequence
 //!   after another, so the linear layers (nearly all of the work) never multiply padding, and
 //!   the output is scattered back to the padded shape at the end (padding rows zero);
-//! - the six linear layers write into buffers kept per thread, the bias laid down before the
-//!   product accumulates onto it (int8 adds it as it stores);
+//! - the six linear layers write into buffers kept per thread; a bias is added by the pass
+//!   that reads the product next (residual + LayerNorm, the activation), or laid down before
+//!   the product accumulates onto it where attention reads the product (int8 adds it as it
+//!   stores);
 //! - attention runs per sequence over its own rows, heads read in place from the rows (no
 //!   transposes into a heads-first layout);
 //! - the residual add and LayerNorm are one pass, GELU is applied in place.
@@ -41,6 +43,30 @@ pub(super) struct Buffers {
     pub(super) scores: Vec<f32>,
 }
 
+impl Buffers {
+    fn values(&self) -> usize {
+        [
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.context,
+            &self.attended,
+            &self.inner,
+            &self.out,
+            &self.scores,
+        ]
+        .iter()
+        .map(|b| b.capacity())
+        .sum()
+    }
+}
+
+/// Buffers holding more values than this in all are freed after their batch rather than kept
+/// (256 MiB): a linking batch (128 strings of at most 25 tokens) needs ~12 M values with
+/// MiniLM and ~25 M with a BERT-base model and keeps them, while a rare batch of long windows
+/// does not pin its memory to a long-lived thread.
+const RETAINED_VALUES: usize = 64 << 20;
+
 thread_local! {
     /// A worker thread encodes batch after batch: its buffers stay allocated (and their pages
     /// mapped) between them.
@@ -59,6 +85,12 @@ pub(super) fn prefix(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// token, 0 for padding); returns `(batch, seq, hidden)`, padded positions zero.
 pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     let (batch, seq, hidden) = xs.dims3()?;
+    if mask.dims() != [batch, seq] {
+        candle_core::bail!(
+            "attention mask of shape {:?} for a batch of {batch} x {seq} tokens",
+            mask.dims()
+        )
+    }
     let mask: Vec<u32> = mask.flatten_all()?.to_vec1()?;
     let padded: Vec<f32> = xs.flatten_all()?.to_vec1()?;
     let real = mask.iter().filter(|&&m| m != 0).count();
@@ -80,29 +112,37 @@ pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_co
         }
         x
     };
-    BUFFERS.with(|buffers| {
+    let out = BUFFERS.with(|buffers| {
         let buffers = &mut *buffers.borrow_mut();
         for layer in layers {
             layer.forward_buffers(&mut x, &spans, buffers)?;
         }
-        candle_core::Result::Ok(())
-    })?;
-    let out = if real == mask.len() {
-        x.truncate(batch * seq * hidden);
-        x
-    } else {
-        let mut out = vec![0f32; batch * seq * hidden];
-        let mut row = 0;
-        for (j, &m) in mask.iter().enumerate() {
-            if m != 0 {
-                out[j * hidden..(j + 1) * hidden]
-                    .copy_from_slice(&x[row * hidden..(row + 1) * hidden]);
-                row += 1;
-            }
+        let out = unpack(&x, &mask, hidden);
+        // Each layer swaps its output buffer with `x`: after an odd number of layers `x` is
+        // one of the thread's buffers, which goes back to it.
+        if x.capacity() > buffers.out.capacity() {
+            std::mem::swap(&mut x, &mut buffers.out);
         }
-        out
-    };
+        if buffers.values() > RETAINED_VALUES {
+            *buffers = Buffers::default();
+        }
+        candle_core::Result::Ok(out)
+    })?;
     Tensor::from_vec(out, (batch, seq, hidden), xs.device())
+}
+
+/// The packed rows `x` back in the padded layout of `mask` (one value per position), padding
+/// rows zero.
+fn unpack(x: &[f32], mask: &[u32], hidden: usize) -> Vec<f32> {
+    let mut out = vec![0f32; mask.len() * hidden];
+    let mut row = 0;
+    for (j, &m) in mask.iter().enumerate() {
+        if m != 0 {
+            out[j * hidden..(j + 1) * hidden].copy_from_slice(&x[row * hidden..(row + 1) * hidden]);
+            row += 1;
+        }
+    }
+    out
 }
 
 /// Scaled dot-product attention of every row over the rows of its own sequence. `q`, `k`,

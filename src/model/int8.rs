@@ -207,8 +207,9 @@ impl Activations {
         Self::quantize_reusing(x, m, k, stride, Activations::default())
     }
 
-    /// [`Activations::quantize`] into the buffers of `reuse` (the codes past `m` rows are
-    /// left as they were).
+    /// `m` rows of `k` values coded into rows of `stride ≥ k` codes, in the buffers of `reuse`
+    /// (the codes past `m` rows are left as they were; [`Activations::quantize_portable`] is
+    /// the rule).
     fn quantize_reusing(x: &[f32], m: usize, k: usize, stride: usize, reuse: Self) -> Self {
         assert!(stride >= k);
         #[cfg(target_arch = "x86_64")]

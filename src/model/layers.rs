@@ -117,9 +117,9 @@ impl Dense {
     }
 
     /// Inference on plain buffers (see [`inference`]): `out[..rows · outputs] = x · Wᵀ + b`
-    /// for `x`: `rows × inputs`. With `defer_bias`, an f32 product of many rows leaves the
-    /// bias out and returns it, for the caller's next pass over `out` to add (writing it
-    /// first was a pass of its own; int8 and the few-row kernel add it as they store).
+    /// for `x`: `rows × inputs`. With `defer_bias`, an f32 product leaves the bias out and
+    /// returns it, for the caller's next pass over `out` (LayerNorm, activation) to add: a
+    /// pass of its own saved. int8 adds it as it stores and always returns `None`.
     fn forward_into(
         &self,
         x: &[f32],
@@ -138,6 +138,9 @@ impl Dense {
         let bias = self.bias.as_ref().map(F32View::of).transpose()?;
         if rows <= super::skinny::MAX_ROWS {
             super::skinny::matmul_rows(x, weight.slice(), out, rows, k, n);
+            if defer_bias {
+                return Ok(bias);
+            }
             if let Some(bias) = &bias {
                 inference::add_bias(out, bias.slice());
             }
@@ -419,6 +422,7 @@ impl Layer {
             Activation::GeluTanh => inference::gelu_tanh_in_place(inner, bias_values),
             Activation::Relu => inference::relu_in_place(inner, bias_values),
         }
+        // The intermediate bias is added: its storage's read lock need not last the layer.
         drop(bias);
         let bias = self
             .output

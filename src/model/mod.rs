@@ -112,11 +112,7 @@ impl Transformer {
                 inference::forward(layers, &xs, mask)
             }
             Stack::Bert(layers) => {
-                // Additive attention mask: 0 for tokens, a very negative number for padding.
-                let additive_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
-                    .unsqueeze(1)?
-                    .unsqueeze(1)?;
-                let scores = ScaledDotProduct { additive_mask };
+                let scores = scores_for(mask)?;
                 for layer in layers {
                     xs = layer.forward(&xs, &scores, dropout.as_deref_mut())?;
                 }
@@ -125,6 +121,15 @@ impl Transformer {
             Stack::Deberta(encoder) => encoder.forward(xs, mask, dropout),
         }
     }
+}
+
+/// BERT's attention scores with an additive mask: 0 for tokens, a very negative number for
+/// padding.
+fn scores_for(mask: &Tensor) -> candle_core::Result<ScaledDotProduct> {
+    let additive_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
+        .unsqueeze(1)?
+        .unsqueeze(1)?;
+    Ok(ScaledDotProduct { additive_mask })
 }
 
 /// Pools token vectors into one unit-norm vector per row; `mask` is `(batch, seq)` u32.
@@ -174,12 +179,12 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// A two-layer BERT with random weights, biases and norms (heads 8 wide: the vector
-    /// attention kernel's case), no dropout.
-    fn random_bert(activation: &str) -> Transformer {
+    /// A two-layer BERT with random weights, biases and norms, two heads (`hidden` 16: heads
+    /// 8 wide, the vector attention kernel's case; 12: the portable kernel's), no dropout.
+    fn random_bert(activation: &str, hidden: usize) -> Transformer {
         let config: Config = serde_json::from_value(serde_json::json!({
-            "model_type": "bert", "vocab_size": 50, "hidden_size": 16,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+            "model_type": "bert", "vocab_size": 50, "hidden_size": hidden,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 2 * hidden,
             "max_position_embeddings": 32, "type_vocab_size": 2, "hidden_act": activation,
             "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0
         }))
@@ -202,42 +207,98 @@ mod tests {
     /// Inference (plain buffers, real tokens only) and the training path (candle's ops over
     /// the padded batch, dropout off) give the same vector at every real token, for batches
     /// under and over the few-row kernel's limit; inference's padding rows are zero.
-    #[test]
-    fn inference_equals_the_training_path_on_every_real_token() {
-        for activation in ["gelu", "gelu_new", "relu"] {
-            let model = random_bert(activation);
-            let config = model.config().clone();
-            let few: [&[u32]; 1] = [&[2, 7, 9, 3]];
-            let many: [&[u32]; 3] = [
-                &[2, 5, 6, 7, 8, 9, 10, 11, 3],
-                &[2, 4, 3],
-                &[2, 12, 13, 14, 15, 16, 3],
-            ];
-            for batch in [&few[..], &many[..]] {
-                let (ids, mask) = batch_tensors(batch, 0, &Device::Cpu).unwrap();
-                let fast = model.forward(&ids, &mask, None).unwrap();
-                let mut dropout = Dropout::new(&config, crate::rng::SplitMix64::new(1));
-                let reference = model.forward(&ids, &mask, Some(&mut dropout)).unwrap();
-                let (fast, reference) = (
-                    fast.to_vec3::<f32>().unwrap(),
-                    reference.to_vec3::<f32>().unwrap(),
-                );
-                for (b, tokens) in batch.iter().enumerate() {
-                    for t in 0..fast[b].len() {
-                        let real = t < tokens.len();
-                        for (f, r) in fast[b][t].iter().zip(&reference[b][t]) {
-                            if real {
-                                assert!(
-                                    (f - r).abs() < 1e-4,
-                                    "{activation}: row {b} token {t}: {f} vs {r}"
-                                );
-                            } else {
-                                assert_eq!(*f, 0.0, "{activation}: padding row {b} token {t}");
-                            }
-                        }
+    /// Batches under (4 tokens) and over (19) the few-row kernel's limit.
+    const FEW: [&[u32]; 1] = [&[2, 7, 9, 3]];
+    const MANY: [&[u32]; 3] = [
+        &[2, 5, 6, 7, 8, 9, 10, 11, 3],
+        &[2, 4, 3],
+        &[2, 12, 13, 14, 15, 16, 3],
+    ];
+
+    /// Asserts `fast` within `tolerance` of `reference` at every real token of `batch`, and
+    /// zero at every padding position.
+    fn assert_equal_on_real_tokens(
+        fast: &Tensor,
+        reference: &Tensor,
+        batch: &[&[u32]],
+        tolerance: f32,
+        what: &str,
+    ) {
+        let (fast, reference) = (
+            fast.to_vec3::<f32>().unwrap(),
+            reference.to_vec3::<f32>().unwrap(),
+        );
+        for (b, tokens) in batch.iter().enumerate() {
+            for t in 0..fast[b].len() {
+                let real = t < tokens.len();
+                for (f, r) in fast[b][t].iter().zip(&reference[b][t]) {
+                    if real {
+                        assert!(
+                            (f - r).abs() < tolerance,
+                            "{what}: row {b} token {t}: {f} vs {r}"
+                        );
+                    } else {
+                        assert_eq!(*f, 0.0, "{what}: padding row {b} token {t}");
                     }
                 }
             }
         }
+    }
+
+    /// Inference (plain buffers, real tokens only) and the training path (candle's ops over
+    /// the padded batch, dropout off) give the same vector at every real token, for batches
+    /// under and over the few-row kernel's limit, with both attention kernels; inference's
+    /// padding rows are zero.
+    #[test]
+    fn inference_equals_the_training_path_on_every_real_token() {
+        for hidden in [16, 12] {
+            for activation in ["gelu", "gelu_new", "relu"] {
+                let model = random_bert(activation, hidden);
+                let config = model.config().clone();
+                for batch in [&FEW[..], &MANY[..]] {
+                    let (ids, mask) = batch_tensors(batch, 0, &Device::Cpu).unwrap();
+                    let fast = model.forward(&ids, &mask, None).unwrap();
+                    let mut dropout = Dropout::new(&config, crate::rng::SplitMix64::new(1));
+                    let reference = model.forward(&ids, &mask, Some(&mut dropout)).unwrap();
+                    let what = format!("{activation}, hidden {hidden}");
+                    assert_equal_on_real_tokens(&fast, &reference, batch, 1e-4, &what);
+                }
+            }
+        }
+    }
+
+    /// With int8 linear layers, inference equals candle's inference ops (the same int8
+    /// layers, the bias added as they store) on every real token: the plain-buffer path
+    /// loses no bias, whether the next pass or the kernel adds it.
+    #[test]
+    fn int8_inference_equals_candles_int8_layers_on_every_real_token() {
+        for activation in ["gelu", "relu"] {
+            let mut model = random_bert(activation, 16);
+            model.quantize_int8().unwrap();
+            let Stack::Bert(layers) = &model.stack else {
+                unreachable!("random_bert is a BERT")
+            };
+            for batch in [&FEW[..], &MANY[..]] {
+                let (ids, mask) = batch_tensors(batch, 0, &Device::Cpu).unwrap();
+                let fast = model.forward(&ids, &mask, None).unwrap();
+                let mut reference = model.embeddings.forward(&ids, &mask, None).unwrap();
+                let scores = scores_for(&mask).unwrap();
+                for layer in layers {
+                    reference = layer.forward(&reference, &scores, None).unwrap();
+                }
+                // The same integer products; attention's float sums differ in order, which can
+                // move an activation code by one step.
+                assert_equal_on_real_tokens(&fast, &reference, batch, 2e-2, activation);
+            }
+        }
+    }
+
+    #[test]
+    fn a_mask_of_another_shape_is_an_error() {
+        let model = random_bert("gelu", 16);
+        let (ids, _) = batch_tensors(&MANY, 0, &Device::Cpu).unwrap();
+        let (_, one_row_mask) = batch_tensors(&MANY[..1], 0, &Device::Cpu).unwrap();
+        let err = model.forward(&ids, &one_row_mask, None).unwrap_err();
+        assert!(err.to_string().contains("attention mask"), "{err}");
     }
 }
