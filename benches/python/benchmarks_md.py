@@ -15,6 +15,20 @@ def replace_block(name, body):
     BENCHMARKS.write_text(f"{head}{start}\n{body}\n{end}{tail}")
 
 
+def stale_index(index_dir, medlink):
+    """Whether the bench index in `index_dir` must be (re)built: it is missing, or older than
+    the `medlink` binary. Bench scripts keep their indexes between runs, and one built by an
+    older binary would report that binary's index code and vectors; a stale one is removed so
+    the build starts clean."""
+    import shutil
+
+    manifest = Path(index_dir) / "manifest.json"
+    if manifest.is_file() and manifest.stat().st_mtime >= Path(medlink).stat().st_mtime:
+        return False
+    shutil.rmtree(index_dir, ignore_errors=True)
+    return True
+
+
 def throughput(output, unit):
     """The rate in a medlink throughput line ("linked 569 mentions in 0.67s (851 mentions/s)"),
     `unit` being e.g. "mentions/s"; exits naming the output when there is none."""

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -48,7 +48,7 @@ def main():
     rows = []
     for vocab, ontology, (tune_label, tune_spec), (report_label, report_spec) in RUNS:
         index = work / vocab.replace(" ", "-")
-        if not (index / "manifest.json").is_file():
+        if stale_index(index, args.medlink):
             medlink(args.medlink, "index", "build", "--ontology", ontology, "--out", index)
         tuning = json.loads(medlink(args.medlink, "index", "tune", "--dry-run", "--index", index,
                                     "--corpus", tune_spec))

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block, throughput  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index, throughput  # noqa: E402
 from vector_types import ROOT, RUNS, SHARED, VOCABULARIES  # noqa: E402  (the same corpora)
 
 # (label, index built with, queries encoded with)
@@ -68,7 +68,7 @@ def main():
     for vocab, spec in VOCABULARIES.items():
         for precision in ["f32", "int8"]:
             out = work / f"{vocab.replace(' ', '-')}-{precision}"
-            if not (out / "manifest.json").is_file():
+            if stale_index(out, args.medlink):
                 subprocess.run([args.medlink, "index", "build", "--ontology", spec, "--out", str(out),
                                 *flag(precision)], check=True)
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -89,7 +89,7 @@ def train(base, steps, minutes):
 
 def index(name, model):
     out = WORK / f"index-{name}"
-    if not (out / "manifest.json").is_file():
+    if stale_index(out, MEDLINK):
         medlink("index", "build", "--add-mentions", TRAIN, "--model", model, "--out", out, capture=False)
     return out
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -40,7 +40,7 @@ def main():
     rows = []
     for label, name, ontology, entity in RUNS:
         index = Path(args.work) / name
-        if not (index / "manifest.json").is_file():
+        if stale_index(index, args.medlink):
             medlink(args.medlink, "index", "build", "--ontology", ontology, "--out", index)
         report = {}
         for split, file in [("train", "CDR_TrainingSet.PubTator.txt"), ("dev", "CDR_DevelopmentSet.PubTator.txt")]:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block, throughput  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index, throughput  # noqa: E402
 from vector_types import ROOT, SHARED, VOCABULARIES  # noqa: E402
 
 SIZES = [20, 32, 48, 64, 96, 128]
@@ -66,7 +66,7 @@ def main():
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for vocab, spec in VOCABULARIES.items():
-        if not (index_dir(work, vocab) / "manifest.json").is_file():
+        if stale_index(index_dir(work, vocab), args.medlink):
             subprocess.run([args.medlink, "index", "build", "--ontology", spec, "--out", str(index_dir(work, vocab))],
                            check=True)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -88,7 +88,7 @@ def main():
         if wanted and number not in wanted:
             continue
         index = work / vocab
-        if not (index / "manifest.json").is_file():
+        if stale_index(index, args.medlink):
             cmd = ["index", "build", "--ontology", VOCABULARIES[vocab], "--out", index]
             medlink(args.medlink, *cmd, *(["--model", args.model] if args.model else []))
         reranker = work / f"row{number}.reranker.json"

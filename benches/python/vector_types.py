@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_md import cpu_name, replace_block  # noqa: E402
+from benchmarks_md import cpu_name, replace_block, stale_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -43,7 +43,7 @@ def main():
     sizes = {}
     for vocab, spec in VOCABULARIES.items():
         base = work / f"{vocab.replace(' ', '-')}-f32"
-        if not (base / "manifest.json").is_file():
+        if stale_index(base, args.medlink):
             subprocess.run([args.medlink, "index", "build", "--vectors", "f32", "--ontology", spec,
                             "--out", str(base)], check=True)
         for kind in TYPES[1:]:
