@@ -6,8 +6,9 @@
 //! its own, and multiplies attention as one tiny `gemm` call per sequence and head (a
 //! 7-token name: 7 × 32 by 32 × 7), each paying the call's set-up. Here:
 //! - **only real tokens are computed**: the batch's unpadded rows are packed one sequence
-//!   after another, so the linear layers (nearly all of the work) never multiply padding, and
-//!   the output is scattered back to the padded shape at the end (padding rows zero);
+//!   after another (the embeddings write them so: `Embeddings::forward_packed`), so the
+//!   linear layers (nearly all of the work) never multiply padding, and the output is
+//!   scattered back to the padded shape at the end (padding rows zero);
 //! - the six linear layers write into buffers kept per thread; a bias is added by the pass
 //!   that reads the product next (residual + LayerNorm, the activation), or laid down before
 //!   the product accumulates onto it where attention reads the product (int8 adds it as it
@@ -27,6 +28,10 @@ use candle_core::Tensor;
 
 use super::layers::Layer;
 use super::ops::erf;
+
+/// The real tokens' rows packed one sequence after another (`rows × hidden` values), and each
+/// sequence's rows.
+pub(super) type Packed = (Vec<f32>, Vec<Range<usize>>);
 
 /// The buffers one layer writes, reused from batch to batch on a thread. Each only grows:
 /// its length is the largest batch seen, and a layer uses the prefix it needs.
@@ -91,12 +96,12 @@ pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_co
             mask.dims()
         )
     }
-    let mask: Vec<u32> = mask.flatten_all()?.to_vec1()?;
+    let mask_values: Vec<u32> = mask.flatten_all()?.to_vec1()?;
     let padded: Vec<f32> = xs.flatten_all()?.to_vec1()?;
-    let real = mask.iter().filter(|&&m| m != 0).count();
+    let real = mask_values.iter().filter(|&&m| m != 0).count();
     // Each sequence's rows in the packed buffer.
     let mut spans: Vec<Range<usize>> = Vec::with_capacity(batch);
-    let mut x = if real == mask.len() {
+    let x = if real == mask_values.len() {
         spans.extend((0..batch).map(|b| b * seq..(b + 1) * seq));
         padded
     } else {
@@ -104,7 +109,7 @@ pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_co
         for b in 0..batch {
             let start = x.len() / hidden;
             for j in b * seq..(b + 1) * seq {
-                if mask[j] != 0 {
+                if mask_values[j] != 0 {
                     x.extend_from_slice(&padded[j * hidden..(j + 1) * hidden]);
                 }
             }
@@ -112,10 +117,36 @@ pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_co
         }
         x
     };
+    forward_packed(layers, x, &spans, mask, hidden)
+}
+
+/// [`forward`] from the real tokens' rows already packed (`x`, `spans`: each sequence's rows,
+/// as [`super::embeddings::Embeddings::forward_packed`] gives them); `mask` `(batch, seq)`
+/// says where each row goes back in the padded output.
+pub(super) fn forward_packed(
+    layers: &[Layer],
+    mut x: Vec<f32>,
+    spans: &[Range<usize>],
+    mask: &Tensor,
+    hidden: usize,
+) -> candle_core::Result<Tensor> {
+    let (batch, seq) = mask.dims2()?;
+    let mask: Vec<u32> = mask.flatten_all()?.to_vec1()?;
+    let rows = spans.last().map_or(0, |s| s.end);
+    if spans.len() != batch
+        || rows != mask.iter().filter(|&&m| m != 0).count()
+        || x.len() != rows * hidden
+    {
+        candle_core::bail!(
+            "{} packed values in {} sequences for a mask of {batch} x {seq} with hidden size {hidden}",
+            x.len(),
+            spans.len()
+        )
+    }
     let out = BUFFERS.with(|buffers| {
         let buffers = &mut *buffers.borrow_mut();
         for layer in layers {
-            layer.forward_buffers(&mut x, &spans, buffers)?;
+            layer.forward_buffers(&mut x, spans, buffers)?;
         }
         let out = unpack(&x, &mask, hidden);
         // Each layer swaps its output buffer with `x`: after an odd number of layers `x` is
@@ -128,7 +159,7 @@ pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_co
         }
         candle_core::Result::Ok(out)
     })?;
-    Tensor::from_vec(out, (batch, seq, hidden), xs.device())
+    Tensor::from_vec(out, (batch, seq, hidden), &candle_core::Device::Cpu)
 }
 
 /// The packed rows `x` back in the padded layout of `mask` (one value per position), padding

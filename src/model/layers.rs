@@ -157,13 +157,13 @@ impl Dense {
 }
 
 /// A CPU f32 tensor's elements, read-locked while the view lives (no copy of the weights).
-struct F32View<'a> {
+pub(super) struct F32View<'a> {
     storage: candle_core::StorageRef<'a>,
     range: std::ops::Range<usize>,
 }
 
 impl<'a> F32View<'a> {
-    fn of(tensor: &'a Tensor) -> candle_core::Result<Self> {
+    pub(super) fn of(tensor: &'a Tensor) -> candle_core::Result<Self> {
         let (storage, layout) = tensor.storage_and_layout();
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("inference buffers take contiguous weights")
@@ -180,7 +180,19 @@ impl<'a> F32View<'a> {
         })
     }
 
-    fn slice(&self) -> &[f32] {
+    /// The view of the first `len` values only (a table's first row).
+    pub(super) fn first(mut self, len: usize) -> candle_core::Result<Self> {
+        if self.range.len() < len {
+            candle_core::bail!(
+                "a tensor of {} values has no {len} first values",
+                self.range.len()
+            )
+        }
+        self.range.end = self.range.start + len;
+        Ok(self)
+    }
+
+    pub(super) fn slice(&self) -> &[f32] {
         match &*self.storage {
             candle_core::Storage::Cpu(candle_core::CpuStorage::F32(all)) => {
                 &all[self.range.clone()]
@@ -215,7 +227,7 @@ impl Norm {
 
     /// Inference on plain buffers: `xs = LayerNorm(xs + residual + bias)`, row by row (`bias`:
     /// what the linear layer that wrote `xs` left to add).
-    fn add_in_place(
+    pub(super) fn add_in_place(
         &self,
         xs: &mut [f32],
         residual: &[f32],

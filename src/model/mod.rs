@@ -103,9 +103,14 @@ impl Transformer {
         mask: &Tensor,
         mut dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
+        // Inference on the CPU: plain buffers instead of a tensor per op.
+        if let (Stack::Bert(layers), None) = (&self.stack, &dropout) {
+            if let Some((x, spans)) = self.embeddings.forward_packed(ids, mask)? {
+                return inference::forward_packed(layers, x, &spans, mask, self.config.hidden_size);
+            }
+        }
         let mut xs = self.embeddings.forward(ids, mask, dropout.as_deref_mut())?;
         match &self.stack {
-            // Inference on the CPU: plain buffers instead of a tensor per op.
             Stack::Bert(layers)
                 if dropout.is_none() && xs.device().is_cpu() && xs.dtype() == DType::F32 =>
             {
