@@ -273,6 +273,54 @@ mod avx2 {
         }
     }
 
+    /// `gelu(row + bias)` in place, eight values at a time ([`super::gelu`]'s formula and
+    /// erf polynomials). The compiler vectorised the scalar loop too, but divided for erf's
+    /// rational function; here the reciprocal is `vrcpps` refined by one Newton step
+    /// (relative error ~1e-7, under the approximation's own 1e-6): a third of GELU's time.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gelu_row(row: &mut [f32], bias: Option<&[f32]>) {
+        let n = row.len();
+        assert!(bias.is_none_or(|b| b.len() >= n));
+        let p = row.as_mut_ptr();
+        let mut i = 0;
+        // SAFETY: i + 8 <= n for every load and store; `bias` holds at least n values.
+        while i + 8 <= n {
+            let mut x = _mm256_loadu_ps(p.add(i));
+            if let Some(bias) = bias {
+                x = _mm256_add_ps(x, _mm256_loadu_ps(bias.as_ptr().add(i)));
+            }
+            _mm256_storeu_ps(p.add(i), gelu8(x));
+            i += 8;
+        }
+        for j in i..n {
+            row[j] = super::gelu(row[j] + bias.map_or(0.0, |b| b[j]));
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gelu8(x: __m256) -> __m256 {
+        let fma = |a, b, c: f32| _mm256_fmadd_ps(a, b, _mm256_set1_ps(c));
+        let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
+        let z2 = _mm256_mul_ps(z, z);
+        let mut p = fma(z2, _mm256_set1_ps(-2.726_142_3e-10), 2.770_681_4e-8);
+        p = fma(z2, p, -2.101_024e-6);
+        p = fma(z2, p, -5.692_506_4e-5);
+        p = fma(z2, p, -7.349_906_3e-4);
+        p = fma(z2, p, -2.954_600_1e-3);
+        p = fma(z2, p, -1.609_603_3e-2);
+        let mut q = fma(z2, _mm256_set1_ps(-1.456_607_2e-5), -2.133_740_6e-4);
+        q = fma(z2, q, -1.682_827e-3);
+        q = fma(z2, q, -7.373_329e-3);
+        q = fma(z2, q, -1.426_473_9e-2);
+        // q lies in [-2.4, -0.0143] over the clamp: never zero.
+        let r = _mm256_rcp_ps(q);
+        let r = _mm256_mul_ps(r, _mm256_fnmadd_ps(q, r, _mm256_set1_ps(2.0)));
+        let erf = _mm256_mul_ps(_mm256_mul_ps(z, p), r);
+        let half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5));
+        _mm256_fmadd_ps(half_x, erf, half_x)
+    }
+
     #[inline(always)]
     unsafe fn horizontal_sum(v: __m256) -> f32 {
         let pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -454,7 +502,14 @@ pub(super) fn gelu_in_place(xs: &mut [f32], bias: Option<&[f32]>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_avx2(xs: &mut [f32], bias: Option<&[f32]>) {
-    activate_rows(xs, bias, gelu)
+    match bias {
+        Some(bias) => {
+            for row in xs.chunks_exact_mut(bias.len().max(1)) {
+                avx2::gelu_row(row, Some(bias));
+            }
+        }
+        None => avx2::gelu_row(xs, None),
+    }
 }
 
 /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`, as candle's) of
@@ -528,6 +583,28 @@ mod tests {
 
     fn naive_dot(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// The vector GELU (reciprocal by Newton step) equals the scalar formula, with and without
+    /// a bias, at every tail length, across and beyond erf's clamp.
+    #[test]
+    fn gelu_in_place_matches_the_scalar_formula() {
+        for len in [1usize, 7, 8, 9, 23, 1536] {
+            let xs: Vec<f32> = (0..len).map(|i| (i as f32 * 0.731).sin() * 9.0).collect();
+            let bias: Vec<f32> = (0..len).map(|i| (i as f32 * 0.17).cos()).collect();
+            for with_bias in [false, true] {
+                let mut got = xs.clone();
+                gelu_in_place(&mut got, with_bias.then_some(&bias[..]));
+                for (i, (&g, &x)) in got.iter().zip(&xs).enumerate() {
+                    let x = x + if with_bias { bias[i] } else { 0.0 };
+                    let want = gelu(x);
+                    assert!(
+                        (g - want).abs() <= 1e-6 * x.abs().max(1.0),
+                        "len {len} bias {with_bias} x {x}: {g} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
