@@ -670,33 +670,36 @@ mod tests {
 
     #[test]
     fn vector_and_portable_attention_agree() {
-        // Two heads of width 8 (the vector kernel's case) over sequences of 3 and 5 rows.
-        let (hidden, heads, rows) = (16, 2, 8);
-        let values = |seed: f32| -> Vec<f32> {
-            (0..rows * hidden)
-                .map(|i| ((i as f32 + seed) * 0.37).sin())
-                .collect()
-        };
-        let (q, k, v) = (values(1.0), values(2.0), values(3.0));
-        let spans = [0..3, 3..8];
-        let mut fast = vec![0f32; rows * hidden];
-        let mut portable = vec![0f32; rows * hidden];
-        attention(
-            (&q, &k, &v),
-            &spans,
-            (hidden, heads),
-            &mut fast,
-            &mut Vec::new(),
-        );
-        attention_portable(
-            (&q, &k, &v),
-            &spans,
-            (hidden, heads),
-            &mut portable,
-            &mut Vec::new(),
-        );
-        for (a, b) in fast.iter().zip(&portable) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        // Two heads of width 8 and of width 16 (the vector kernel's cases, one and two vectors
+        // per head) over sequences of 3, 17 and 8 rows.
+        let rows = 28;
+        let spans = [0..3, 3..20, 20..28];
+        for (hidden, heads) in [(16, 2), (32, 2)] {
+            let values = |seed: f32| -> Vec<f32> {
+                (0..rows * hidden)
+                    .map(|i| ((i as f32 + seed) * 0.37).sin())
+                    .collect()
+            };
+            let (q, k, v) = (values(1.0), values(2.0), values(3.0));
+            let mut fast = vec![0f32; rows * hidden];
+            let mut portable = vec![0f32; rows * hidden];
+            attention(
+                (&q, &k, &v),
+                &spans,
+                (hidden, heads),
+                &mut fast,
+                &mut Vec::new(),
+            );
+            attention_portable(
+                (&q, &k, &v),
+                &spans,
+                (hidden, heads),
+                &mut portable,
+                &mut Vec::new(),
+            );
+            for (a, b) in fast.iter().zip(&portable) {
+                assert!((a - b).abs() < 1e-5, "hidden {hidden}: {a} vs {b}");
+            }
         }
     }
 
