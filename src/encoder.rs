@@ -186,8 +186,9 @@ impl TransformerEncoder {
     fn encode_batch(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
         let tokens: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
         let (ids, mask) = model::batch_tensors(&tokens, self.pad_id, &self.device)?;
-        let hidden = self.model.forward(&ids, &mask, None)?;
-        let pooled = model::pool(&hidden, &mask, self.identity.pooling)?;
+        let pooled = self
+            .model
+            .forward_pooled(&ids, &mask, self.identity.pooling)?;
         Ok(pooled.to_vec2::<f32>()?)
     }
 }

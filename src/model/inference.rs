@@ -125,7 +125,7 @@ pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_co
 /// says where each row goes back in the padded output.
 pub(super) fn forward_packed(
     layers: &[Layer],
-    mut x: Vec<f32>,
+    x: Vec<f32>,
     spans: &[Range<usize>],
     mask: &Tensor,
     hidden: usize,
@@ -143,12 +143,24 @@ pub(super) fn forward_packed(
             spans.len()
         )
     }
-    let out = BUFFERS.with(|buffers| {
+    let out = run_packed(layers, x, spans, |x| unpack(x, &mask, hidden))?;
+    Tensor::from_vec(out, (batch, seq, hidden), &candle_core::Device::Cpu)
+}
+
+/// Runs `layers` over the packed rows `x` (`spans`: each sequence's rows) on this thread's
+/// buffers and returns what `finish` makes of the last layer's rows.
+pub(super) fn run_packed<T>(
+    layers: &[Layer],
+    mut x: Vec<f32>,
+    spans: &[Range<usize>],
+    finish: impl FnOnce(&[f32]) -> T,
+) -> candle_core::Result<T> {
+    BUFFERS.with(|buffers| {
         let buffers = &mut *buffers.borrow_mut();
         for layer in layers {
             layer.forward_buffers(&mut x, spans, buffers)?;
         }
-        let out = unpack(&x, &mask, hidden);
+        let out = finish(&x);
         // Each layer swaps its output buffer with `x`: after an odd number of layers `x` is
         // one of the thread's buffers, which goes back to it.
         if x.capacity() > buffers.out.capacity() {
@@ -157,9 +169,37 @@ pub(super) fn forward_packed(
         if buffers.values() > RETAINED_VALUES {
             *buffers = Buffers::default();
         }
-        candle_core::Result::Ok(out)
-    })?;
-    Tensor::from_vec(out, (batch, seq, hidden), &candle_core::Device::Cpu)
+        Ok(out)
+    })
+}
+
+/// One unit-norm vector per sequence (`batch × hidden` values) from the packed rows: the mean
+/// of its rows or its first row, as [`super::pool`] pools the padded output (an empty
+/// sequence gives a zero vector).
+pub(super) fn pool_packed(
+    x: &[f32],
+    spans: &[Range<usize>],
+    hidden: usize,
+    mean: bool,
+) -> Vec<f32> {
+    let mut out = vec![0f32; spans.len() * hidden];
+    for (pooled, span) in out.chunks_exact_mut(hidden).zip(spans) {
+        let rows = if mean {
+            span.clone()
+        } else {
+            span.start..span.end.min(span.start + 1)
+        };
+        for row in rows.clone() {
+            for (p, &v) in pooled.iter_mut().zip(&x[row * hidden..(row + 1) * hidden]) {
+                *p += v;
+            }
+        }
+        let count = rows.len().max(1) as f32;
+        let norm = (pooled.iter().map(|v| v * v).sum::<f32>().sqrt() / count).max(1e-12);
+        let scale = 1.0 / (count * norm);
+        pooled.iter_mut().for_each(|v| *v *= scale);
+    }
+    out
 }
 
 /// The packed rows `x` back in the padded layout of `mask` (one value per position), padding

@@ -137,6 +137,40 @@ fn scores_for(mask: &Tensor) -> candle_core::Result<ScaledDotProduct> {
     Ok(ScaledDotProduct { additive_mask })
 }
 
+impl Transformer {
+    /// [`Self::forward`] then [`pool`], without the padded token vectors in between where the
+    /// inference path runs (BERT-family stacks on the CPU, every sequence starting with a
+    /// token as right padding leaves it): `(batch, hidden)` unit-norm vectors.
+    pub fn forward_pooled(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        pooling: Pooling,
+    ) -> candle_core::Result<Tensor> {
+        if let Stack::Bert(layers) = &self.stack {
+            let (batch, seq) = mask.dims2()?;
+            let first_is_token = seq > 0
+                && mask
+                    .narrow(1, 0, 1)?
+                    .flatten_all()?
+                    .to_vec1::<u32>()?
+                    .iter()
+                    .all(|&m| m != 0);
+            if first_is_token {
+                if let Some((x, spans)) = self.embeddings.forward_packed(ids, mask)? {
+                    let hidden = self.config.hidden_size;
+                    let mean = pooling == Pooling::Mean;
+                    let pooled = inference::run_packed(layers, x, &spans, |x| {
+                        inference::pool_packed(x, &spans, hidden, mean)
+                    })?;
+                    return Tensor::from_vec(pooled, (batch, hidden), ids.device());
+                }
+            }
+        }
+        pool(&self.forward(ids, mask, None)?, mask, pooling)
+    }
+}
+
 /// Pools token vectors into one unit-norm vector per row; `mask` is `(batch, seq)` u32.
 /// CLS pooling takes the first token: `[CLS]` for BERT and DeBERTa, `<s>` for RoBERTa and
 /// XLM-R.
@@ -294,6 +328,34 @@ mod tests {
                 // The same integer products; attention's float sums differ in order, which can
                 // move an activation code by one step.
                 assert_equal_on_real_tokens(&fast, &reference, batch, 2e-2, activation);
+            }
+        }
+    }
+
+    /// Pooling straight from the packed rows equals pooling the padded output, mean and CLS,
+    /// with and without int8 layers.
+    #[test]
+    fn pooled_inference_equals_pooling_the_padded_output() {
+        for int8 in [false, true] {
+            let mut model = random_bert("gelu", 16);
+            if int8 {
+                model.quantize_int8().unwrap();
+            }
+            for batch in [&FEW[..], &MANY[..]] {
+                let (ids, mask) = batch_tensors(batch, 0, &Device::Cpu).unwrap();
+                for pooling in [Pooling::Mean, Pooling::Cls] {
+                    let fast = model.forward_pooled(&ids, &mask, pooling).unwrap();
+                    let padded = model.forward(&ids, &mask, None).unwrap();
+                    let want = pool(&padded, &mask, pooling).unwrap();
+                    let (fast, want) = (
+                        fast.to_vec2::<f32>().unwrap(),
+                        want.to_vec2::<f32>().unwrap(),
+                    );
+                    assert_eq!(fast.len(), batch.len());
+                    for (f, w) in fast.iter().flatten().zip(want.iter().flatten()) {
+                        assert!((f - w).abs() < 1e-5, "{pooling:?} int8 {int8}: {f} vs {w}");
+                    }
+                }
             }
         }
     }
