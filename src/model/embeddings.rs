@@ -233,10 +233,8 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    /// transformers' `create_position_ids_from_input_ids` with padding_idx 1:
-    /// `cumsum(ids != 1) * (ids != 1) + 1`.
-    #[test]
-    fn roberta_positions_start_after_padding_and_padding_stays_at_padding_idx() {
+    /// A RoBERTa embedding layer (pad id 1, 4 wide, 10 ids and positions) and its variables.
+    fn tiny_roberta() -> (Config, candle_nn::VarMap, Embeddings) {
         let config: Config = serde_json::from_value(serde_json::json!({
             "model_type": "roberta", "vocab_size": 10, "hidden_size": 4,
             "num_hidden_layers": 1, "num_attention_heads": 1, "intermediate_size": 8,
@@ -246,6 +244,14 @@ mod tests {
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let embeddings = Embeddings::load(vb, &config).unwrap();
+        (config, varmap, embeddings)
+    }
+
+    /// transformers' `create_position_ids_from_input_ids` with padding_idx 1:
+    /// `cumsum(ids != 1) * (ids != 1) + 1`.
+    #[test]
+    fn roberta_positions_start_after_padding_and_padding_stays_at_padding_idx() {
+        let (config, _, embeddings) = tiny_roberta();
         let ids = Tensor::new(&[[0u32, 5, 6, 2, 1, 1], [0, 7, 2, 1, 1, 1]], &Device::Cpu).unwrap();
         let positions = embeddings.position_ids(&ids).unwrap();
         assert_eq!(
@@ -259,21 +265,8 @@ mod tests {
     /// a padded row, random tables and norm), and an id past the vocabulary is an error.
     #[test]
     fn packed_embeddings_equal_the_tensor_path_at_real_tokens() {
-        let config: Config = serde_json::from_value(serde_json::json!({
-            "model_type": "roberta", "vocab_size": 10, "hidden_size": 4,
-            "num_hidden_layers": 1, "num_attention_heads": 1, "intermediate_size": 8,
-            "max_position_embeddings": 10, "type_vocab_size": 1, "pad_token_id": 1
-        }))
-        .unwrap();
-        let varmap = candle_nn::VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let embeddings = Embeddings::load(vb, &config).unwrap();
-        let mut rng = crate::rng::SplitMix64::new(3);
-        for var in varmap.all_vars() {
-            let noise: Vec<f32> = (0..var.elem_count()).map(|_| rng.next_f32()).collect();
-            let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
-            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
-        }
+        let (_, varmap, embeddings) = tiny_roberta();
+        super::super::tests::perturb(&varmap, 3);
         let ids = Tensor::new(&[[0u32, 5, 6, 2], [0, 7, 2, 1]], &Device::Cpu).unwrap();
         let mask = Tensor::new(&[[1u32, 1, 1, 1], [1, 1, 1, 0]], &Device::Cpu).unwrap();
         let (packed, spans) = embeddings.forward_packed(&ids, &mask).unwrap().unwrap();

@@ -86,43 +86,9 @@ pub(super) fn prefix(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
-/// Runs `layers` over `xs` `(batch, seq, hidden)` with `mask` `(batch, seq)` u32 (1 for a
-/// token, 0 for padding); returns `(batch, seq, hidden)`, padded positions zero.
-pub(super) fn forward(layers: &[Layer], xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let (batch, seq, hidden) = xs.dims3()?;
-    if mask.dims() != [batch, seq] {
-        candle_core::bail!(
-            "attention mask of shape {:?} for a batch of {batch} x {seq} tokens",
-            mask.dims()
-        )
-    }
-    let mask_values: Vec<u32> = mask.flatten_all()?.to_vec1()?;
-    let padded: Vec<f32> = xs.flatten_all()?.to_vec1()?;
-    let real = mask_values.iter().filter(|&&m| m != 0).count();
-    // Each sequence's rows in the packed buffer.
-    let mut spans: Vec<Range<usize>> = Vec::with_capacity(batch);
-    let x = if real == mask_values.len() {
-        spans.extend((0..batch).map(|b| b * seq..(b + 1) * seq));
-        padded
-    } else {
-        let mut x = Vec::with_capacity(real * hidden);
-        for b in 0..batch {
-            let start = x.len() / hidden;
-            for j in b * seq..(b + 1) * seq {
-                if mask_values[j] != 0 {
-                    x.extend_from_slice(&padded[j * hidden..(j + 1) * hidden]);
-                }
-            }
-            spans.push(start..x.len() / hidden);
-        }
-        x
-    };
-    forward_packed(layers, x, &spans, mask, hidden)
-}
-
-/// [`forward`] from the real tokens' rows already packed (`x`, `spans`: each sequence's rows,
-/// as [`super::embeddings::Embeddings::forward_packed`] gives them); `mask` `(batch, seq)`
-/// says where each row goes back in the padded output.
+/// Runs `layers` over the real tokens' rows `x`, packed one sequence after another (`spans`:
+/// each sequence's rows, as [`super::embeddings::Embeddings::forward_packed`] gives them from
+/// `mask`); returns `(batch, seq, hidden)` for `mask` `(batch, seq)`, padded positions zero.
 pub(super) fn forward_packed(
     layers: &[Layer],
     x: Vec<f32>,
@@ -132,17 +98,6 @@ pub(super) fn forward_packed(
 ) -> candle_core::Result<Tensor> {
     let (batch, seq) = mask.dims2()?;
     let mask: Vec<u32> = mask.flatten_all()?.to_vec1()?;
-    let rows = spans.last().map_or(0, |s| s.end);
-    if spans.len() != batch
-        || rows != mask.iter().filter(|&&m| m != 0).count()
-        || x.len() != rows * hidden
-    {
-        candle_core::bail!(
-            "{} packed values in {} sequences for a mask of {batch} x {seq} with hidden size {hidden}",
-            x.len(),
-            spans.len()
-        )
-    }
     let out = run_packed(layers, x, spans, |x| unpack(x, &mask, hidden))?;
     Tensor::from_vec(out, (batch, seq, hidden), &candle_core::Device::Cpu)
 }

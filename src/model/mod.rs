@@ -111,11 +111,6 @@ impl Transformer {
         }
         let mut xs = self.embeddings.forward(ids, mask, dropout.as_deref_mut())?;
         match &self.stack {
-            Stack::Bert(layers)
-                if dropout.is_none() && xs.device().is_cpu() && xs.dtype() == DType::F32 =>
-            {
-                inference::forward(layers, &xs, mask)
-            }
             Stack::Bert(layers) => {
                 let scores = scores_for(mask)?;
                 for layer in layers {
@@ -126,21 +121,10 @@ impl Transformer {
             Stack::Deberta(encoder) => encoder.forward(xs, mask, dropout),
         }
     }
-}
 
-/// BERT's attention scores with an additive mask: 0 for tokens, a very negative number for
-/// padding.
-fn scores_for(mask: &Tensor) -> candle_core::Result<ScaledDotProduct> {
-    let additive_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
-        .unsqueeze(1)?
-        .unsqueeze(1)?;
-    Ok(ScaledDotProduct { additive_mask })
-}
-
-impl Transformer {
     /// [`Self::forward`] then [`pool`], without the padded token vectors in between where the
-    /// inference path runs (BERT-family stacks on the CPU, every sequence starting with a
-    /// token as right padding leaves it): `(batch, hidden)` unit-norm vectors.
+    /// inference path runs (BERT-family stacks on the CPU; for CLS pooling, every sequence
+    /// starting with a token, as right padding leaves it): `(batch, hidden)` unit-norm vectors.
     pub fn forward_pooled(
         &self,
         ids: &Tensor,
@@ -149,14 +133,12 @@ impl Transformer {
     ) -> candle_core::Result<Tensor> {
         if let Stack::Bert(layers) = &self.stack {
             let (batch, seq) = mask.dims2()?;
-            let first_is_token = seq > 0
-                && mask
-                    .narrow(1, 0, 1)?
-                    .flatten_all()?
-                    .to_vec1::<u32>()?
-                    .iter()
-                    .all(|&m| m != 0);
-            if first_is_token {
+            // CLS is position 0, the first packed row only where position 0 is a token.
+            let first_is_token = |mask: &Tensor| -> candle_core::Result<bool> {
+                let firsts = mask.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<u32>()?;
+                Ok(firsts.iter().all(|&m| m != 0))
+            };
+            if pooling == Pooling::Mean || (seq > 0 && first_is_token(mask)?) {
                 if let Some((x, spans)) = self.embeddings.forward_packed(ids, mask)? {
                     let hidden = self.config.hidden_size;
                     let mean = pooling == Pooling::Mean;
@@ -169,6 +151,15 @@ impl Transformer {
         }
         pool(&self.forward(ids, mask, None)?, mask, pooling)
     }
+}
+
+/// BERT's attention scores with an additive mask: 0 for tokens, a very negative number for
+/// padding.
+fn scores_for(mask: &Tensor) -> candle_core::Result<ScaledDotProduct> {
+    let additive_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * f32::MAX as f64)?
+        .unsqueeze(1)?
+        .unsqueeze(1)?;
+    Ok(ScaledDotProduct { additive_mask })
 }
 
 /// Pools token vectors into one unit-norm vector per row; `mask` is `(batch, seq)` u32.
@@ -231,8 +222,14 @@ mod tests {
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Transformer::load(vb, &config).unwrap();
-        // Biases start at zero and norms at one: move every variable off its initial value.
-        let mut rng = crate::rng::SplitMix64::new(7);
+        perturb(&varmap, 7);
+        model
+    }
+
+    /// Biases start at zero and norms at one: moves every variable off its initial value by
+    /// seeded noise in [-0.5, 0.5).
+    pub(super) fn perturb(varmap: &candle_nn::VarMap, seed: u64) {
+        let mut rng = crate::rng::SplitMix64::new(seed);
         for var in varmap.all_vars() {
             let noise: Vec<f32> = (0..var.elem_count())
                 .map(|_| rng.next_f32() - 0.5)
@@ -240,7 +237,6 @@ mod tests {
             let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
             var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
         }
-        model
     }
 
     /// Inference (plain buffers, real tokens only) and the training path (candle's ops over
