@@ -10,7 +10,8 @@ re-ranked. The "transfer" rows report on a corpus the re-ranker never saw any do
 (trained on NCBI-disease for BC5CDR, on OMIM descriptions for GSC+): what a user with annotations
 of one kind of text gets on another. `--model DIR` builds the indexes with another model (a
 `medlink train encoder` checkpoint); `--label` names it. With --write, replaces BENCHMARKS.md's
-RERANK block (the base model) or adds rows to it (`--append`).
+RERANK block (the base model) or adds rows to it (`--append`, replacing earlier rows of the same
+label).
 """
 import argparse
 import json
@@ -140,7 +141,9 @@ def render(rows, label, append):
         text = (ROOT / "BENCHMARKS.md").read_text()
         block = text.split("<!-- RERANK:BEGIN -->\n", 1)[1].split("<!-- RERANK:END -->", 1)[0].rstrip("\n")
         if "|---|" in block:
-            return block + "\n" + "\n".join(lines)
+            # Rows of an earlier run of the same label are replaced, not repeated.
+            kept = [line for line in block.split("\n") if f"| {label} |" not in line]
+            return "\n".join(kept + lines)
     return "\n".join(head + lines)
 
 

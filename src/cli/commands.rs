@@ -884,7 +884,7 @@ fn eval_link(args: EvalLinkArgs, cache: &Path) -> Result<()> {
         entity_types: args.entity_types.clone(),
         link,
         expand_abbreviations: args.abbreviations,
-        ..EvalOptions::default()
+        worst_misses: args.misses,
     };
     let (report, _) = evaluate(&linker, &index, &corpus, seen.as_ref(), &options)?;
     let mut out = std::io::stdout().lock();

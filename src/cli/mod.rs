@@ -125,6 +125,10 @@ pub struct EvalLinkArgs {
     /// (medlink protocol; the biosyn protocol always expands them).
     #[arg(long)]
     pub abbreviations: bool,
+    /// Misses listed in the JSON report (`worst_misses`), most confident wrong answers first;
+    /// raise it to read every miss of a run.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub misses: usize,
     /// Print the full JSON report.
     #[arg(long)]
     pub json: bool,

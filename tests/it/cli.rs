@@ -545,11 +545,12 @@ fn add_mentions_and_the_biosyn_protocol_end_to_end() {
         "the Symptom mention was filtered out"
     );
 
-    let eval = |protocol: &str| -> serde_json::Value {
+    let eval_with = |protocol: &str, extra: &[&str]| -> serde_json::Value {
         let corpus = format!("pubtator:{}", test.display());
         let (code, stdout, stderr) = run(
             medlink()
                 .args(["eval", "link", "--corpus", &corpus, "--ks", "1,5", "--json"])
+                .args(extra)
                 .args(["--protocol", protocol, "--index"])
                 .arg(&index),
             b"",
@@ -557,6 +558,7 @@ fn add_mentions_and_the_biosyn_protocol_end_to_end() {
         assert_eq!(code, 0, "{stderr}");
         serde_json::from_str(&stdout).unwrap()
     };
+    let eval = |protocol: &str| eval_with(protocol, &[]);
     // BioSyn: "cardiac event" is now an exact name of CARD:0003, "AUF" expands to the exact
     // name "auricular fibrillation", and the composite splits into two exact names ("coronary
     // artery disease", "heart disease"): every mention is first.
@@ -573,6 +575,12 @@ fn add_mentions_and_the_biosyn_protocol_end_to_end() {
     assert_eq!(raw["protocol"], "medlink");
     assert_eq!(raw["composites_split"], 0);
     assert!(raw["acc@1"].as_f64().unwrap() <= 2.0 / 3.0 + 1e-9, "{raw}");
+    let misses = raw["worst_misses"].as_array().unwrap().len();
+    assert!(misses >= 1, "{raw}");
+    // `--misses N` bounds the list (20 by default), down to none.
+    let none = eval_with("medlink", &["--misses", "0"]);
+    assert_eq!(none["worst_misses"].as_array().unwrap().len(), 0);
+    assert_eq!(none["acc@1"], raw["acc@1"]);
 
     // A dictionary from mentions alone (MedProcNER's case): one concept per distinct id.
     let only = dir.path().join("mentions-only");
