@@ -5,8 +5,9 @@
 //! layer runs 3–4x faster. Many rows are bound by multiplies: AVX2's `vpmaddubsw` multiplies
 //! 32 byte pairs but needs a `vpmaddwd` to widen the sums, two multiply-pipe instructions for
 //! 32 multiply-adds where two FMAs do 16: at best twice f32, about 1.9x in practice
-//! (BENCHMARKS.md, "int8 encoder"). VNNI's `vpdpbusd` does both in one instruction; there is no
-//! VNNI kernel yet.
+//! (BENCHMARKS.md, "int8 encoder"). AVX-512 VNNI's `vpdpbusd` does both, and the add, in one
+//! instruction over 16 lanes: CPUs that have it run that kernel ([`avx512vnni`]), with the same
+//! integer sums and so the same outputs.
 //!
 //! - **Weights** are quantised once, symmetrically per output channel: `w ≈ s_j · q` with
 //!   `q ∈ [-127, 127]`, so one outlying channel does not coarsen the others.
@@ -335,6 +336,11 @@ fn integer_matmul(
     assert!(scaling.biases.len() >= n);
     #[cfg(target_arch = "x86_64")]
     {
+        if avx512vnni::available() {
+            // SAFETY: the CPU has AVX-512 F and VNNI; the slices hold the shapes (asserted
+            // above).
+            return unsafe { avx512vnni::integer_matmul(a, w, scaling, out, m, n) };
+        }
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2; the slices hold the shapes (asserted above).
             return unsafe { avx2::integer_matmul(a, w, scaling, out, m, n) };
@@ -572,6 +578,125 @@ mod avx2 {
     }
 }
 
+/// The kernel for AVX-512 VNNI (AMD since Zen 4, Intel since Cascade Lake): `vpdpbusd` multiplies
+/// four `u8 · i8` pairs per lane and adds them into the lane's `i32` in one instruction, where
+/// AVX2 needs three (`vpmaddubsw`, `vpmaddwd`, `vpaddd`) for half the lanes. The packed layout
+/// is the one the AVX2 kernel reads: one group of a block (16 channels × 4 inputs, 64 bytes) is
+/// exactly one 512-bit vector, lane `c` holding channel `c`'s four codes. The integer sums are
+/// the same, so the outputs are the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx512vnni {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, GROUP};
+
+    /// As the AVX2 kernel's tile: activations of a tile stay in L2 across the weight blocks.
+    const TILE_BYTES: usize = 128 * 1024;
+    /// Activation rows per register block: eight accumulators of the 32 registers, each
+    /// weight vector loaded once for eight rows.
+    const ROWS: usize = 8;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// [`super::integer_matmul`]'s contract, checked again here because the kernel reads
+    /// through raw pointers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F and VNNI ([`available`]).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn integer_matmul(
+        a: &[u8],
+        w: &super::PackedCodes,
+        scaling: &super::Scaling,
+        out: &mut [f32],
+        m: usize,
+        n: usize,
+    ) {
+        let stride = w.stride();
+        assert!(a.len() >= m * stride && out.len() >= m * n);
+        assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
+        assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
+        assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
+        assert!(scaling.biases.len() >= n);
+        let tile_rows = (TILE_BYTES / stride.max(1)).max(ROWS);
+        for tile in (0..m).step_by(tile_rows) {
+            let end = (tile + tile_rows).min(m);
+            for b in 0..n.div_ceil(BLOCK) {
+                let codes = w.block(b).as_ptr();
+                let j = b * BLOCK;
+                let mut i = tile;
+                while i + ROWS <= end {
+                    block::<ROWS>(a, stride, codes, w.groups, scaling, out, i, j, n);
+                    i += ROWS;
+                }
+                // The last rows of the tile, one register block of fitting height.
+                match end - i {
+                    7 => block::<7>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    6 => block::<6>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    5 => block::<5>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    4 => block::<4>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    3 => block::<3>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    2 => block::<2>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    1 => block::<1>(a, stride, codes, w.groups, scaling, out, i, j, n),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Dots `R` activation rows from `i` with the 16 channels from `j` whose packed codes
+    /// start at `codes`, four inputs per instruction, and stores the rescaled outputs.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const R: usize>(
+        a: &[u8],
+        stride: usize,
+        codes: *const i8,
+        groups: usize,
+        scaling: &super::Scaling,
+        out: &mut [f32],
+        i: usize,
+        j: usize,
+        n: usize,
+    ) {
+        let ap = a.as_ptr();
+        let mut acc = [_mm512_setzero_si512(); R];
+        for g in 0..groups {
+            // SAFETY: the block holds `groups` runs of 64 codes; rows i..i+R hold `stride`
+            // codes each and g * GROUP + 4 <= stride.
+            let q = _mm512_loadu_si512(codes.add(g * BLOCK * GROUP) as *const __m512i);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let four = (ap.add((i + r) * stride + g * GROUP) as *const i32).read_unaligned();
+                // Lane c gains channel c's four u7 · i8 products.
+                *acc_r = _mm512_dpbusd_epi32(*acc_r, _mm512_set1_epi32(four), q);
+            }
+        }
+        let live = (n - j).min(BLOCK);
+        let mask: __mmask16 = if live == BLOCK {
+            !0
+        } else {
+            (1u16 << live) - 1
+        };
+        // SAFETY (the masked loads and stores): lanes past `live` are neither read nor
+        // written; the tables hold n entries and `out` m × n (asserted by the caller).
+        let sums = _mm512_maskz_loadu_epi32(mask, scaling.code_sums.as_ptr().add(j));
+        let column_scales = _mm512_maskz_loadu_ps(mask, scaling.column_scales.as_ptr().add(j));
+        let biases = _mm512_maskz_loadu_ps(mask, scaling.biases.as_ptr().add(j));
+        for (r, &dots) in acc.iter().enumerate() {
+            let row = i + r;
+            // Scaling::apply's operations in its order, sixteen lanes at a time.
+            let zero = _mm512_set1_epi32(scaling.row_zeros[row]);
+            let exact = _mm512_sub_epi32(dots, _mm512_mullo_epi32(zero, sums));
+            let scale = _mm512_mul_ps(_mm512_set1_ps(scaling.row_scales[row]), column_scales);
+            let values = _mm512_add_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(exact)), biases);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * n + j), mask, values);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +787,24 @@ mod tests {
             let mut vector = vec![f32::NAN; m * n];
             integer_matmul(&rows, &packed, &scaling, &mut vector, m, n);
             assert_eq!(bits(&vector), bits(&want), "kernel {m}x{k}x{n}");
+            // Each vector kernel this CPU has, not only the one dispatch picks.
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") {
+                    let mut avx2 = vec![f32::NAN; m * n];
+                    // SAFETY: the CPU has AVX2.
+                    unsafe { avx2::integer_matmul(&rows, &packed, &scaling, &mut avx2, m, n) };
+                    assert_eq!(bits(&avx2), bits(&want), "AVX2 {m}x{k}x{n}");
+                }
+                if avx512vnni::available() {
+                    let mut vnni = vec![f32::NAN; m * n];
+                    // SAFETY: the CPU has AVX-512 F and VNNI.
+                    unsafe {
+                        avx512vnni::integer_matmul(&rows, &packed, &scaling, &mut vnni, m, n)
+                    };
+                    assert_eq!(bits(&vnni), bits(&want), "AVX-512 VNNI {m}x{k}x{n}");
+                }
+            }
             let mut scalar = vec![f32::NAN; m * n];
             integer_matmul_scalar(&rows, &packed, &scaling, &mut scalar, m, n);
             assert_eq!(bits(&scalar), bits(&want), "scalar {m}x{k}x{n}");
