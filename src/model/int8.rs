@@ -329,11 +329,7 @@ fn integer_matmul(
     m: usize,
     n: usize,
 ) {
-    assert!(a.len() >= m * w.stride() && out.len() >= m * n);
-    assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
-    assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
-    assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
-    assert!(scaling.biases.len() >= n);
+    assert_shapes(a, w, scaling, out, m, n);
     #[cfg(target_arch = "x86_64")]
     {
         if avx512vnni::available() {
@@ -347,6 +343,46 @@ fn integer_matmul(
         }
     }
     integer_matmul_scalar(a, w, scaling, out, m, n)
+}
+
+/// [`integer_matmul`]'s contract on the shapes: what every kernel reads, the vector ones
+/// through raw pointers (they check it again, being callable on their own).
+fn assert_shapes(a: &[u8], w: &PackedCodes, scaling: &Scaling, out: &[f32], m: usize, n: usize) {
+    assert!(a.len() >= m * w.stride() && out.len() >= m * n);
+    assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
+    assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
+    assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
+    assert!(scaling.biases.len() >= n);
+}
+
+/// Activation bytes per pass over the weights in the vector kernels: a tile of rows stays in
+/// L2 while each block of weights (16 channels, 6 KB at 384 inputs) stays in L1 across its
+/// rows.
+#[cfg(target_arch = "x86_64")]
+const TILE_BYTES: usize = 128 * 1024;
+
+/// The vector kernels' loop order over an `m × n` product of activation rows `stride` codes
+/// long: tiles of rows ([`TILE_BYTES`]), in each tile every block of [`BLOCK`] channels
+/// against register blocks of `rows` rows, the tile's last rows as one shorter block.
+/// `block(i, r, b)` computes rows `i..i + r` (`1 <= r <= rows`) against channel block `b`.
+#[cfg(target_arch = "x86_64")]
+fn for_each_register_block(
+    (m, n, stride): (usize, usize, usize),
+    rows: usize,
+    mut block: impl FnMut(usize, usize, usize),
+) {
+    let tile_rows = (TILE_BYTES / stride.max(1)).max(rows);
+    for tile in (0..m).step_by(tile_rows) {
+        let end = (tile + tile_rows).min(m);
+        for b in 0..n.div_ceil(BLOCK) {
+            let mut i = tile;
+            while i < end {
+                let r = (end - i).min(rows);
+                block(i, r, b);
+                i += r;
+            }
+        }
+    }
 }
 
 /// The kernel's loops without vectors: one row against one block of channels at a time.
@@ -390,9 +426,6 @@ mod avx2 {
 
     use super::{BLOCK, GROUP};
 
-    /// Activation bytes per pass over the weights: a tile of rows stays in L2 while each
-    /// block of weights (16 channels, 6 KB at 384 inputs) stays in L1 across its rows.
-    const TILE_BYTES: usize = 128 * 1024;
     /// Activation rows per register block: with two vectors of channels each, 8
     /// accumulators, the two weight vectors, the broadcast and the constant fit AVX2's 16
     /// registers.
@@ -482,31 +515,20 @@ mod avx2 {
         m: usize,
         n: usize,
     ) {
+        super::assert_shapes(a, w, scaling, out, m, n);
         let stride = w.stride();
-        assert!(a.len() >= m * stride && out.len() >= m * n);
-        assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
-        assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
-        assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
-        assert!(scaling.biases.len() >= n);
-        let tile_rows = (TILE_BYTES / stride.max(1)).max(ROWS);
-        for tile in (0..m).step_by(tile_rows) {
-            let end = (tile + tile_rows).min(m);
-            for b in 0..n.div_ceil(BLOCK) {
-                let codes = w.block(b).as_ptr();
-                let j = b * BLOCK;
-                let mut i = tile;
-                while i + ROWS <= end {
-                    block::<ROWS>(a, stride, codes, w.groups, scaling, out, i, j, n);
-                    i += ROWS;
-                }
-                match end - i {
+        super::for_each_register_block((m, n, stride), ROWS, |i, rows, b| {
+            let (codes, j) = (w.block(b).as_ptr(), b * BLOCK);
+            // SAFETY: the CPU has AVX2 (this function's contract); the shapes are asserted.
+            unsafe {
+                match rows {
+                    ROWS => block::<ROWS>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     3 => block::<3>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     2 => block::<2>(a, stride, codes, w.groups, scaling, out, i, j, n),
-                    1 => block::<1>(a, stride, codes, w.groups, scaling, out, i, j, n),
-                    _ => {}
+                    _ => block::<1>(a, stride, codes, w.groups, scaling, out, i, j, n),
                 }
             }
-        }
+        });
     }
 
     /// Dots `R` activation rows from `i` with the 16 channels from `j` whose packed codes
@@ -590,8 +612,6 @@ mod avx512vnni {
 
     use super::{BLOCK, GROUP};
 
-    /// As the AVX2 kernel's tile: activations of a tile stay in L2 across the weight blocks.
-    const TILE_BYTES: usize = 128 * 1024;
     /// Activation rows per register block: eight accumulators of the 32 registers, each
     /// weight vector loaded once for eight rows.
     const ROWS: usize = 8;
@@ -614,36 +634,25 @@ mod avx512vnni {
         m: usize,
         n: usize,
     ) {
+        super::assert_shapes(a, w, scaling, out, m, n);
         let stride = w.stride();
-        assert!(a.len() >= m * stride && out.len() >= m * n);
-        assert!(w.bytes.len() >= n.div_ceil(BLOCK) * w.groups * BLOCK * GROUP);
-        assert!(scaling.row_scales.len() >= m && scaling.row_zeros.len() >= m);
-        assert!(scaling.column_scales.len() >= n && scaling.code_sums.len() >= n);
-        assert!(scaling.biases.len() >= n);
-        let tile_rows = (TILE_BYTES / stride.max(1)).max(ROWS);
-        for tile in (0..m).step_by(tile_rows) {
-            let end = (tile + tile_rows).min(m);
-            for b in 0..n.div_ceil(BLOCK) {
-                let codes = w.block(b).as_ptr();
-                let j = b * BLOCK;
-                let mut i = tile;
-                while i + ROWS <= end {
-                    block::<ROWS>(a, stride, codes, w.groups, scaling, out, i, j, n);
-                    i += ROWS;
-                }
-                // The last rows of the tile, one register block of fitting height.
-                match end - i {
+        super::for_each_register_block((m, n, stride), ROWS, |i, rows, b| {
+            let (codes, j) = (w.block(b).as_ptr(), b * BLOCK);
+            // SAFETY: the CPU has AVX-512 F and VNNI (this function's contract); the shapes
+            // are asserted.
+            unsafe {
+                match rows {
+                    ROWS => block::<ROWS>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     7 => block::<7>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     6 => block::<6>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     5 => block::<5>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     4 => block::<4>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     3 => block::<3>(a, stride, codes, w.groups, scaling, out, i, j, n),
                     2 => block::<2>(a, stride, codes, w.groups, scaling, out, i, j, n),
-                    1 => block::<1>(a, stride, codes, w.groups, scaling, out, i, j, n),
-                    _ => {}
+                    _ => block::<1>(a, stride, codes, w.groups, scaling, out, i, j, n),
                 }
             }
-        }
+        });
     }
 
     /// Dots `R` activation rows from `i` with the 16 channels from `j` whose packed codes

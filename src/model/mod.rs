@@ -239,9 +239,6 @@ mod tests {
         }
     }
 
-    /// Inference (plain buffers, real tokens only) and the training path (candle's ops over
-    /// the padded batch, dropout off) give the same vector at every real token, for batches
-    /// under and over the few-row kernel's limit; inference's padding rows are zero.
     /// Batches under (4 tokens) and over (19) the few-row kernel's limit.
     const FEW: [&[u32]; 1] = [&[2, 7, 9, 3]];
     const MANY: [&[u32]; 3] = [
