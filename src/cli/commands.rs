@@ -566,7 +566,8 @@ fn parse_link_line(line_no: usize, line: &str) -> LinkLine {
         );
     }
     let long = request.context.as_deref().and_then(|context| {
-        crate::eval::abbrev::expansion_map(context).remove(request.mention.trim())
+        let map = crate::eval::abbrev::expansion_map(context);
+        crate::eval::abbrev::expand_mention(&map, &request.mention)
     });
     match long {
         Some(long) => LinkLine::Link {

@@ -27,11 +27,15 @@
 //! 4. Its letters and digits are matched right to left, case-insensitively, against the long
 //!    form candidate, each at the rightmost possible place; the first one must begin a word.
 //!    The long form starts at the beginning of the (whitespace-delimited) word holding that
-//!    match, so the shortest long form that explains the short form is chosen.
+//!    match, so the shortest long form that explains the short form is chosen. A plural
+//!    marker (a final lowercase `s` after a capital or digit: "EDDs") is not matched.
 //! 5. A long form is rejected when it is shorter than the short form, contains the short form
 //!    as a word prefix (`"SF "`) or ends with it, or has more than `min(|SF| + 5, 2 |SF|)` words
 //!    (words split at whitespace and hyphens; `|SF|` counts the letters and digits of the short
 //!    form).
+//!
+//! Authors define a short form in one number and use it in both ("ventricular septal defects
+//! (VSDs)" ... "VSD was noted"): [`expansion_map`] holds each under its other number too.
 //!
 //! When a parenthetical yields no definition, parentheses nested inside it are tried in turn
 //! ("(see hereditary hemochromatosis (HH))"), their long form confined to the outer parenthesis.
@@ -89,13 +93,62 @@ pub fn abbreviation_map(text: &str) -> BTreeMap<String, String> {
     map
 }
 
-/// [`abbreviation_map`] without the definitions [`plausible_expansion`] rejects: the map the
+/// [`abbreviation_map`] without the definitions [`plausible_expansion`] rejects, each short
+/// form also under its other number ([`other_number`]: "VSDs" defined, "VSD" used): the map the
 /// linker expands mentions with (`eval link --abbreviations`, the BioSyn protocol, and
 /// `medlink link` requests that carry a `context`).
 pub fn expansion_map(text: &str) -> BTreeMap<String, String> {
     let mut map = abbreviation_map(text);
     map.retain(|short, long| plausible_expansion(short, long));
+    let variants: Vec<(String, String)> = map
+        .iter()
+        .filter_map(|(short, long)| Some((other_number(short)?, long.clone())))
+        .collect();
+    for (variant, long) in variants {
+        // A form defined in its own right keeps its own definition.
+        map.entry(variant).or_insert(long);
+    }
     map
+}
+
+/// The text to link for `mention` given its document's [`expansion_map`]: the long form of a
+/// mention that is a short form; for a longer mention, the short forms among its words
+/// replaced by their long forms as the BioSyn protocol does ([`super::biosyn::expand_tokens`]:
+/// "GI AEs" -> "GI adverse experiences"); `None` when nothing is expanded.
+pub fn expand_mention(map: &BTreeMap<String, String>, mention: &str) -> Option<String> {
+    let mention = mention.trim();
+    if let Some(long) = map.get(mention) {
+        return Some(long.clone());
+    }
+    if map.is_empty() {
+        return None;
+    }
+    let expanded = super::biosyn::expand_tokens(mention, map);
+    let unchanged = expanded.split(' ').eq(mention.split_whitespace());
+    (!unchanged).then_some(expanded)
+}
+
+/// Whether `short` ends in a plural marker: a lowercase `s` after a capital or digit ("VSDs",
+/// "AEs", "5-HTs"), not a short form spelled with a final lowercase letter ("Ms", "Hs" are
+/// too short to tell).
+fn plural_marker(short: &[char]) -> bool {
+    let before = short.len().wrapping_sub(2);
+    short.len() >= 3
+        && short.last() == Some(&'s')
+        && (short[before].is_uppercase() || short[before].is_ascii_digit())
+}
+
+/// The short form in the other grammatical number: "VSDs" -> "VSD", "VSD" -> "VSDs". Authors
+/// define one and use both ("ventricular septal defects (VSDs)" ... "VSD was noted"). `None`
+/// for a form that does not end in a capital or digit (or its plural marker).
+pub fn other_number(short: &str) -> Option<String> {
+    let chars: Vec<char> = short.chars().collect();
+    if plural_marker(&chars) {
+        return Some(chars[..chars.len() - 1].iter().collect());
+    }
+    let last = *chars.last()?;
+    (chars.len() >= 2 && (last.is_uppercase() || last.is_ascii_digit()))
+        .then(|| format!("{short}s"))
 }
 
 /// Schwartz–Hearst can return a whole clause or a string barely longer than the short form
@@ -220,8 +273,15 @@ fn valid_short_form(sf: &[char]) -> bool {
         && sf.first().is_some_and(|c| c.is_alphanumeric())
 }
 
-/// The offset within `lf` where the shortest long form explaining `sf` starts (step 4).
+/// The offset within `lf` where the shortest long form explaining `sf` starts (step 4). A
+/// plural marker is not matched ("excited delirium (EDDs)": the long form need not hold an
+/// `s`).
 fn best_long_form(sf: &[char], lf: &[char]) -> Option<usize> {
+    let sf = if plural_marker(sf) {
+        &sf[..sf.len() - 1]
+    } else {
+        sf
+    };
     // `next` is one past the position still open for matching; matching goes right to left.
     let mut next = lf.len();
     let mut first_match = None;

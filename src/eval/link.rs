@@ -404,10 +404,10 @@ fn prepare_items<'c>(
             }
             let (parts, gold) = match options.protocol {
                 Protocol::Medlink => {
-                    let long = abbreviations.get(m.text.as_str());
+                    let long = abbrev::expand_mention(&abbreviations, &m.text);
                     expanded += usize::from(long.is_some());
                     (
-                        vec![long.unwrap_or(&m.text).clone()],
+                        vec![long.unwrap_or_else(|| m.text.clone())],
                         m.ids.iter().map(|id| primary_id(index, id)).collect(),
                     )
                 }

@@ -4,10 +4,12 @@
 //! 1. a [`MentionDetector`] (dictionary matcher or tagger) finds mention spans in all of them
 //!    at once;
 //! 2. **abbreviations** defined in each document (Schwartz–Hearst, [`crate::eval::abbrev`]) are
-//!    used twice: a detected mention that is a defined short form is linked by its long form
-//!    (`linked_text`), and every further whole-word occurrence of a short form whose long form
-//!    was detected becomes a mention of the long form's type ("WD" after "Wilson disease (WD)"),
-//!    unless it overlaps a mention already found;
+//!    used twice: a detected mention is linked by its text with its short forms expanded
+//!    (`linked_text`, [`crate::eval::abbrev::expand_mention`]: "WD" -> "Wilson disease",
+//!    "GI AEs" -> "GI adverse events"), and every further whole-word occurrence of a short
+//!    form whose long form was detected — in either number, "VSD" after "(VSDs)" — becomes a
+//!    mention of the long form's type ("WD" after "Wilson disease (WD)"), unless it overlaps
+//!    a mention already found;
 //! 3. every distinct text to link, across the whole batch, is linked once by the
 //!    [`Linker`] — with the sources its entity type is routed to, if any (`Chemical` → MeSH,
 //!    `Disease` → MEDIC in one index). Concepts the detector itself matched by name (the
@@ -28,7 +30,9 @@ use serde::Serialize;
 
 use super::{Mention, MentionDetector};
 use crate::error::Result;
-use crate::eval::abbrev::{find_abbreviations, plausible_expansion};
+use crate::eval::abbrev::{
+    expand_mention, expansion_map, find_abbreviations, other_number, plausible_expansion,
+};
 use crate::linker::{mention_problem, Candidate, LinkOptions, Linker, Mode};
 
 /// What links a mention to its concepts (see the module docs).
@@ -323,27 +327,32 @@ fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
         let Some(long) = detected else {
             continue;
         };
-        for start in whole_word_occurrences(&chars, short) {
-            let end = start + short.chars().count();
-            if mentions.iter().any(|m| m.start < end && start < m.end) {
-                continue;
+        // The other number too ("VSDs" defined, "VSD" used), unless defined in its own right.
+        let variant = other_number(short).filter(|v| !short_forms.contains_key(v));
+        for form in std::iter::once(short).chain(variant.as_ref()) {
+            for start in whole_word_occurrences(&chars, form) {
+                let end = start + form.chars().count();
+                if mentions.iter().any(|m| m.start < end && start < m.end) {
+                    continue;
+                }
+                // It means what the long form's mention means, concepts included.
+                mentions.push(Mention {
+                    start,
+                    end,
+                    text: form.clone(),
+                    ..long.clone()
+                });
             }
-            // It means what the long form's mention means, concepts included.
-            mentions.push(Mention {
-                start,
-                end,
-                text: short.clone(),
-                ..long.clone()
-            });
         }
     }
     mentions.sort_by_key(|m| (m.start, m.end));
+    // What `medlink link` and `eval link` expand mentions with (first definitions, both
+    // numbers), so a mention is linked by the same text on every path.
+    let long_forms = expansion_map(text);
     mentions
         .into_iter()
         .map(|mention| {
-            let linked_text = short_forms
-                .get(mention.text.trim())
-                .map(|(long, _)| long.clone());
+            let linked_text = expand_mention(&long_forms, &mention.text);
             Pending {
                 mention,
                 linked_text,
@@ -384,6 +393,33 @@ mod tests {
             score: 0.9,
             concepts: Vec::new(),
         }
+    }
+
+    /// A short form defined in one number and used in the other is found and expanded, and
+    /// a detected mention holding a short form is linked with it expanded.
+    #[test]
+    fn short_forms_in_the_other_number_and_inside_mentions() {
+        let text = "ventricular septal defects (VSDs) in rabbits; VSD and familial VSDs again.";
+        let pending = with_abbreviations(
+            text,
+            vec![
+                mention("ventricular septal defects", text, "Disease"),
+                mention("familial VSDs", text, "Disease"),
+            ],
+        );
+        let found: Vec<(&str, Option<&str>)> = pending
+            .iter()
+            .map(|p| (p.mention.text.as_str(), p.linked_text.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("ventricular septal defects", None),
+                ("VSDs", Some("ventricular septal defects")),
+                ("VSD", Some("ventricular septal defects")),
+                ("familial VSDs", Some("familial ventricular septal defects")),
+            ]
+        );
     }
 
     #[test]

@@ -209,7 +209,8 @@ pub async fn link(
                 };
             }
             let long = m.context.as_deref().and_then(|context| {
-                crate::eval::abbrev::expansion_map(context).remove(m.mention.trim())
+                let map = crate::eval::abbrev::expansion_map(context);
+                crate::eval::abbrev::expand_mention(&map, &m.mention)
             });
             match long {
                 Some(long) => Item::Link {

@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 
 use super::model::TrainableEncoder;
 use crate::error::Result;
-use crate::eval::abbrev::expansion_map;
+use crate::eval::abbrev::{expand_mention, expansion_map};
 use crate::eval::metrics::{link_metrics, LinkMetrics, LinkOutcome, Predicted};
 use crate::eval::Corpus;
 use crate::ontology::ids::normalize_id;
@@ -63,10 +63,8 @@ impl DevSet {
                     .collect();
                 let gold_in_dictionary =
                     !gold.is_empty() && gold.iter().all(|g| dictionary.lookup_id(g).is_some());
-                let text = abbreviations
-                    .get(m.text.as_str())
-                    .cloned()
-                    .unwrap_or_else(|| m.text.clone());
+                let text =
+                    expand_mention(&abbreviations, &m.text).unwrap_or_else(|| m.text.clone());
                 mentions.push(DevMention {
                     text,
                     gold,

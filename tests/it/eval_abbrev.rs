@@ -2,9 +2,13 @@
 //! sentences as a table, negative cases, character offsets, arbitrary Unicode, and the real
 //! NCBI-disease test corpus.
 
-use medlink::eval::abbrev::{abbreviation_map, expand_in_document, find_abbreviations};
+use medlink::eval::abbrev::{
+    abbreviation_map, expand_in_document, expand_mention, expansion_map, find_abbreviations,
+    other_number,
+};
 use medlink::eval::pubtator;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 use crate::common::shared_data;
 
@@ -194,6 +198,67 @@ fn expansion_is_exact_and_case_sensitive() {
     assert_eq!(expand_in_document(text, "W"), None);
     assert_eq!(expand_in_document(text, "Wilson disease"), None);
     assert_eq!(expand_in_document("", "WD"), None);
+}
+
+// A plural short form whose long form holds no `s` to match (BC5CDR dev, PMID 8988571).
+t!(
+    plural_marker_is_not_matched,
+    "an outbreak of deaths from cocaine-induced excited delirium (EDDs) in Dade County",
+    [("EDDs", "excited delirium")]
+);
+// The plural marker matched where it can be changes nothing.
+t!(
+    plural_long_form,
+    "NSAIDs induce ventricular septal defects (VSDs) in rats",
+    [("VSDs", "ventricular septal defects")]
+);
+
+#[test]
+fn short_forms_are_looked_up_in_both_numbers() {
+    assert_eq!(other_number("VSDs").as_deref(), Some("VSD"));
+    assert_eq!(other_number("VSD").as_deref(), Some("VSDs"));
+    assert_eq!(other_number("5-HT").as_deref(), Some("5-HTs"));
+    // No number to change: a final lowercase letter that is not a plural marker, or too short.
+    assert_eq!(other_number("HbA1c"), None);
+    assert_eq!(other_number("Ms"), None);
+    assert_eq!(other_number("A"), None);
+
+    // BC5CDR dev, PMID 12852481: defined plural, used singular.
+    let text = "NSAIDs induce ventricular septal defects (VSDs) in rats, and VSD was noted.";
+    let map = expansion_map(text);
+    assert_eq!(map["VSDs"], "ventricular septal defects");
+    assert_eq!(map["VSD"], "ventricular septal defects");
+    // A form defined in its own right keeps its own definition.
+    let text = "multiple sclerosis (MS) and mass spectra (MSs)";
+    let map = expansion_map(text);
+    assert_eq!(map["MS"], "multiple sclerosis");
+    assert_eq!(map["MSs"], "mass spectra");
+}
+
+#[test]
+fn short_forms_inside_a_mention_are_expanded() {
+    let text = "discontinued due to GI adverse experiences (AEs). Wilson disease (WD) is rare.";
+    let map = expansion_map(text);
+    assert_eq!(
+        expand_mention(&map, "AEs").as_deref(),
+        Some("adverse experiences")
+    );
+    assert_eq!(
+        expand_mention(&map, " WD ").as_deref(),
+        Some("Wilson disease")
+    );
+    assert_eq!(
+        expand_mention(&map, "GI AEs").as_deref(),
+        Some("GI adverse experiences")
+    );
+    assert_eq!(
+        expand_mention(&map, "familial WD/AEs").as_deref(),
+        Some("familial Wilson disease/adverse experiences")
+    );
+    // Nothing to expand: no short form among the words, or one only inside a word.
+    assert_eq!(expand_mention(&map, "GI toxicity"), None);
+    assert_eq!(expand_mention(&map, "WDX disease"), None);
+    assert_eq!(expand_mention(&BTreeMap::new(), "WD"), None);
 }
 
 #[test]
