@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks_md import replace_block
+from benchmarks_md import replace_block, stale_index
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -65,7 +65,9 @@ def weights_hash(model_dir):
 def ensure_index(binary, vocab, model_dir, biosyn=False):
     added, corpora = ADDED_MENTIONS[vocab] if biosyn else ("", [])
     out = INDEXES / f"{vocab}{'+' + added if added else ''}-{weights_hash(model_dir)}"
-    if not (out / "manifest.json").exists():
+    # One built by an older binary would report that binary's index code (and, with added
+    # mentions, its abbreviation expansion), so it is rebuilt.
+    if stale_index(out, binary):
         print(f"building {out.name} ...", file=sys.stderr)
         extra = [a for c in corpora for a in ("--add-mentions", c)]
         medlink(binary, "index", "build", "--ontology", VOCABULARIES[vocab], "--model", str(model_dir),

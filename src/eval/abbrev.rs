@@ -28,7 +28,10 @@
 //!    form candidate, each at the rightmost possible place; the first one must begin a word.
 //!    The long form starts at the beginning of the (whitespace-delimited) word holding that
 //!    match, so the shortest long form that explains the short form is chosen. A plural
-//!    marker (a final lowercase `s` after a capital or digit: "EDDs") is not matched.
+//!    marker (a final lowercase `s` after a capital or digit: "EDDs") is not matched. Before
+//!    that, when the initials of the last words before the parenthesis spell the short form,
+//!    those words are the long form ("attenuated adenomatous polyposis coli (AAPC)", where
+//!    matching letters alone stops at "adenomatous").
 //! 5. A long form is rejected when it is shorter than the short form, contains the short form
 //!    as a word prefix (`"SF "`) or ends with it, or has more than `min(|SF| + 5, 2 |SF|)` words
 //!    (words split at whitespace and hyphens; `|SF|` counts the letters and digits of the short
@@ -282,6 +285,9 @@ fn best_long_form(sf: &[char], lf: &[char]) -> Option<usize> {
     } else {
         sf
     };
+    if let Some(start) = initials_long_form(sf, lf) {
+        return Some(start);
+    }
     // `next` is one past the position still open for matching; matching goes right to left.
     let mut next = lf.len();
     let mut first_match = None;
@@ -296,13 +302,38 @@ fn best_long_form(sf: &[char], lf: &[char]) -> Option<usize> {
         first_match = Some(at);
         next = at;
     }
-    let first = first_match?;
-    Some(
-        lf[..first]
-            .iter()
-            .rposition(|c| c.is_whitespace())
-            .map_or(0, |p| p + 1),
-    )
+    Some(word_start(lf, first_match?))
+}
+
+/// The long form whose words' initials spell the short form, when the last words before the
+/// parenthesis do ("attenuated adenomatous polyposis coli (AAPC)"): character matching alone
+/// takes the `a` inside "adenomatous" for the second A and stops one word short. Words are cut
+/// at whitespace and hyphens, as step 5 counts them ("non-polyposis" gives N and P).
+fn initials_long_form(sf: &[char], lf: &[char]) -> Option<usize> {
+    let letters: Vec<char> = sf
+        .iter()
+        .filter(|c| c.is_alphanumeric())
+        .map(|&c| fold(c))
+        .collect();
+    let starts: Vec<usize> = (0..lf.len())
+        .filter(|&l| {
+            lf[l].is_alphanumeric() && (l == 0 || lf[l - 1].is_whitespace() || lf[l - 1] == '-')
+        })
+        .collect();
+    if letters.len() < 2 || starts.len() < letters.len() {
+        return None;
+    }
+    let last = &starts[starts.len() - letters.len()..];
+    let spelled = last.iter().zip(&letters).all(|(&l, &c)| fold(lf[l]) == c);
+    spelled.then(|| word_start(lf, last[0]))
+}
+
+/// The start of the whitespace-delimited word of `lf` that holds position `at`.
+fn word_start(lf: &[char], at: usize) -> usize {
+    lf[..at]
+        .iter()
+        .rposition(|c| c.is_whitespace())
+        .map_or(0, |p| p + 1)
 }
 
 /// Step 5: the checks on a matched long form.

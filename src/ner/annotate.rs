@@ -6,7 +6,7 @@
 //! 2. **abbreviations** defined in each document (Schwartz–Hearst, [`crate::eval::abbrev`]) are
 //!    used twice: a detected mention is linked by its text with its short forms expanded
 //!    (`linked_text`, [`crate::eval::abbrev::expand_mention`]: "WD" -> "Wilson disease",
-//!    "GI AEs" -> "GI adverse events"), and every further whole-word occurrence of a short
+//!    "GI AEs" -> "GI adverse experiences"), and every further whole-word occurrence of a short
 //!    form whose long form was detected — in either number, "VSD" after "(VSDs)" — becomes a
 //!    mention of the long form's type ("WD" after "Wilson disease (WD)"), unless it overlaps
 //!    a mention already found;

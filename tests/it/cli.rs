@@ -369,17 +369,23 @@ fn link_expands_short_forms_defined_in_the_context() {
         "\n",
         r#"{"id": "c", "mention": "AUF", "context": "No definition here."}"#,
         "\n",
+        // Defined in the plural, used in the singular inside a longer mention.
+        r#"{"id": "d", "mention": "paroxysmal AUF", "context": "Two auricular fibrillations (AUFs)."}"#,
+        "\n",
     );
     let (code, stdout, stderr) = run(
         medlink().args(["link", "--index", out.to_str().unwrap(), "-k", "1"]),
         input.as_bytes(),
     );
     assert_eq!(code, 0, "{stderr}");
-    let lines: Vec<serde_json::Value> = stdout
+    let mut lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 4);
+    let last = lines.pop().unwrap();
+    assert_eq!(last["linked_text"], "paroxysmal auricular fibrillations");
+    assert_eq!(last["expanded_from"], "paroxysmal AUF");
     // Defined in its context: the long form is linked, and the answer says so.
     assert_eq!(lines[0]["linked_text"], "auricular fibrillation");
     assert_eq!(lines[0]["expanded_from"], "AUF");

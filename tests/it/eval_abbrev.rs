@@ -99,9 +99,21 @@ t!(
 t!(
     nested_parentheses,
     "iron overload (seen in hereditary haemochromatosis (HH)) is common",
-    // The paper's shortest-match rule stops at the first word starting with "h" that explains
-    // "HH": "haemochromatosis" holds a second "h".
-    [("HH", "haemochromatosis")]
+    // The paper's shortest-match rule alone stops at "haemochromatosis", which holds a second
+    // "h"; the words' initials spell "HH" one word earlier.
+    [("HH", "hereditary haemochromatosis")]
+);
+// Initials first (NCBI-disease test, PMID 9585611): letters alone take the "a" inside
+// "adenomatous" for the second A.
+t!(
+    initials_spell_the_short_form,
+    "implicated in attenuated adenomatous polyposis coli (AAPC), a variant",
+    [("AAPC", "attenuated adenomatous polyposis coli")]
+);
+t!(
+    initials_across_a_hyphen,
+    "a French Canadian hereditary non-polyposis colorectal cancer (HNPCC) kindred",
+    [("HNPCC", "hereditary non-polyposis colorectal cancer")]
 );
 
 // Negative cases: statistics, figure references, citations, numbers and single letters.
