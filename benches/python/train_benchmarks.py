@@ -69,8 +69,7 @@ def weights_hash(model_dir):
 def ensure_index(binary, vocab, model_dir, biosyn=False):
     added, corpora = ADDED_MENTIONS[vocab] if biosyn else ("", [])
     out = INDEXES / f"{vocab}{'+' + added if added else ''}-{weights_hash(model_dir)}"
-    # One built by an older binary would report that binary's index code (and, with added
-    # mentions, its abbreviation expansion), so it is rebuilt.
+    # One built by an older binary would report that binary's index code, so it is rebuilt.
     if stale_index(out, binary):
         print(f"building {out.name} ...", file=sys.stderr)
         extra = [a for c in corpora for a in ("--add-mentions", c)]

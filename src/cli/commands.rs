@@ -501,8 +501,9 @@ struct LinkRequest {
     id: Option<serde_json::Value>,
     #[serde(alias = "text")]
     mention: String,
-    /// Text around the mention (its sentence, paragraph or document): a mention that is a short
-    /// form defined there ("WD" after "Wilson disease (WD)") is linked by its long form.
+    /// Text around the mention (its sentence, paragraph or document): short forms defined there
+    /// ("WD" after "Wilson disease (WD)") are linked by their long forms, the whole mention or
+    /// words of it.
     #[serde(default)]
     context: Option<String>,
 }
@@ -515,7 +516,7 @@ enum LinkLine {
     Link {
         line: usize,
         id: Option<serde_json::Value>,
-        /// The text linked: the mention, or the long form it abbreviates.
+        /// The text linked: the mention, with the short forms in it expanded.
         text: String,
         /// The mention, when `text` is its expansion.
         expanded_from: Option<String>,

@@ -45,7 +45,7 @@ pub struct TrainRerankerArgs {
     /// Entity types of the corpora's mentions to use (e.g. Disease); default all.
     #[arg(long, value_delimiter = ',', value_name = "TYPE,...")]
     pub entity_types: Vec<String>,
-    /// Link short forms defined in their document by their long form (as `eval link
+    /// Link short forms defined in their document by their long forms (as `eval link
     /// --abbreviations`); use it if you link that way.
     #[arg(long)]
     pub abbreviations: bool,

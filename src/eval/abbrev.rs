@@ -1,10 +1,14 @@
 //! Abbreviation detection after Schwartz & Hearst (2003), "A simple algorithm for identifying
 //! abbreviation definitions in biomedical text".
 //!
-//! [`find_abbreviations`] finds definitions written `long form (SF)` or `SF (long form)` and
-//! [`expand_in_document`] uses them to expand a mention that is a short form defined in the same
-//! text ("WD" -> "Wilson disease"), which helps linking: dictionaries rarely list
-//! document-local abbreviations.
+//! [`find_abbreviations`] finds definitions written `long form (SF)` or `SF (long form)`;
+//! [`expansion_map`] turns them into the map linking uses (each short form in both numbers) and
+//! [`expand_mention`] links a mention by it: a short form defined in the same text ("WD" ->
+//! "Wilson disease"), or a mention holding short forms among its words ("GI AEs" -> "GI adverse
+//! experiences"), which helps linking: dictionaries rarely list document-local abbreviations.
+//! [`expand_in_document`] is the plain lookup, exact and in the number defined. The risk is the
+//! one of any abbreviation expansion: a document that defines "AAs" as amino acids and writes
+//! "AA amyloidosis" gets "amino acids amyloidosis".
 //!
 //! Promises:
 //! - never panics, whatever the text (the text is handled as a slice of `char`s);
@@ -29,9 +33,10 @@
 //!    The long form starts at the beginning of the (whitespace-delimited) word holding that
 //!    match, so the shortest long form that explains the short form is chosen. A plural
 //!    marker (a final lowercase `s` after a capital or digit: "EDDs") is not matched. Before
-//!    that, when the initials of the last words before the parenthesis spell the short form,
+//!    that, when the initials of the last words of the long form candidate spell the short form,
 //!    those words are the long form ("attenuated adenomatous polyposis coli (AAPC)", where
-//!    matching letters alone stops at "adenomatous").
+//!    matching letters alone stops at "adenomatous"); a word starts with a letter or digit
+//!    after whitespace or a hyphen.
 //! 5. A long form is rejected when it is shorter than the short form, contains the short form
 //!    as a word prefix (`"SF "`) or ends with it, or has more than `min(|SF| + 5, 2 |SF|)` words
 //!    (words split at whitespace and hyphens; `|SF|` counts the letters and digits of the short
@@ -108,8 +113,11 @@ pub fn expansion_map(text: &str) -> BTreeMap<String, String> {
         .filter_map(|(short, long)| Some((other_number(short)?, long.clone())))
         .collect();
     for (variant, long) in variants {
-        // A form defined in its own right keeps its own definition.
-        map.entry(variant).or_insert(long);
+        // A form defined in its own right keeps its own definition, and a long form holding
+        // the variant as a word would expand into itself.
+        if !long.split_whitespace().any(|word| word == variant) {
+            map.entry(variant).or_insert(long);
+        }
     }
     map
 }
@@ -123,7 +131,7 @@ pub fn expand_mention(map: &BTreeMap<String, String>, mention: &str) -> Option<S
     if let Some(long) = map.get(mention) {
         return Some(long.clone());
     }
-    if map.is_empty() {
+    if map.is_empty() || mention.is_empty() {
         return None;
     }
     let expanded = super::biosyn::expand_tokens(mention, map);
@@ -336,16 +344,24 @@ fn word_start(lf: &[char], at: usize) -> usize {
         .map_or(0, |p| p + 1)
 }
 
-/// Step 5: the checks on a matched long form.
+/// Step 5: the checks on a matched long form, made for the short form with and without a
+/// plural marker ("HCMV strains (HCMVs)" holds its own short form).
 fn acceptable(sf: &[char], lf: &[char]) -> bool {
-    if lf.len() < sf.len() || lf.ends_with(sf) {
+    let singular = if plural_marker(sf) {
+        &sf[..sf.len() - 1]
+    } else {
+        sf
+    };
+    if lf.len() < sf.len() {
         return false;
     }
-    let contains_sf_word = lf
-        .windows(sf.len() + 1)
-        .any(|w| w[..sf.len()] == *sf && w[sf.len()] == ' ');
-    if contains_sf_word {
-        return false;
+    for form in [sf, singular] {
+        let contains_word = lf
+            .windows(form.len() + 1)
+            .any(|w| w[..form.len()] == *form && w[form.len()] == ' ');
+        if lf.ends_with(form) || contains_word {
+            return false;
+        }
     }
     let sf_size = sf.iter().filter(|c| c.is_alphanumeric()).count();
     let lf_words = lf

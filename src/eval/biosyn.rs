@@ -10,7 +10,9 @@
 //!    defined in the document is replaced by its long form; so is each `/`-separated piece of
 //!    a token, and a token followed by a comma. Repeated while anything changes, at most
 //!    [`MAX_EXPANSION_PASSES`] times so that definitions quoting each other cannot loop.
-//!    BioSyn uses Ab3P; we use Schwartz–Hearst ([`super::abbrev::expansion_map`]).
+//!    BioSyn uses Ab3P; we use Schwartz–Hearst ([`super::abbrev::expansion_map`], which also
+//!    holds each short form in its other number and prefers long forms spelled by initials,
+//!    as Ab3P's rules do).
 //! 3. **Composites** ([`split_composite`]): a mention with n ≥ 2 gold ids is split into parts
 //!    by the first rule that applies — `P of [both] [the] A and|or [the] B` → `P of A`, `P of B`;
 //!    a coordination `A, B and|or [the] C STEM` → `A STEM`, `B STEM`, `C STEM` (commas and

@@ -9,8 +9,9 @@
 //!
 //! - **medlink** (the default): the raw mention is linked whole with k = max(ks) and ranks
 //!   count concepts; a composite mention hits only if all its gold ids are in the top k of the
-//!   one list. With `expand_abbreviations`, a mention that is a short form defined in its
-//!   document ("WD" after "Wilson disease (WD)", Schwartz–Hearst) is linked by its long form.
+//!   one list. With `expand_abbreviations`, short forms defined in the mention's document
+//!   ("WD" after "Wilson disease (WD)", Schwartz–Hearst) are linked by their long forms, the
+//!   whole mention or words of it ([`abbrev::expand_mention`]).
 //! - **biosyn**: the preprocessing of the published BioSyn / SapBERT numbers
 //!   ([`super::biosyn`]: abbreviations expanded token by token, composites split, lowercase and
 //!   punctuation removed) and name-level ranks ([`Linker::link_names_batch`]; a part hits on any
@@ -440,7 +441,8 @@ fn prepare_items<'c>(
 /// A gold mention as the medlink protocol links it.
 pub struct ProtocolMention {
     pub document: String,
-    /// The text linked: the mention, or its long form when `expand_abbreviations` found one.
+    /// The text linked: the mention, with its short forms expanded when `expand_abbreviations`
+    /// found any.
     pub text: String,
     /// Gold ids mapped to the dictionary's primary ids.
     pub gold: Vec<String>,

@@ -84,8 +84,8 @@ pub struct LinkedMention {
     pub entity_type: String,
     /// The detector's confidence (1 for dictionary matches).
     pub score: f32,
-    /// The long form the mention was linked by, when it is an abbreviation defined in the
-    /// document.
+    /// The text the mention was linked by, when short forms in it are defined in the document
+    /// ("WD" -> "Wilson disease", "GI AEs" -> "GI adverse experiences").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linked_text: Option<String>,
     /// Ranked concepts; empty when nothing could be linked (e.g. a span with no letters).

@@ -35,8 +35,8 @@ pub struct MentionInput {
     #[serde(alias = "text")]
     #[schema(example = "big head")]
     pub mention: String,
-    /// Text around the mention: a short form defined there ("WD" after "Wilson disease (WD)")
-    /// is linked by its long form.
+    /// Text around the mention: short forms defined there ("WD" after "Wilson disease (WD)")
+    /// are linked by their long forms, the whole mention or words of it.
     #[serde(default)]
     pub context: Option<String>,
 }
@@ -121,7 +121,7 @@ pub struct LinkResult {
     pub id: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidates: Option<Vec<CandidateDto>>,
-    /// The text actually linked, when the mention was a short form expanded from `context`.
+    /// The text actually linked, when short forms of the mention were expanded from `context`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,7 +286,7 @@ pub struct AnnotatedMention {
     pub entity_type: String,
     /// Detector confidence (1 for dictionary matches).
     pub score: f32,
-    /// The long form the mention was linked by, when it is an abbreviation defined in the text.
+    /// The text the mention was linked by, when short forms in it are defined in the text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_text: Option<String>,
     pub candidates: Vec<CandidateDto>,

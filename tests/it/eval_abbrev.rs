@@ -111,6 +111,33 @@ t!(
     [("AAPC", "attenuated adenomatous polyposis coli")]
 );
 t!(
+    initials_with_a_digit,
+    "patients with type 2 diabetes (T2D) were enrolled",
+    [("T2D", "type 2 diabetes")]
+);
+t!(
+    initials_of_a_plural_short_form,
+    "non-steroidal anti-inflammatory drugs (NSAIDs) were given",
+    [("NSAIDs", "non-steroidal anti-inflammatory drugs")]
+);
+t!(
+    initials_inside_the_parenthesis,
+    "In WD (Wilson disease) copper accumulates.",
+    [("WD", "Wilson disease")]
+);
+// Initials that do not spell it (two words, three letters) leave the match to letters.
+t!(
+    letters_when_initials_do_not_spell_it,
+    "protein levels in the cerebrospinal fluid (CSF) rose",
+    [("CSF", "cerebrospinal fluid")]
+);
+// A long form holding the short form without its plural marker defines nothing.
+t!(
+    plural_short_form_inside_its_long_form,
+    "We sequenced clinical HCMV strains (HCMVs).",
+    []
+);
+t!(
     initials_across_a_hyphen,
     "a French Canadian hereditary non-polyposis colorectal cancer (HNPCC) kindred",
     [("HNPCC", "hereditary non-polyposis colorectal cancer")]
@@ -230,6 +257,8 @@ fn short_forms_are_looked_up_in_both_numbers() {
     assert_eq!(other_number("VSDs").as_deref(), Some("VSD"));
     assert_eq!(other_number("VSD").as_deref(), Some("VSDs"));
     assert_eq!(other_number("5-HT").as_deref(), Some("5-HTs"));
+    assert_eq!(other_number("5-HTs").as_deref(), Some("5-HT"));
+    assert_eq!(other_number(""), None);
     // No number to change: a final lowercase letter that is not a plural marker, or too short.
     assert_eq!(other_number("HbA1c"), None);
     assert_eq!(other_number("Ms"), None);
@@ -271,6 +300,13 @@ fn short_forms_inside_a_mention_are_expanded() {
     assert_eq!(expand_mention(&map, "GI toxicity"), None);
     assert_eq!(expand_mention(&map, "WDX disease"), None);
     assert_eq!(expand_mention(&BTreeMap::new(), "WD"), None);
+    assert_eq!(expand_mention(&map, ""), None);
+    assert_eq!(expand_mention(&map, "  "), None);
+    // A comma after a short form does not hide it.
+    assert_eq!(
+        expand_mention(&map, "WD, AEs").as_deref(),
+        Some("Wilson disease, adverse experiences")
+    );
 }
 
 #[test]
