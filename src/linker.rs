@@ -1,14 +1,15 @@
 //! The linker: mention strings in, ranked concepts out.
 //!
 //! For each mention:
-//! 1. **Normalise** it ([`crate::text::normalize`]; a singular variant is tried too).
+//! 1. **Normalise** it ([`crate::text::normalize`]; its singular and American-spelling
+//!    variants are tried too: "kidney cysts", "oedema").
 //! 2. **Generate candidates** (names of the name table) from three sources: exact normal-form
 //!    matches, the dense top-`dense_k` from HNSW and the lexical top-`lexical_k` from tantivy.
 //! 3. **Score every candidate on both signals**, whichever source found it: the cosine between
 //!    the mention's vector and the name's stored vector, and the character-trigram similarity of
 //!    the two normal forms ([`crate::index::lexical::LexicalIndex::similarity`], TF-IDF weighted). The fused score is
 //!    `alpha * dense + (1 - alpha) * lexical`, plus 1.0 for an exact normal-form match (so exact
-//!    names always rank first) or 0.5 when only the mention's singular form matches. Because both signals are computed for every candidate, the
+//!    names always rank first) or 0.5 when only a variant of the mention matches (singular, American spelling). Because both signals are computed for every candidate, the
 //!    score of a candidate does not depend on which source proposed it or in which order — the
 //!    union only decides *which* names are scored.
 //! 4. **Group by concept**: a concept's score is its best name's score; the best name is
@@ -36,7 +37,7 @@ use crate::index::dense::VectorIndex;
 use crate::index::Index;
 use crate::ontology::{ConceptIdx, NameIdx};
 use crate::rerank::Reranker;
-use crate::text::{normalize, singular_variant};
+use crate::text::{american_spelling, normalize, singular_variant};
 
 pub const MAX_K: usize = 100;
 /// Longest mention accepted, in characters. Concept names and mentions are short; anything
@@ -156,7 +157,8 @@ pub struct Candidate {
     pub lexical: Option<f32>,
     pub exact: bool,
     /// What was added to the fused score: 1.0 for an exact normal-form match, 0.5 for a match
-    /// of the mention's singular form ("kidney cysts" -> "kidney cyst"), else 0.
+    /// of a variant of the mention ("kidney cysts" -> "kidney cyst", "oedema" -> "edema"),
+    /// else 0.
     pub bonus: f32,
     pub source: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -248,15 +250,30 @@ struct ScoredName {
 
 /// Score added for an exact normal-form match: exact names always outrank fuzzy ones.
 const EXACT_BONUS: f32 = 1.0;
-/// Score added when only the singular form matches: plural folding can be wrong ("aids").
+/// Score added when only a variant matches: plural folding can be wrong ("aids").
 const SINGULAR_BONUS: f32 = 0.5;
+
+/// The keys a mention's exact matches are looked up by: its normal form, then its singular and
+/// American variants ([`singular_variant`], [`american_spelling`]; "tumours" also finds
+/// "tumor"). A match of any but the first earns [`SINGULAR_BONUS`].
+fn lookup_keys(normalized: &str) -> Vec<String> {
+    let american = american_spelling(normalized);
+    let mut keys = vec![normalized.to_string()];
+    for base in std::iter::once(normalized).chain(american.as_deref()) {
+        for key in std::iter::once(base.to_string()).chain(singular_variant(base)) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
 
 /// Scores names for one mention on both signals (step 3 of the module docs).
 struct NameScorer<'s> {
     linker: &'s Linker<'s>,
     normalized: &'s str,
-    /// The mention's normal form and its singular variant: an exact match of either earns a
-    /// bonus.
+    /// [`lookup_keys`]: an exact match of any earns a bonus.
     exact_keys: Vec<String>,
     vector: &'s [f32],
     profile: Option<crate::index::lexical::Profile>,
@@ -273,9 +290,7 @@ impl<'s> NameScorer<'s> {
         NameScorer {
             linker,
             normalized,
-            exact_keys: std::iter::once(normalized.to_string())
-                .chain(singular_variant(normalized))
-                .collect(),
+            exact_keys: lookup_keys(normalized),
             vector,
             profile: (options.mode != Mode::Dense)
                 .then(|| linker.index.lexical.query_profile(normalized)),
@@ -566,9 +581,7 @@ impl<'a> Linker<'a> {
         let pool = options.candidates.max(options.k * 2) * if filtered { 4 } else { 1 };
 
         let mut names: Vec<NameIdx> = Vec::new();
-        let exact_keys: Vec<String> = std::iter::once(normalized.to_string())
-            .chain(singular_variant(normalized))
-            .collect();
+        let exact_keys = lookup_keys(normalized);
         for key in &exact_keys {
             names.extend_from_slice(dict.lookup_normalized(key));
         }

@@ -5,7 +5,8 @@
 //! non-alphanumeric character turned into a single space. It is deliberately conservative — it
 //! never changes a letter inside a word — so two names with the same normal form really are the
 //! same name. Plural folding is offered separately by [`singular_variant`] because it can be
-//! wrong ("diabetes").
+//! wrong ("diabetes"), and British spellings by [`american_spelling`] ("oedema" -> "edema"):
+//! both are extra lookup keys, never the canonical form, so indexes do not depend on them.
 
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
@@ -120,9 +121,109 @@ pub fn singular_variant(normalized: &str) -> Option<String> {
     Some(format!("{head}{singular}"))
 }
 
+/// Spelling changes from British to American medical English, each the deletion of one letter:
+/// (where the pattern may occur, the pattern, the offset of the letter deleted). No pattern
+/// occurs in an American spelling, so the rules only ever fold a British word onto its twin.
+const BRITISH_SPELLINGS: [(Position, &str, usize); 17] = [
+    (Position::Start, "oedem", 0),     // oedema
+    (Position::Start, "oesophag", 0),  // oesophagitis
+    (Position::Start, "oestr", 0),     // oestrogen
+    (Position::Start, "coeliac", 1),   // coeliac disease
+    (Position::Start, "foet", 1),      // foetal, foetus
+    (Position::Start, "aetiol", 0),    // aetiology
+    (Position::Start, "anaesth", 2),   // anaesthesia
+    (Position::Start, "gynaec", 3),    // gynaecological
+    (Position::Start, "caesar", 1),    // caesarean
+    (Position::Anywhere, "haem", 1),   // haemorrhage, haematuria
+    (Position::Anywhere, "aemi", 0),   // anaemia, leukaemia, ischaemic, hypokalaemia
+    (Position::Anywhere, "rrhoea", 3), // diarrhoea, amenorrhoea
+    (Position::Anywhere, "paed", 1),   // paediatric, orthopaedic
+    (Position::Anywhere, "tumour", 4), // tumours
+    (Position::Anywhere, "colour", 4),
+    (Position::Anywhere, "behaviour", 7),
+    (Position::Anywhere, "odour", 3),
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Position {
+    Start,
+    Anywhere,
+}
+
+/// The American spelling of a normalised text, if a word of it is spelled the British way
+/// ("oedema of the legs" -> "edema of the legs", "haemorrhagic" -> "hemorrhagic"). Used as an
+/// extra lookup key, like [`singular_variant`]: the vocabularies (MeSH, CTD, HPO, SNOMED CT's
+/// preferred terms) spell American, clinical notes from the UK do not. The dictionary matcher
+/// folds spellings its own way ([`crate::ner::dictionary::word_key`] drops every inner "ae" /
+/// "oe" of names and text alike, harmless there because both sides fold); the linker looks a
+/// mention up among names stored as written, so it needs this one-way, precise map instead.
+pub fn american_spelling(normalized: &str) -> Option<String> {
+    let mut changed = false;
+    let words: Vec<String> = normalized
+        .split(' ')
+        .map(|word| {
+            if !word.is_ascii() {
+                return word.to_string();
+            }
+            let mut deleted: Vec<usize> = Vec::new();
+            for (position, pattern, offset) in BRITISH_SPELLINGS {
+                let found = match position {
+                    Position::Start => word.starts_with(pattern).then_some(0),
+                    Position::Anywhere => word.find(pattern),
+                };
+                if let Some(at) = found {
+                    deleted.push(at + offset);
+                }
+            }
+            if deleted.is_empty() {
+                return word.to_string();
+            }
+            changed = true;
+            word.char_indices()
+                .filter(|(i, _)| !deleted.contains(i))
+                .map(|(_, c)| c)
+                .collect()
+        })
+        .collect();
+    changed.then(|| words.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn british_spellings_become_american() {
+        let cases = [
+            ("oedema", Some("edema")),
+            ("pulmonary oedema", Some("pulmonary edema")),
+            ("haemorrhagic cystitis", Some("hemorrhagic cystitis")),
+            ("iron deficiency anaemia", Some("iron deficiency anemia")),
+            (
+                "acute lymphoblastic leukaemia",
+                Some("acute lymphoblastic leukemia"),
+            ),
+            ("ischaemic heart disease", Some("ischemic heart disease")),
+            ("hypokalaemia", Some("hypokalemia")),
+            ("diarrhoea", Some("diarrhea")),
+            ("oesophageal tumours", Some("esophageal tumors")),
+            ("coeliac disease", Some("celiac disease")),
+            ("foetal distress", Some("fetal distress")),
+            ("paediatric anaesthesia", Some("pediatric anesthesia")),
+            ("orthopaedic", Some("orthopedic")),
+            ("septicaemia", Some("septicemia")),
+            // American already, or no rule: nothing to add.
+            ("edema", None),
+            ("hemorrhage", None),
+            ("does the shoe fit", None),
+            ("aerobic academic", None),
+            ("", None),
+            ("sjogren syndrome", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(american_spelling(input).as_deref(), expected, "{input:?}");
+        }
+    }
 
     #[test]
     fn normalize_cases() {

@@ -360,3 +360,23 @@ fn extra_concepts_join_the_list_after_the_top_k() {
         .link_batch_with_extra(&["big head"], &[], &options)
         .is_err());
 }
+
+/// A British spelling finds the American name by its variant key, in every mode: HPO spells
+/// "Hematuria" and "Hypokalemia" (with no British synonym, unlike "Oedema"), clinical notes
+/// from the UK "haematuria" and "hypokalaemia".
+#[test]
+fn british_spellings_find_the_american_names() {
+    for mode in [Mode::Hybrid, Mode::Dense, Mode::Lexical] {
+        let options = LinkOptions {
+            mode,
+            k: 3,
+            ..LinkOptions::default()
+        };
+        for (mention, id) in [("haematuria", "HP:0000790"), ("hypokalaemia", "HP:0002900")] {
+            let got = linker().link(mention, &options).unwrap();
+            assert_eq!(got[0].id, id, "{mention:?} in {mode:?}: {:?}", ids(&got));
+            assert!(!got[0].exact, "{mention:?}");
+            assert_eq!(got[0].bonus, 0.5, "{mention:?} in {mode:?}");
+        }
+    }
+}
