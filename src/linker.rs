@@ -580,9 +580,10 @@ impl<'a> Linker<'a> {
         // Filters discard candidates after retrieval: fetch more so k survive.
         let pool = options.candidates.max(options.k * 2) * if filtered { 4 } else { 1 };
 
+        // The scorer's keys are the exact-match lookups too: computed once per mention.
+        let scorer = NameScorer::new(self, normalized, vector, options);
         let mut names: Vec<NameIdx> = Vec::new();
-        let exact_keys = lookup_keys(normalized);
-        for key in &exact_keys {
+        for key in &scorer.exact_keys {
             names.extend_from_slice(dict.lookup_normalized(key));
         }
         if options.mode != Mode::Lexical {
@@ -619,7 +620,6 @@ impl<'a> Linker<'a> {
         names.sort_unstable();
         names.dedup();
 
-        let scorer = NameScorer::new(self, normalized, vector, options);
         let mut scored = Vec::with_capacity(names.len());
         for name_idx in names {
             if filtered && !self.passes_filters(dict.name(name_idx).concept, options) {

@@ -94,9 +94,13 @@ pub fn expand_in_document(text: &str, mention: &str) -> Option<String> {
 /// Short form -> long form for every definition in `text`, the first definition of each short
 /// form winning. Cheaper than calling [`expand_in_document`] once per mention of a document.
 pub fn abbreviation_map(text: &str) -> BTreeMap<String, String> {
+    first_definitions(&find_abbreviations(text))
+}
+
+fn first_definitions(definitions: &[Abbreviation]) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
-    for a in find_abbreviations(text) {
-        map.entry(a.short).or_insert(a.long);
+    for a in definitions {
+        map.entry(a.short.clone()).or_insert_with(|| a.long.clone());
     }
     map
 }
@@ -106,7 +110,12 @@ pub fn abbreviation_map(text: &str) -> BTreeMap<String, String> {
 /// linker expands mentions with (`eval link --abbreviations`, the BioSyn protocol, and
 /// `medlink link` requests that carry a `context`).
 pub fn expansion_map(text: &str) -> BTreeMap<String, String> {
-    let mut map = abbreviation_map(text);
+    expansion_map_of(&find_abbreviations(text))
+}
+
+/// [`expansion_map`] of the definitions [`find_abbreviations`] already found in a text.
+pub fn expansion_map_of(definitions: &[Abbreviation]) -> BTreeMap<String, String> {
+    let mut map = first_definitions(definitions);
     map.retain(|short, long| plausible_expansion(short, long));
     let variants: Vec<(String, String)> = map
         .iter()

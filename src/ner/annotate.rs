@@ -31,7 +31,7 @@ use serde::Serialize;
 use super::{Mention, MentionDetector};
 use crate::error::Result;
 use crate::eval::abbrev::{
-    expand_mention, expansion_map, find_abbreviations, other_number, plausible_expansion,
+    expand_mention, expansion_map_of, find_abbreviations, other_number, plausible_expansion,
 };
 use crate::linker::{mention_problem, Candidate, LinkOptions, Linker, Mode};
 
@@ -294,7 +294,11 @@ impl<'a> Annotator<'a> {
 
 /// Step 2 of the module docs for one document.
 fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
-    let definitions: Vec<_> = find_abbreviations(text)
+    let found = find_abbreviations(text);
+    // What `medlink link` and `eval link` expand mentions with (first definitions, both
+    // numbers), so a mention is linked by the same text on every path.
+    let long_forms = expansion_map_of(&found);
+    let definitions: Vec<_> = found
         .into_iter()
         .filter(|a| plausible_expansion(&a.short, &a.long))
         .collect();
@@ -346,9 +350,6 @@ fn with_abbreviations(text: &str, mut mentions: Vec<Mention>) -> Vec<Pending> {
         }
     }
     mentions.sort_by_key(|m| (m.start, m.end));
-    // What `medlink link` and `eval link` expand mentions with (first definitions, both
-    // numbers), so a mention is linked by the same text on every path.
-    let long_forms = expansion_map(text);
     mentions
         .into_iter()
         .map(|mention| {

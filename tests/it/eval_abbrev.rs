@@ -280,33 +280,31 @@ fn short_forms_are_looked_up_in_both_numbers() {
 fn short_forms_inside_a_mention_are_expanded() {
     let text = "discontinued due to GI adverse experiences (AEs). Wilson disease (WD) is rare.";
     let map = expansion_map(text);
-    assert_eq!(
-        expand_mention(&map, "AEs").as_deref(),
-        Some("adverse experiences")
-    );
-    assert_eq!(
-        expand_mention(&map, " WD ").as_deref(),
-        Some("Wilson disease")
-    );
-    assert_eq!(
-        expand_mention(&map, "GI AEs").as_deref(),
-        Some("GI adverse experiences")
-    );
-    assert_eq!(
-        expand_mention(&map, "familial WD/AEs").as_deref(),
-        Some("familial Wilson disease/adverse experiences")
-    );
-    // Nothing to expand: no short form among the words, or one only inside a word.
-    assert_eq!(expand_mention(&map, "GI toxicity"), None);
-    assert_eq!(expand_mention(&map, "WDX disease"), None);
+    let cases = [
+        ("AEs", Some("adverse experiences")),
+        (" WD ", Some("Wilson disease")),
+        ("GI AEs", Some("GI adverse experiences")),
+        (
+            "familial WD/AEs",
+            Some("familial Wilson disease/adverse experiences"),
+        ),
+        // A comma after a short form does not hide it.
+        ("WD, AEs", Some("Wilson disease, adverse experiences")),
+        // Nothing to expand: no short form among the words, one only inside a word, or
+        // nothing at all.
+        ("GI toxicity", None),
+        ("WDX disease", None),
+        ("", None),
+        ("  ", None),
+    ];
+    for (mention, expected) in cases {
+        assert_eq!(
+            expand_mention(&map, mention).as_deref(),
+            expected,
+            "{mention:?}"
+        );
+    }
     assert_eq!(expand_mention(&BTreeMap::new(), "WD"), None);
-    assert_eq!(expand_mention(&map, ""), None);
-    assert_eq!(expand_mention(&map, "  "), None);
-    // A comma after a short form does not hide it.
-    assert_eq!(
-        expand_mention(&map, "WD, AEs").as_deref(),
-        Some("Wilson disease, adverse experiences")
-    );
 }
 
 #[test]
