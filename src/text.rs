@@ -188,9 +188,93 @@ pub fn american_spelling(normalized: &str) -> Option<String> {
     changed.then(|| words.join(" "))
 }
 
+/// `text` with its HTML / XML character references replaced by the characters they stand for
+/// (`&apos;` -> `'`, `&#233;` -> `é`, `&#xE9;` -> `é`), or `None` if it holds none.
+///
+/// Vocabulary dumps that passed through XML keep them: BioSyn's MEDIC 2012 file spells
+/// "Pick&apos;s disease" and "M&#233;ni&#232;re disease", which would otherwise normalise to
+/// "pick apos s disease" and "m 233 ni 232 re disease" and never meet a mention. Only the five
+/// XML entities, `&nbsp;` and numeric references to valid characters are read; any other `&`
+/// stays as written ("R&D", "&foo;").
+pub fn decode_character_references(text: &str) -> Option<String> {
+    if !text.contains('&') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        // The longest reference read is `&#x10FFFF;`: look no further than 10 bytes for `;`.
+        let decoded = after
+            .char_indices()
+            .take(10)
+            .find(|&(_, c)| c == ';')
+            .and_then(|(end, _)| Some((character_reference(&after[..end])?, end)));
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &after[end + 1..];
+                changed = true;
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// The character a reference's body (between `&` and `;`) names.
+fn character_reference(body: &str) -> Option<char> {
+    let code = match body {
+        "apos" => return Some('\''),
+        "quot" => return Some('"'),
+        "amp" => return Some('&'),
+        "lt" => return Some('<'),
+        "gt" => return Some('>'),
+        "nbsp" => return Some(' '),
+        _ => {
+            let number = body.strip_prefix('#')?;
+            match number.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => number.parse::<u32>().ok()?,
+            }
+        }
+    };
+    char::from_u32(code).filter(|c| !c.is_control() || c.is_whitespace())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn character_references_are_decoded() {
+        let cases = [
+            ("Pick&apos;s disease", Some("Pick's disease")),
+            ("M&#233;ni&#232;re disease", Some("Ménière disease")),
+            ("M&#xE9;ni&#XE8;re", Some("Ménière")),
+            ("A &amp; B &lt;C&gt; &quot;D&quot;&nbsp;E", Some("A & B <C> \"D\" E")),
+            ("&amp;apos;", Some("&apos;")),
+            ("no references", None),
+            ("R&D and &foo; and & alone", None),
+            ("&#0; &#xD800; &#1114112; &#x;", None),
+            ("trailing &", None),
+            ("&apos", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                decode_character_references(text).as_deref(),
+                expected,
+                "{text}"
+            );
+        }
+        assert_eq!(normalize("Pick's disease"), "pick disease");
+    }
 
     #[test]
     fn british_spellings_become_american() {

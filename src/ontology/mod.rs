@@ -44,6 +44,7 @@ pub use dictionary::{
 };
 
 use crate::error::{Error, Result};
+use crate::text::decode_character_references;
 
 /// A supported source format. Serialized (dictionary file, index manifest) as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -266,8 +267,41 @@ pub fn load(spec: &OntologySpec, opts: &LoadOptions) -> Result<Loaded> {
     if loaded.files.is_empty() {
         loaded.files.push(path.to_path_buf());
     }
+    // The ICD-10-CM XML parser resolves references itself; decoding its text again would turn
+    // a literal "&amp;" written as "&amp;amp;" into "&".
+    if spec.format != Format::Icd10cm {
+        let decoded = decode_references(&mut loaded.concepts);
+        if decoded > 0 {
+            loaded.warnings.push(format!(
+                "{decoded} names held HTML character references (such as `&apos;` or `&#233;`), \
+                 read as the characters they stand for"
+            ));
+        }
+    }
     tracing::info!(concepts = loaded.concepts.len(), "loaded");
     Ok(loaded)
+}
+
+/// Replaces character references in every concept's names and definition (see
+/// [`crate::text::decode_character_references`]); returns how many names changed.
+fn decode_references(concepts: &mut [Concept]) -> usize {
+    let mut decoded = 0;
+    for concept in concepts {
+        let names = std::iter::once(&mut concept.name)
+            .chain(concept.synonyms.iter_mut().map(|s| &mut s.text));
+        for name in names {
+            if let Some(plain) = decode_character_references(name) {
+                *name = plain;
+                decoded += 1;
+            }
+        }
+        if let Some(definition) = concept.definition.as_mut() {
+            if let Some(plain) = decode_character_references(definition) {
+                *definition = plain;
+            }
+        }
+    }
+    decoded
 }
 
 /// Default short source name for a format and path, used in filters and reports.

@@ -31,6 +31,17 @@ fn medic_2012_has_documented_counts_and_covers_ncbi_disease() {
         dict.get("MESH:D019082").unwrap().name,
         "Smith-Lemli-Opitz Syndrome"
     );
+    // The file spells apostrophes and accents as XML character references: read as characters,
+    // so "Pick&apos;s disease" meets the mention "Pick's disease" and shows as written.
+    let pick = dict.get("MESH:D020774").unwrap();
+    assert!(
+        pick.names().any(|n| n == "Pick's Disease"),
+        "{:?}",
+        pick.names().collect::<Vec<_>>()
+    );
+    assert!(dict.names().iter().all(|n| !n.text.contains("&apos;")));
+    assert_eq!(dict.warnings().len(), 1, "{:?}", dict.warnings());
+    assert!(dict.warnings()[0].contains("1156 names held HTML character references"));
 
     let mut gold_ids = std::collections::BTreeSet::new();
     for split in [
