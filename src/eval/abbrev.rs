@@ -134,7 +134,10 @@ pub fn expansion_map_of(definitions: &[Abbreviation]) -> BTreeMap<String, String
 /// The text to link for `mention` given its document's [`expansion_map`]: the long form of a
 /// mention that is a short form; for a longer mention, the short forms among its words
 /// replaced by their long forms as the BioSyn protocol does ([`super::biosyn::expand_tokens`]:
-/// "GI AEs" -> "GI adverse experiences"); `None` when nothing is expanded.
+/// "GI AEs" -> "GI adverse experiences"); `None` when nothing is expanded. A long form's last
+/// word that the mention repeats after the short form is said once: "HPT-JT syndrome" with
+/// "hyperparathyroidism-jaw tumor syndrome (HPT-JT)" reads "hyperparathyroidism-jaw tumor
+/// syndrome", not "... syndrome syndrome".
 pub fn expand_mention(map: &BTreeMap<String, String>, mention: &str) -> Option<String> {
     let mention = mention.trim();
     if let Some(long) = map.get(mention) {
@@ -145,7 +148,24 @@ pub fn expand_mention(map: &BTreeMap<String, String>, mention: &str) -> Option<S
     }
     let expanded = super::biosyn::expand_tokens(mention, map);
     let unchanged = expanded.split(' ').eq(mention.split_whitespace());
-    (!unchanged).then_some(expanded)
+    (!unchanged).then(|| drop_repeated_words(&expanded))
+}
+
+/// `expanded` without a word that repeats the word before it ("syndrome syndrome", "disease
+/// diseases": the later, the mention's own, is kept).
+fn drop_repeated_words(expanded: &str) -> String {
+    let same = |a: &str, b: &str| {
+        let (a, b) = (a.to_lowercase(), b.to_lowercase());
+        a == b || a.strip_suffix('s') == Some(&b) || b.strip_suffix('s') == Some(&a)
+    };
+    let mut words: Vec<&str> = Vec::new();
+    for word in expanded.split(' ') {
+        match words.last_mut() {
+            Some(last) if same(last, word) => *last = word,
+            _ => words.push(word),
+        }
+    }
+    words.join(" ")
 }
 
 /// Whether `short` ends in a plural marker: a lowercase `s` after a capital or digit ("VSDs",

@@ -278,7 +278,8 @@ fn short_forms_are_looked_up_in_both_numbers() {
 
 #[test]
 fn short_forms_inside_a_mention_are_expanded() {
-    let text = "discontinued due to GI adverse experiences (AEs). Wilson disease (WD) is rare.";
+    let text = "discontinued due to GI adverse experiences (AEs). Wilson disease (WD) is rare. \
+                Hyperparathyroidism-jaw tumor syndrome (HPT-JT) is rarer.";
     let map = expansion_map(text);
     let cases = [
         ("AEs", Some("adverse experiences")),
@@ -290,6 +291,12 @@ fn short_forms_inside_a_mention_are_expanded() {
         ),
         // A comma after a short form does not hide it.
         ("WD, AEs", Some("Wilson disease, adverse experiences")),
+        // The long form's last word, repeated after the short form, is said once.
+        (
+            "HPT-JT syndrome",
+            Some("Hyperparathyroidism-jaw tumor syndrome"),
+        ),
+        ("WD diseases", Some("Wilson diseases")),
         // Nothing to expand: no short form among the words, one only inside a word, or
         // nothing at all.
         ("GI toxicity", None),
