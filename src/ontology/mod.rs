@@ -16,6 +16,10 @@
 //! | `tsv`     | `id<TAB>name<TAB>synonyms(|)<TAB>types(|)`                  | [`custom`]   |
 //! | `jsonl`   | `{"id":..,"name":..,"synonyms":[..],"types":[..]}` per line | [`custom`]   |
 //!
+//! Names and definitions that spell characters as HTML / XML references (`Pick&apos;s
+//! Disease`, as BioSyn's MEDIC 2012 file does) are read as the characters they stand for, with
+//! a warning that counts them; the ICD-10-CM XML parser resolves its own.
+//!
 //! A dictionary may also hold the gold mention strings of an annotated corpus, added with
 //! [`crate::eval::mentions::add_mentions`] (`index build --add-mentions`); their source has the
 //! format [`Format::Corpus`], which no loader reads.
