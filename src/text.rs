@@ -258,7 +258,10 @@ mod tests {
             ("Pick&apos;s disease", Some("Pick's disease")),
             ("M&#233;ni&#232;re disease", Some("Ménière disease")),
             ("M&#xE9;ni&#XE8;re", Some("Ménière")),
-            ("A &amp; B &lt;C&gt; &quot;D&quot;&nbsp;E", Some("A & B <C> \"D\" E")),
+            (
+                "A &amp; B &lt;C&gt; &quot;D&quot;&nbsp;E",
+                Some("A & B <C> \"D\" E"),
+            ),
             ("&amp;apos;", Some("&apos;")),
             ("no references", None),
             ("R&D and &foo; and & alone", None),
