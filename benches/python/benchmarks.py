@@ -3,9 +3,9 @@
 
     python3 benches/python/benchmarks.py [--medlink target/release/medlink] [--write]
 
-Builds (once, cached under target/bench-indexes/, rebuilt when its sources change) one index
-per vocabulary with the default model, then runs `medlink eval link --json` for every corpus in
-three modes (lexical, dense, hybrid):
+Builds (once, cached under target/bench-indexes/, rebuilt when its sources change or it is older
+than the binary) one index per vocabulary with the default model, then runs `medlink eval link
+--json` for every corpus in three modes (lexical, dense, hybrid):
 - medlink's raw, concept-level protocol on every corpus, plus hybrid with in-document
   abbreviation expansion;
 - the BioSyn / SapBERT protocol (`--protocol biosyn`: abbreviations, composites split, name-level
@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks_md import replace_block
+from benchmarks_md import replace_block, stale_index
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEDLINK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -103,7 +103,8 @@ def ensure_index(binary, name):
     wanted = sorted([source_key(*o.split(":", 1)) for o in ontologies]
                     + [source_key("corpus", c) for c in corpora])
     manifest = out / "manifest.json"
-    if manifest.exists():
+    # One built by an older binary would report that binary's index code, so it is rebuilt.
+    if not stale_index(out, binary):
         sources = json.loads(manifest.read_text())["sources"]
         if sorted(source_key(s["format"], s["path"]) for s in sources) == wanted:
             return out
