@@ -250,15 +250,15 @@ struct ScoredName {
 
 /// Score added for an exact normal-form match: exact names always outrank fuzzy ones.
 const EXACT_BONUS: f32 = 1.0;
-/// Score added when only a variant matches: plural folding can be wrong ("aids").
-const SINGULAR_BONUS: f32 = 0.5;
+/// Score added when only a variant matches: a variant can be wrong (plural folding: "aids").
+const VARIANT_BONUS: f32 = 0.5;
 
 /// The keys a mention's exact matches are looked up by: its normal form, then its singular and
 /// American variants ([`singular_variant`], [`american_spelling`]; "tumours" also finds
-/// "tumor"). A match of any but the first earns [`SINGULAR_BONUS`].
+/// "tumor"). A match of any but the first earns [`VARIANT_BONUS`].
 fn lookup_keys(normalized: &str) -> Vec<String> {
     let american = american_spelling(normalized);
-    let mut keys = vec![normalized.to_string()];
+    let mut keys = Vec::with_capacity(4);
     for base in std::iter::once(normalized).chain(american.as_deref()) {
         for key in std::iter::once(base.to_string()).chain(singular_variant(base)) {
             if !keys.contains(&key) {
@@ -320,7 +320,7 @@ impl<'s> NameScorer<'s> {
         let bonus = if exact {
             EXACT_BONUS
         } else if self.exact_keys.iter().any(|k| k == entry.normalized) {
-            SINGULAR_BONUS
+            VARIANT_BONUS
         } else {
             0.0
         };

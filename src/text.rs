@@ -206,7 +206,7 @@ pub fn decode_character_references(text: &str) -> Option<String> {
     while let Some(at) = rest.find('&') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        // The longest reference read is `&#x10FFFF;`: look no further than 10 bytes for `;`.
+        // The longest reference read is `&#x10FFFF;`: look no further than 10 characters for `;`.
         let decoded = after
             .char_indices()
             .take(10)
