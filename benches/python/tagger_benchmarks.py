@@ -65,7 +65,6 @@ RECIPES = {
 }
 
 # name, corpus label, train spec, dev spec, report spec, report label, loss, recipe, published anchor
-
 RUNS = [
     ("bc5cdr-ce", "BC5CDR (Chemical, Disease)", f"pubtator:{BC5CDR / 'CDR_TrainingSet.PubTator.txt'}",
      f"pubtator:{BC5CDR / 'CDR_DevelopmentSet.PubTator.txt'}",
@@ -166,8 +165,8 @@ def main():
         overall = r["report_strict"]["overall"]
         per_type = ", ".join(f"{t} {v['f1']:.3f}" for t, v in sorted(r["report_strict"]["per_type"].items()))
         rows.append(
-            f"| {r['corpus']} | {r['loss']} | {r.get('recipe', 'short')}: {r['steps']} steps, "
-            f"{r['train_seconds'] / 60:.1f} min, {r.get('threads', 1)} thread{'s' if r.get('threads', 1) > 1 else ''} | "
+            f"| {r['corpus']} | {r['loss']} | {r['recipe']}: {r['steps']} steps, "
+            f"{r['train_seconds'] / 60:.1f} min, {r['threads']} thread{'s' if r['threads'] > 1 else ''} | "
             f"{r['dev']['f1']:.3f} | {r['report_label']} | {overall['precision']:.3f} / {overall['recall']:.3f} / "
             f"**{overall['f1']:.3f}** | {per_type} | {r['anchor']} |")
     machine = f"{cpu_name()}, {os.cpu_count()} cores"
