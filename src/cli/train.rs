@@ -90,12 +90,14 @@ pub struct TrainTaggerArgs {
     /// Windows per optimizer step.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 5e-5)]
+    /// Peak learning rate. The schedule's defaults are README's recipe ("Training a tagger"):
+    /// over 1,000 steps, 1e-4 led 5e-5 on NCBI-disease dev at every evaluation (0.821 / 0.801).
+    #[arg(long, default_value_t = 1e-4)]
     pub learning_rate: f64,
     /// Optimizer steps of the schedule (warm-up, then linear decay to zero here).
     #[arg(long, default_value_t = 1000)]
     pub steps: usize,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 30)]
     pub warmup_steps: usize,
     /// Tokens per window, special tokens included.
     #[arg(long, default_value_t = 128)]
