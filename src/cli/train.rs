@@ -12,6 +12,7 @@ use crate::eval::CorpusSpec;
 use crate::ontology::{self, LoadOptions, OntologySpec};
 use crate::train::dev::DevSet;
 use crate::train::pairs::PairSet;
+use crate::train::tagger::TaggerTrainOptions;
 use crate::train::{Start, StepReport, StopRule, TrainObserver, TrainOptions, Trainer};
 
 #[derive(Subcommand, Debug)]
@@ -64,6 +65,7 @@ pub struct TrainRerankerArgs {
     pub threads: usize,
 }
 
+// Defaults are `TaggerTrainOptions::default()`'s: README's recipe ("Training a tagger").
 #[derive(Args, Debug)]
 pub struct TrainTaggerArgs {
     /// Training corpus (FORMAT:PATH[#types=..,split=..]); repeat to combine. Its entity types
@@ -85,25 +87,24 @@ pub struct TrainTaggerArgs {
     /// Loss: ce, weighted-ce (class weights from label frequencies) or focal.
     #[arg(long, default_value = "ce")]
     pub loss: String,
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().focal_gamma)]
     pub focal_gamma: f32,
     /// Windows per optimizer step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().batch_size)]
     pub batch_size: usize,
-    /// Peak learning rate. The schedule's defaults are README's recipe ("Training a tagger"):
-    /// over 1,000 steps, 1e-4 led 5e-5 on NCBI-disease dev at every evaluation (0.821 / 0.801).
-    #[arg(long, default_value_t = 1e-4)]
+    /// Peak learning rate.
+    #[arg(long, default_value_t = TaggerTrainOptions::default().learning_rate)]
     pub learning_rate: f64,
     /// Optimizer steps of the schedule (warm-up, then linear decay to zero here).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().steps)]
     pub steps: usize,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().warmup_steps)]
     pub warmup_steps: usize,
     /// Tokens per window, special tokens included.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().max_length)]
     pub max_length: usize,
     /// Tokens shared by consecutive windows of a document.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().stride)]
     pub stride: usize,
     /// Stop this invocation after this many minutes (resume later with --resume).
     #[arg(long)]
@@ -111,20 +112,20 @@ pub struct TrainTaggerArgs {
     /// Stop this invocation after this many steps (resume later with --resume).
     #[arg(long)]
     pub run_steps: Option<usize>,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().checkpoint_every)]
     pub checkpoint_every: usize,
     /// Steps between dev evaluations (0: only at the end).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().eval_every)]
     pub eval_every: usize,
     /// Dev evaluations without improvement before stopping (0: never).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().patience)]
     pub patience: usize,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().seed)]
     pub seed: u64,
     /// Worker threads [default 0: one per CPU]. Results do not depend on it.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = TaggerTrainOptions::default().weight_decay)]
     pub weight_decay: f32,
     /// Global gradient-norm clip (0 disables).
     #[arg(long, default_value_t = 1.0)]
@@ -393,7 +394,7 @@ fn load_corpora(specs: &[String]) -> Result<crate::eval::Corpus> {
 }
 
 fn run_tagger(args: TrainTaggerArgs, cache: &Path) -> Result<()> {
-    use crate::train::tagger::{TaggerStart, TaggerTrainOptions, TaggerTrainer};
+    use crate::train::tagger::{TaggerStart, TaggerTrainer};
     let options = TaggerTrainOptions {
         batch_size: args.batch_size,
         learning_rate: args.learning_rate,
